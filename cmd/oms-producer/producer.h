@@ -1,0 +1,50 @@
+/* producer.h — what emit and simulate share: configuration, the codec, the
+ * Kafka producer, the optional record of delivered events, and counters. */
+#ifndef OMS_PRODUCER_H
+#define OMS_PRODUCER_H
+
+#include <signal.h>
+#include <stdio.h>
+
+#include "cli/cli.h"
+#include "events/events.h"
+#include "kafka/kafka.h"
+
+extern volatile sig_atomic_t producer_stop;
+
+typedef struct prod_ctx {
+    oms_config cfg;
+    oms_events *events;
+    oms_kafka_producer *kp;
+    FILE *record; /* --record FILE: one JSON line per delivered event */
+    const char *topics[OMS_TOPIC__COUNT];
+    uint64_t sent_by_type[OMS_EV__COUNT];
+    uint64_t encode_failed;
+    uint64_t start_ns;
+} prod_ctx;
+
+/* Common options of emit and simulate. */
+typedef struct prod_opts {
+    const char *config;
+    const char *brokers;
+    const char *record;
+    const char *schemas;
+} prod_opts;
+
+/* Set up from options; prints its own error and returns an exit code != 0. */
+int prod_open(prod_ctx *c, const prod_opts *o);
+
+/* Encode and queue one event. Returns 0, or prints why and returns -1
+ * (invalid event: the caller decides; queue errors are fatal). */
+int prod_send(prod_ctx *c, const oms_event *ev, char *errbuf, size_t errlen);
+
+/* Flush (bounded), print the summary (to stderr, or JSON to stdout), free.
+ * Returns the exit code: 0 when every event was delivered, else 1. */
+int prod_close(prod_ctx *c, bool json_summary, const char *extra_json_fields);
+
+void prod_install_signals(void);
+
+int cmd_emit(int argc, char **argv);
+int cmd_simulate(int argc, char **argv);
+
+#endif

@@ -1,0 +1,19 @@
+/* ctl.h — omsctl's subcommands. Each lives in its own file. */
+#ifndef OMSCTL_H
+#define OMSCTL_H
+
+#include <signal.h>
+
+#include "cli/cli.h"
+
+extern volatile sig_atomic_t ctl_stop;
+void ctl_install_signals(void);
+
+/* Load the configuration (--config, $OMS_CONFIG) and apply --brokers. */
+int ctl_config(oms_config *cfg, const char *config_path, const char *brokers);
+
+int cmd_tail(int argc, char **argv);
+int cmd_topics(int argc, char **argv);
+int cmd_schemas(int argc, char **argv);
+
+#endif

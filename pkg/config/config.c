@@ -1,0 +1,644 @@
+/* config.c — omsd configuration: defaults, YAML file, environment,
+ * cross-field checks (see config.h).
+ *
+ * One table (config_keys) describes every key: its dotted path, type,
+ * place in oms_config, range or allowed values, and default. Defaults,
+ * loading, environment overrides, validation and freeing all walk it, so
+ * adding a key is one line here (plus configs/omsd.yaml). */
+#include "config.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "yaml_tree.h"
+
+typedef enum {
+    KT_STR,   /* char *, any scalar; null means "" */
+    KT_ENUM,  /* char *, one of allowed (case-insensitive, stored canonical) */
+    KT_INT,   /* int, within [min, max] */
+    KT_INT64, /* int64_t, within [min, max] */
+    KT_BOOL,  /* bool: true/false/yes/no/on/off */
+    KT_PROPS, /* kafka.properties: mapping of names to scalars */
+} key_type;
+
+typedef struct {
+    const char *path;
+    key_type type;
+    size_t off;
+    int64_t min, max;
+    const char *const *allowed; /* KT_ENUM, NULL-terminated */
+    const char *sdef;           /* default of KT_STR / KT_ENUM */
+    int64_t idef;               /* default of KT_INT / KT_INT64 / KT_BOOL */
+} key_desc;
+
+static const char *const log_levels[] = {"debug", "info", "warn", "error", NULL};
+static const char *const log_formats[] = {"auto", "json", "text", NULL};
+static const char *const jwt_algorithms[] = {"HS256", "RS256", "ES256", NULL};
+
+#define OFF(field) offsetof(oms_config, field)
+#define K_STR(p, f, d) {p, KT_STR, OFF(f), 0, 0, NULL, d, 0}
+#define K_ENUM(p, f, list, d) {p, KT_ENUM, OFF(f), 0, 0, list, d, 0}
+#define K_INT(p, f, lo, hi, d) {p, KT_INT, OFF(f), lo, hi, NULL, NULL, d}
+#define K_INT64(p, f, lo, hi, d) {p, KT_INT64, OFF(f), lo, hi, NULL, NULL, d}
+#define K_BOOL(p, f, d) {p, KT_BOOL, OFF(f), 0, 1, NULL, NULL, d}
+
+/* Ranges: ports are ports; sizes and periods are positive, with upper
+ * bounds that catch a unit mistake (ms typed for s) rather than any real
+ * limit. */
+static const key_desc config_keys[] = {
+    K_STR("server.host", server.host, "0.0.0.0"),
+    K_INT("server.port", server.port, 1, 65535, 3000),
+    K_STR("server.cors_origin", server.cors_origin, ""),
+    K_STR("server.tls_cert", server.tls_cert, ""),
+    K_STR("server.tls_key", server.tls_key, ""),
+    K_INT64("server.max_frame_bytes", server.max_frame_bytes, 1, 1073741824, 1048576),
+    K_INT("server.ping_interval_s", server.ping_interval_s, 1, 3600, 25),
+    K_INT("server.idle_timeout_s", server.idle_timeout_s, 1, 86400, 60),
+    K_INT("server.rate_limit_per_min", server.rate_limit_per_min, 1, 1000000, 100),
+    K_INT("server.queue_limit", server.queue_limit, 1, 10000000, 4096),
+    K_STR("server.web_root", server.web_root, "web"),
+
+    K_STR("auth.jwt_secret", auth.jwt_secret, ""),
+    K_ENUM("auth.algorithm", auth.algorithm, jwt_algorithms, "HS256"),
+    K_STR("auth.public_key_file", auth.public_key_file, ""),
+    K_STR("auth.issuer", auth.issuer, ""),
+    K_STR("auth.audience", auth.audience, ""),
+
+    K_STR("kafka.brokers", kafka.brokers, "127.0.0.1:9092"),
+    K_STR("kafka.topics.orders", kafka.topic_orders, "oms.orders"),
+    K_STR("kafka.topics.inventory", kafka.topic_inventory, "oms.inventory"),
+    K_STR("kafka.topics.notifications", kafka.topic_notifications, "oms.notifications"),
+    K_STR("kafka.topics.dlq", kafka.topic_dlq, "oms.dlq"),
+    K_STR("kafka.projection_group", kafka.projection_group, "omsd-projections"),
+    {"kafka.properties", KT_PROPS, 0, 0, 0, NULL, NULL, 0},
+
+    K_STR("database.host", database.host, "127.0.0.1"),
+    K_INT("database.port", database.port, 1, 65535, 5432),
+    K_STR("database.user", database.user, "postgres"),
+    K_STR("database.password", database.password, ""),
+    K_STR("database.name", database.name, "oms"),
+
+    K_BOOL("projections.enabled", projections.enabled, 1),
+    K_BOOL("projections.migrate_on_start", projections.migrate_on_start, 1),
+    K_INT("projections.batch_size", projections.batch_size, 1, 100000, 1000),
+    K_INT("projections.batch_ms", projections.batch_ms, 1, 60000, 50),
+
+    K_ENUM("log.level", log.level, log_levels, "info"),
+    K_ENUM("log.format", log.format, log_formats, "auto"),
+
+    K_STR("schemas.dir", schemas.dir, ""),
+};
+
+/* The environment names of DESIGN §3.8 (those of the guide's Node.js
+ * service) and the key each one overrides. */
+static const struct {
+    const char *var;
+    const char *path;
+} config_env[] = {
+    {"JWT_SECRET", "auth.jwt_secret"},
+    {"CORS_ORIGIN", "server.cors_origin"},
+    {"DATABASE_HOST", "database.host"},
+    {"DATABASE_PORT", "database.port"},
+    {"DATABASE_USER", "database.user"},
+    {"DATABASE_PASSWORD", "database.password"},
+    {"DATABASE_NAME", "database.name"},
+    {"KAFKA_BROKERS", "kafka.brokers"},
+    {"PORT", "server.port"},
+    {"LOG_LEVEL", "log.level"},
+};
+
+#define CFG_FIELD(cfg, d, type) ((type *)((char *)(cfg) + (d)->off))
+
+static const key_desc *find_key(const char *path)
+{
+    for (size_t i = 0; i < OMS_ARRAY_LEN(config_keys); i++)
+        if (strcmp(config_keys[i].path, path) == 0)
+            return &config_keys[i];
+    return NULL;
+}
+
+/* A section is a proper prefix of some key: "kafka", "kafka.topics". */
+static bool is_section(const char *path)
+{
+    size_t n = strlen(path);
+    for (size_t i = 0; i < OMS_ARRAY_LEN(config_keys); i++)
+        if (strncmp(config_keys[i].path, path, n) == 0 && config_keys[i].path[n] == '.')
+            return true;
+    return false;
+}
+
+/* ---- scalar conversion --------------------------------------------------- */
+
+typedef struct {
+    const char *str; /* KT_STR: into the input; KT_ENUM: the canonical name */
+    int64_t num;     /* KT_INT, KT_INT64, KT_BOOL */
+} conv_value;
+
+/* Convert the scalar s (len bytes; is_null for YAML's null) for key d.
+ * On error writes "expected ..., got '...'" into why. */
+static int convert(const key_desc *d, const char *s, size_t len, bool is_null, conv_value *v,
+                   char *why, size_t whylen)
+{
+    char got[64], exp[96];
+    if (is_null)
+        snprintf(got, sizeof got, "nothing");
+    else
+        yt_quote(s, len, got, sizeof got);
+
+    switch (d->type) {
+    case KT_STR:
+        if (is_null) {
+            v->str = "";
+            return 0;
+        }
+        /* A "\0" escape would silently cut the value short. */
+        if (memchr(s, '\0', len)) {
+            snprintf(why, whylen, "must not contain a NUL character");
+            return OMS_ECONFIG;
+        }
+        v->str = s;
+        return 0;
+    case KT_ENUM:
+        for (size_t i = 0; !is_null && d->allowed[i]; i++) {
+            if (strlen(d->allowed[i]) == len && strncasecmp(d->allowed[i], s, len) == 0) {
+                v->str = d->allowed[i];
+                return 0;
+            }
+        }
+        {
+            size_t o = 0;
+            exp[0] = '\0';
+            for (size_t i = 0; d->allowed[i] && o < sizeof exp; i++)
+                o += (size_t)snprintf(exp + o, sizeof exp - o, "%s%s", i ? ", " : "",
+                                      d->allowed[i]);
+        }
+        snprintf(why, whylen, "expected one of %s, got %s", exp, got);
+        return OMS_ECONFIG;
+    case KT_INT:
+    case KT_INT64:
+        /* Quoted numbers ("8080") are accepted: env files and templating
+         * tools quote everything, and the digits are unambiguous. */
+        if (is_null || yt_parse_int(s, len, d->min, d->max, &v->num) != 0) {
+            snprintf(why, whylen, "%s, got %s",
+                     yt_int_expectation(d->min, d->max, exp, sizeof exp), got);
+            return OMS_ECONFIG;
+        }
+        return 0;
+    case KT_BOOL: {
+        bool b;
+        if (is_null || yt_parse_bool(s, len, &b) != 0) {
+            snprintf(why, whylen, "expected true or false (or yes/no, on/off), got %s", got);
+            return OMS_ECONFIG;
+        }
+        v->num = b;
+        return 0;
+    }
+    case KT_PROPS:
+        break;
+    }
+    snprintf(why, whylen, "expected a mapping, got %s", got);
+    return OMS_ECONFIG;
+}
+
+/* Store v into cfg; replaced strings are freed. */
+static int store(oms_config *cfg, const key_desc *d, const conv_value *v)
+{
+    switch (d->type) {
+    case KT_STR:
+    case KT_ENUM: {
+        char *copy = strdup(v->str);
+        if (!copy)
+            return OMS_ENOMEM;
+        char **field = CFG_FIELD(cfg, d, char *);
+        free(*field);
+        *field = copy;
+        return 0;
+    }
+    case KT_INT:
+        *CFG_FIELD(cfg, d, int) = (int)v->num;
+        return 0;
+    case KT_INT64:
+        *CFG_FIELD(cfg, d, int64_t) = v->num;
+        return 0;
+    case KT_BOOL:
+        *CFG_FIELD(cfg, d, bool) = v->num != 0;
+        return 0;
+    case KT_PROPS:
+        break;
+    }
+    return OMS_EINVAL;
+}
+
+/* ---- defaults and free --------------------------------------------------- */
+
+int oms_config_defaults(oms_config *cfg)
+{
+    memset(cfg, 0, sizeof *cfg);
+    for (size_t i = 0; i < OMS_ARRAY_LEN(config_keys); i++) {
+        const key_desc *d = &config_keys[i];
+        conv_value v = {d->sdef, d->idef};
+        if (d->type == KT_PROPS)
+            continue;
+        if (store(cfg, d, &v) != 0) {
+            oms_config_free(cfg);
+            return OMS_ENOMEM;
+        }
+    }
+    return 0;
+}
+
+void oms_config_free(oms_config *cfg)
+{
+    if (!cfg)
+        return;
+    for (size_t i = 0; i < OMS_ARRAY_LEN(config_keys); i++) {
+        const key_desc *d = &config_keys[i];
+        if (d->type == KT_STR || d->type == KT_ENUM) {
+            char **field = CFG_FIELD(cfg, d, char *);
+            free(*field);
+            *field = NULL;
+        }
+    }
+    for (size_t i = 0; i < cfg->kafka.nprops; i++) {
+        free(cfg->kafka.props[i].key);
+        free(cfg->kafka.props[i].value);
+        cfg->kafka.props[i].key = cfg->kafka.props[i].value = NULL;
+    }
+    cfg->kafka.nprops = 0;
+}
+
+/* ---- YAML ---------------------------------------------------------------- */
+
+/* The file is applied in two passes over the tree: the first only checks,
+ * the second stores. So a file with an error leaves cfg as it was, and the
+ * second pass can only fail for lack of memory. */
+typedef struct {
+    oms_config *cfg;
+    const char *name;
+    bool apply;
+    char *errbuf;
+    size_t errlen;
+} walk_ctx;
+
+static int nomem(walk_ctx *w)
+{
+    oms_errf(w->errbuf, w->errlen, "%s: out of memory", w->name);
+    return OMS_ENOMEM;
+}
+
+/* The known key or section ("kafka.topics") closest to path by edit
+ * distance, into best. Returns the distance. */
+static size_t closest_known(const char *path, char *best, size_t bestlen)
+{
+    size_t bestd = SIZE_MAX;
+    best[0] = '\0';
+    for (size_t i = 0; i < OMS_ARRAY_LEN(config_keys); i++) {
+        const char *key = config_keys[i].path;
+        size_t kl = strlen(key);
+        /* Each section along the key's path, then the key itself. */
+        for (size_t sl = 1; sl <= kl; sl++) {
+            char cand[64];
+            if ((sl < kl && key[sl] != '.') || sl >= sizeof cand)
+                continue;
+            memcpy(cand, key, sl);
+            cand[sl] = '\0';
+            size_t d = yt_edit_distance(path, cand);
+            if (d < bestd) {
+                bestd = d;
+                snprintf(best, bestlen, "%s", cand);
+            }
+        }
+    }
+    return bestd;
+}
+
+/* Close enough to be a typo rather than another word: "lg" -> "log" yes,
+ * "foo" -> "log" no. */
+static bool suggestable(size_t distance, size_t len)
+{
+    return distance <= 2 && distance * 3 <= len + 1;
+}
+
+/* "unknown key 'server.prot' (did you mean 'server.port'?)" */
+static int unknown_key(walk_ctx *w, const yt_node *key, const char *path)
+{
+    char q[96], best[64], hint[160] = "";
+    yt_quote(path, strlen(path), q, sizeof q);
+    const char *last = strrchr(path, '.');
+    last = last ? last + 1 : path;
+
+    if (memchr(key->value, '.', key->len)) {
+        /* "kafka.brokers: x" at the top: looks right, is not YAML nesting. */
+        snprintf(hint, sizeof hint,
+                 " (keys are nested, not dotted: put each part on its own line, indented)");
+    } else if (suggestable(closest_known(path, best, sizeof best), strlen(path))) {
+        snprintf(hint, sizeof hint, " (did you mean '%s'?)", best);
+    } else {
+        /* Right key, wrong section: "server.brokers" -> kafka.brokers. */
+        for (size_t i = 0; i < OMS_ARRAY_LEN(config_keys); i++) {
+            const char *kl = strrchr(config_keys[i].path, '.');
+            if (kl && strcmp(kl + 1, last) == 0) {
+                snprintf(hint, sizeof hint, " (did you mean '%s'?)", config_keys[i].path);
+                break;
+            }
+        }
+    }
+    oms_errf(w->errbuf, w->errlen, "%s:%d: unknown key %s%s", w->name, key->line, q, hint);
+    return OMS_ECONFIG;
+}
+
+static int find_prop(const oms_config *cfg, const char *key, size_t len)
+{
+    for (size_t i = 0; i < cfg->kafka.nprops; i++)
+        if (strlen(cfg->kafka.props[i].key) == len && memcmp(cfg->kafka.props[i].key, key, len) == 0)
+            return (int)i;
+    return -1;
+}
+
+/* kafka.properties: names and values are passed to librdkafka as they
+ * are, merged over what cfg already holds; librdkafka itself rejects the
+ * names it does not know when the client is created. */
+static int walk_props(walk_ctx *w, const key_desc *d, const yt_node *map)
+{
+    char got[64];
+    if (yt_is_null(map))
+        return 0;
+    if (map->kind != YT_MAP) {
+        oms_errf(w->errbuf, w->errlen,
+                 "%s:%d: %s: expected a mapping of librdkafka properties, got %s", w->name,
+                 map->line, d->path, yt_describe(map, got, sizeof got));
+        return OMS_ECONFIG;
+    }
+    size_t count = w->cfg->kafka.nprops;
+    for (size_t i = 0; i < map->n; i += 2) {
+        const yt_node *k = map->children[i], *v = map->children[i + 1];
+        char q[64];
+        yt_quote(k->value, k->len, q, sizeof q);
+        if (k->len == 0 || memchr(k->value, '\0', k->len)) {
+            oms_errf(w->errbuf, w->errlen, "%s:%d: %s: invalid property name %s", w->name,
+                     k->line, d->path, q);
+            return OMS_ECONFIG;
+        }
+        if (v->kind != YT_SCALAR || yt_is_null(v) || memchr(v->value, '\0', v->len)) {
+            oms_errf(w->errbuf, w->errlen, "%s:%d: %s.%s: expected a value, got %s", w->name,
+                     v->line, d->path, k->value, yt_describe(v, got, sizeof got));
+            return OMS_ECONFIG;
+        }
+        int idx = find_prop(w->cfg, k->value, k->len);
+        if (idx < 0) {
+            if (count == OMS_CONFIG_MAX_PROPS) {
+                oms_errf(w->errbuf, w->errlen, "%s:%d: %s: too many properties (at most %d)",
+                         w->name, k->line, d->path, OMS_CONFIG_MAX_PROPS);
+                return OMS_ECONFIG;
+            }
+            idx = (int)count++;
+        }
+        if (!w->apply)
+            continue;
+        char *value = strdup(v->value);
+        if (!value)
+            return nomem(w);
+        oms_kv *kv = &w->cfg->kafka.props[idx];
+        if ((size_t)idx == w->cfg->kafka.nprops) {
+            kv->key = strdup(k->value);
+            if (!kv->key) {
+                free(value);
+                return nomem(w);
+            }
+            w->cfg->kafka.nprops++;
+        } else {
+            free(kv->value);
+        }
+        kv->value = value;
+    }
+    return 0;
+}
+
+static int walk_map(walk_ctx *w, const yt_node *map, const char *prefix)
+{
+    for (size_t i = 0; i < map->n; i += 2) {
+        const yt_node *k = map->children[i], *v = map->children[i + 1];
+        char path[160], got[64], why[192];
+        if (k->len > 64) {
+            char q[64];
+            oms_errf(w->errbuf, w->errlen, "%s:%d: unknown key %s", w->name, k->line,
+                     yt_quote(k->value, k->len, q, sizeof q));
+            return OMS_ECONFIG;
+        }
+        snprintf(path, sizeof path, "%s%s%s", prefix, *prefix ? "." : "", k->value);
+
+        const key_desc *d = memchr(k->value, '.', k->len) ? NULL : find_key(path);
+        int rc;
+        if (d && d->type == KT_PROPS) {
+            rc = walk_props(w, d, v);
+        } else if (d) {
+            if (v->kind != YT_SCALAR) {
+                oms_errf(w->errbuf, w->errlen, "%s:%d: %s: expected a single value, got %s",
+                         w->name, v->line, path, yt_describe(v, got, sizeof got));
+                return OMS_ECONFIG;
+            }
+            conv_value cv;
+            rc = convert(d, v->value, v->len, yt_is_null(v), &cv, why, sizeof why);
+            if (rc) {
+                oms_errf(w->errbuf, w->errlen, "%s:%d: %s: %s", w->name, v->line, path, why);
+                return rc;
+            }
+            if (w->apply && store(w->cfg, d, &cv) != 0)
+                return nomem(w);
+        } else if (!memchr(k->value, '.', k->len) && is_section(path)) {
+            /* "server:" with nothing under it (all commented out) is fine. */
+            if (yt_is_null(v))
+                continue;
+            if (v->kind != YT_MAP) {
+                oms_errf(w->errbuf, w->errlen, "%s:%d: %s: expected a mapping of keys, got %s",
+                         w->name, v->line, path, yt_describe(v, got, sizeof got));
+                return OMS_ECONFIG;
+            }
+            rc = walk_map(w, v, path);
+        } else {
+            rc = unknown_key(w, k, path);
+        }
+        if (rc)
+            return rc;
+    }
+    return 0;
+}
+
+int oms_config_load_string(oms_config *cfg, const char *yaml, size_t len, const char *name,
+                           char *errbuf, size_t errlen)
+{
+    yt_node *root = NULL;
+    int rc = yt_parse(yaml, len, name, &root, errbuf, errlen);
+    if (rc)
+        return rc;
+    if (!root)
+        return 0; /* empty file: nothing to change */
+    if (root->kind != YT_MAP) {
+        char got[64];
+        oms_errf(errbuf, errlen, "%s:%d: expected a mapping of sections (server:, kafka:, ...), "
+                                 "got %s",
+                 name, root->line, yt_describe(root, got, sizeof got));
+        yt_free(root);
+        return OMS_ECONFIG;
+    }
+    walk_ctx w = {cfg, name, false, errbuf, errlen};
+    rc = walk_map(&w, root, "");
+    if (rc == 0) {
+        w.apply = true;
+        rc = walk_map(&w, root, "");
+    }
+    yt_free(root);
+    return rc;
+}
+
+int oms_config_load_file(oms_config *cfg, const char *path, char *errbuf, size_t errlen)
+{
+    char *buf;
+    size_t len;
+    int rc = yt_read_file(path, &buf, &len, errbuf, errlen);
+    if (rc)
+        return rc;
+    rc = oms_config_load_string(cfg, buf, len, path, errbuf, errlen);
+    free(buf);
+    return rc;
+}
+
+/* ---- environment --------------------------------------------------------- */
+
+int oms_config_apply_env(oms_config *cfg, char *(*getenv_fn)(const char *), char *errbuf,
+                         size_t errlen)
+{
+    conv_value vals[OMS_ARRAY_LEN(config_env)];
+    const key_desc *descs[OMS_ARRAY_LEN(config_env)];
+    /* Check every variable before changing anything, like the file. */
+    for (size_t i = 0; i < OMS_ARRAY_LEN(config_env); i++) {
+        const char *s = getenv_fn(config_env[i].var);
+        descs[i] = NULL;
+        if (!s || !*s)
+            continue;
+        const key_desc *d = find_key(config_env[i].path);
+        char why[192];
+        if (convert(d, s, strlen(s), false, &vals[i], why, sizeof why) != 0) {
+            oms_errf(errbuf, errlen, "%s: %s", config_env[i].var, why);
+            return OMS_ECONFIG;
+        }
+        descs[i] = d;
+    }
+    for (size_t i = 0; i < OMS_ARRAY_LEN(config_env); i++) {
+        if (descs[i] && store(cfg, descs[i], &vals[i]) != 0) {
+            oms_errf(errbuf, errlen, "%s: out of memory", config_env[i].var);
+            return OMS_ENOMEM;
+        }
+    }
+    return 0;
+}
+
+/* ---- validation ---------------------------------------------------------- */
+
+int oms_config_validate(const oms_config *cfg, char *errbuf, size_t errlen)
+{
+    /* Values set by code rather than loaded still get the file's checks. */
+    for (size_t i = 0; i < OMS_ARRAY_LEN(config_keys); i++) {
+        const key_desc *d = &config_keys[i];
+        char why[192], num[32];
+        conv_value v;
+        switch (d->type) {
+        case KT_STR:
+        case KT_ENUM: {
+            const char *s = *CFG_FIELD(cfg, d, char *const);
+            if (!s) {
+                oms_errf(errbuf, errlen, "%s: not set", d->path);
+                return OMS_ECONFIG;
+            }
+            if (d->type == KT_ENUM && convert(d, s, strlen(s), false, &v, why, sizeof why)) {
+                oms_errf(errbuf, errlen, "%s: %s", d->path, why);
+                return OMS_ECONFIG;
+            }
+            break;
+        }
+        case KT_INT:
+        case KT_INT64: {
+            int64_t n = d->type == KT_INT ? *CFG_FIELD(cfg, d, const int)
+                                          : *CFG_FIELD(cfg, d, const int64_t);
+            snprintf(num, sizeof num, "%lld", (long long)n);
+            if (convert(d, num, strlen(num), false, &v, why, sizeof why)) {
+                oms_errf(errbuf, errlen, "%s: %s", d->path, why);
+                return OMS_ECONFIG;
+            }
+            break;
+        }
+        default:
+            break;
+        }
+    }
+
+    const char *need[][2] = {
+        {"server.host", cfg->server.host},
+        {"kafka.brokers (or KAFKA_BROKERS)", cfg->kafka.brokers},
+        {"database.host (or DATABASE_HOST)", cfg->database.host},
+        {"database.user (or DATABASE_USER)", cfg->database.user},
+        {"database.name (or DATABASE_NAME)", cfg->database.name},
+    };
+    for (size_t i = 0; i < OMS_ARRAY_LEN(need); i++) {
+        if (!*need[i][1]) {
+            oms_errf(errbuf, errlen, "%s: must not be empty", need[i][0]);
+            return OMS_ECONFIG;
+        }
+    }
+
+    if (*cfg->server.tls_cert && !*cfg->server.tls_key) {
+        oms_errf(errbuf, errlen, "server.tls_cert is set but server.tls_key is not: TLS needs both");
+        return OMS_ECONFIG;
+    }
+    if (*cfg->server.tls_key && !*cfg->server.tls_cert) {
+        oms_errf(errbuf, errlen, "server.tls_key is set but server.tls_cert is not: TLS needs both");
+        return OMS_ECONFIG;
+    }
+    /* A peer is dropped after idle_timeout_s of silence; pinging less often
+     * than that would drop healthy peers that only answer pings. */
+    if (cfg->server.ping_interval_s >= cfg->server.idle_timeout_s) {
+        oms_errf(errbuf, errlen,
+                 "server.ping_interval_s (%d) must be less than server.idle_timeout_s (%d)",
+                 cfg->server.ping_interval_s, cfg->server.idle_timeout_s);
+        return OMS_ECONFIG;
+    }
+    if (strcmp(cfg->auth.algorithm, "HS256") != 0 && !*cfg->auth.public_key_file) {
+        oms_errf(errbuf, errlen, "auth.algorithm %s needs auth.public_key_file",
+                 cfg->auth.algorithm);
+        return OMS_ECONFIG;
+    }
+
+    const struct {
+        const char *path;
+        const char *name;
+    } topics[] = {
+        {"kafka.topics.orders", cfg->kafka.topic_orders},
+        {"kafka.topics.inventory", cfg->kafka.topic_inventory},
+        {"kafka.topics.notifications", cfg->kafka.topic_notifications},
+        {"kafka.topics.dlq", cfg->kafka.topic_dlq},
+    };
+    for (size_t i = 0; i < OMS_ARRAY_LEN(topics); i++) {
+        char q[96];
+        if (!yt_valid_topic_name(topics[i].name, strlen(topics[i].name))) {
+            oms_errf(errbuf, errlen,
+                     "%s: %s is not a valid Kafka topic name (1 to 249 of a-z A-Z 0-9 . _ -)",
+                     topics[i].path, yt_quote(topics[i].name, strlen(topics[i].name), q, sizeof q));
+            return OMS_ECONFIG;
+        }
+        for (size_t j = 0; j < i; j++) {
+            if (strcmp(topics[i].name, topics[j].name) == 0) {
+                oms_errf(errbuf, errlen, "%s and %s name the same topic '%s'", topics[j].path,
+                         topics[i].path, topics[i].name);
+                return OMS_ECONFIG;
+            }
+        }
+    }
+    if (cfg->projections.enabled && !*cfg->kafka.projection_group) {
+        oms_errf(errbuf, errlen,
+                 "kafka.projection_group: must not be empty when projections are enabled");
+        return OMS_ECONFIG;
+    }
+    return 0;
+}

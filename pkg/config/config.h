@@ -1,0 +1,132 @@
+/* config.h — the YAML configuration (configs/omsd.yaml) and its environment
+ * overrides (DESIGN §3.8), plus the topic list (configs/topics.yaml).
+ *
+ * Loading order: built-in defaults, then the YAML file (if any), then the
+ * environment. Every error names the key and the file line ("omsd.yaml:12:
+ * server.port: expected an integer between 1 and 65535, got 'abc'") or the
+ * environment variable ("PORT: expected an integer ..."). */
+#ifndef OMS_CONFIG_H
+#define OMS_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/oms.h"
+
+#define OMS_CONFIG_MAX_PROPS 64
+
+typedef struct oms_kv {
+    char *key;
+    char *value;
+} oms_kv;
+
+typedef struct oms_config {
+    struct {
+        char *host;              /* server.host, default "0.0.0.0" */
+        int port;                /* server.port, default 3000; env PORT */
+        char *cors_origin;       /* server.cors_origin, default ""; env CORS_ORIGIN (comma list) */
+        char *tls_cert;          /* server.tls_cert, default "" (no TLS) */
+        char *tls_key;           /* server.tls_key, default "" */
+        int64_t max_frame_bytes; /* server.max_frame_bytes, default 1048576 */
+        int ping_interval_s;     /* server.ping_interval_s, default 25 */
+        int idle_timeout_s;      /* server.idle_timeout_s, default 60 */
+        int rate_limit_per_min;  /* server.rate_limit_per_min, default 100 */
+        int queue_limit;         /* server.queue_limit, messages per connection, default 4096 */
+        char *web_root;          /* server.web_root, default "web" */
+    } server;
+    struct {
+        char *jwt_secret;      /* auth.jwt_secret, default ""; env JWT_SECRET */
+        char *algorithm;       /* auth.algorithm: HS256 | RS256 | ES256, default HS256 */
+        char *public_key_file; /* auth.public_key_file, default "" */
+        char *issuer;          /* auth.issuer, default "" (not checked) */
+        char *audience;        /* auth.audience, default "" (not checked) */
+    } auth;
+    struct {
+        char *brokers;            /* kafka.brokers, default "127.0.0.1:9092"; env KAFKA_BROKERS */
+        char *topic_orders;       /* kafka.topics.orders, default "oms.orders" */
+        char *topic_inventory;    /* kafka.topics.inventory, default "oms.inventory" */
+        char *topic_notifications;/* kafka.topics.notifications, default "oms.notifications" */
+        char *topic_dlq;          /* kafka.topics.dlq, default "oms.dlq" */
+        char *projection_group;   /* kafka.projection_group, default "omsd-projections" */
+        oms_kv props[OMS_CONFIG_MAX_PROPS]; /* kafka.properties: passed to librdkafka */
+        size_t nprops;
+    } kafka;
+    struct {
+        char *host;     /* database.host, default "127.0.0.1"; env DATABASE_HOST */
+        int port;       /* database.port, default 5432; env DATABASE_PORT */
+        char *user;     /* database.user, default "postgres"; env DATABASE_USER */
+        char *password; /* database.password, default ""; env DATABASE_PASSWORD */
+        char *name;     /* database.name, default "oms"; env DATABASE_NAME */
+    } database;
+    struct {
+        bool enabled;         /* projections.enabled, default true */
+        bool migrate_on_start;/* projections.migrate_on_start, default true */
+        int batch_size;       /* projections.batch_size, default 1000 */
+        int batch_ms;         /* projections.batch_ms, default 50 */
+    } projections;
+    struct {
+        char *level;  /* log.level: debug|info|warn|error, default "info"; env LOG_LEVEL */
+        char *format; /* log.format: auto|json|text, default "auto" */
+    } log;
+    struct {
+        char *dir; /* schemas.dir: extra .avsc files to load, default "" (embedded only) */
+    } schemas;
+} oms_config;
+
+/* Fill cfg with the built-in defaults. Returns 0 or OMS_ENOMEM. */
+int oms_config_defaults(oms_config *cfg);
+
+/* Apply a YAML file on top of cfg. Unknown keys, wrong types, out-of-range
+ * values, aliases, duplicate keys and YAML syntax errors are errors naming
+ * the file, line and key. Returns 0 or OMS_ECONFIG / OMS_EIO with errbuf. */
+int oms_config_load_file(oms_config *cfg, const char *path, char *errbuf, size_t errlen);
+
+/* Same, from a string (name is used in messages). */
+int oms_config_load_string(oms_config *cfg, const char *yaml, size_t len, const char *name,
+                           char *errbuf, size_t errlen);
+
+/* Apply the environment overrides (JWT_SECRET, CORS_ORIGIN, DATABASE_HOST,
+ * DATABASE_PORT, DATABASE_USER, DATABASE_PASSWORD, DATABASE_NAME,
+ * KAFKA_BROKERS, PORT, LOG_LEVEL) read through getenv_fn (pass getenv, or
+ * a test double). Empty variables are ignored. Returns 0 or OMS_ECONFIG. */
+int oms_config_apply_env(oms_config *cfg, char *(*getenv_fn)(const char *), char *errbuf,
+                         size_t errlen);
+
+/* Check cross-field rules (tls_cert without tls_key, RS256 without a
+ * public key file...). Returns 0 or OMS_ECONFIG with errbuf. */
+int oms_config_validate(const oms_config *cfg, char *errbuf, size_t errlen);
+
+/* Free every string of cfg (cfg itself is caller-owned). */
+void oms_config_free(oms_config *cfg);
+
+/* ---- topics (configs/topics.yaml) -------------------------------------------- */
+
+#define OMS_TOPIC_MAX_CONFIGS 16
+
+typedef struct oms_topic_spec {
+    char *name;
+    int partitions;         /* default: the file's defaults.partitions, else 6 */
+    int replication_factor; /* default: defaults.replication_factor, else 1 */
+    oms_kv configs[OMS_TOPIC_MAX_CONFIGS]; /* e.g. retention.ms, cleanup.policy */
+    size_t nconfigs;
+} oms_topic_spec;
+
+typedef struct oms_topic_list {
+    oms_topic_spec *topics;
+    size_t count;
+} oms_topic_list;
+
+/* Load topics.yaml:
+ *   defaults: {partitions: 6, replication_factor: 1, configs: {k: v}}
+ *   topics:
+ *     - name: oms.orders
+ *       partitions: 6          # optional
+ *       configs: {retention.ms: "604800000"}   # optional, merged over defaults
+ * Returns 0 or OMS_ECONFIG/OMS_EIO with errbuf naming file:line and key. */
+int oms_topics_load_file(oms_topic_list *out, const char *path, char *errbuf, size_t errlen);
+int oms_topics_load_string(oms_topic_list *out, const char *yaml, size_t len, const char *name,
+                           char *errbuf, size_t errlen);
+void oms_topics_free(oms_topic_list *tl);
+
+#endif

@@ -1,0 +1,157 @@
+/* events.h — the domain events of DESIGN §2: a typed struct, validation,
+ * the JSON shapes (the event's own fields, and the RealTimeEvent frames of
+ * DESIGN §3.1), keys and topics, and Avro single-object encode/decode.
+ *
+ * Pure: no Kafka, no sockets. The encoder is hand-written for the current
+ * schema of each type (it runs for every produced event); a unit test keeps
+ * it byte-identical to the generic encoder of pkg/avro. Decoding goes through
+ * the schema store, so records written with any known schema version are
+ * resolved to the current one. */
+#ifndef OMS_EVENTS_H
+#define OMS_EVENTS_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "avro/avro.h"
+#include "common/oms.h"
+
+typedef enum {
+    OMS_EV_ORDER_CREATED = 0,
+    OMS_EV_ORDER_STATUS_CHANGED,
+    OMS_EV_INVENTORY_CHANGED,
+    OMS_EV_USER_NOTIFICATION,
+    OMS_EV_SYSTEM_NOTIFICATION,
+    OMS_EV__COUNT
+} oms_event_type;
+
+/* Which topic (by role; names come from the config) carries a type. */
+typedef enum {
+    OMS_TOPIC_ORDERS = 0,
+    OMS_TOPIC_INVENTORY,
+    OMS_TOPIC_NOTIFICATIONS,
+    OMS_TOPIC__COUNT
+} oms_topic_kind;
+
+typedef struct oms_order_item {
+    int64_t product_id;
+    char *product_name;
+    int32_t quantity;
+    double price;
+} oms_order_item;
+
+/* One event. Which fields are meaningful depends on type (see schemas/).
+ * Strings are NUL-terminated; optional ones may be NULL. Events filled by
+ * oms_event_from_json()/oms_event_decode() own their strings and are freed
+ * with oms_event_clear(); an event built by hand with borrowed strings must
+ * not be cleared. */
+typedef struct oms_event {
+    oms_event_type type;
+    char event_id[37];   /* UUIDv7 text */
+    int64_t occurred_at; /* epoch milliseconds */
+    char *source;
+    char *trace_id; /* optional */
+    /* orders */
+    char *order_id;
+    char *alias_id;
+    int64_t user_id; /* also UserNotification */
+    char *status;    /* also InventoryChanged */
+    char *previous_status; /* optional */
+    double total_amount;
+    oms_order_item *items;
+    size_t nitems;
+    char *message; /* optional for orders; required for notifications */
+    /* inventory */
+    int64_t product_id;
+    char *product_name;
+    int32_t quantity;
+    int32_t threshold;
+    int32_t delta;
+    /* notifications */
+    char *title;
+    char *severity;  /* SystemNotification: info|warning|critical */
+    char *data_json; /* optional JSON text (object) */
+} oms_event;
+
+/* "OrderCreated", ... */
+const char *oms_event_type_name(oms_event_type t);
+/* Accepts "OrderCreated", "order-created", "order_created", "order.created"
+ * (case-insensitive). Returns 0 or OMS_ENOTFOUND. */
+int oms_event_type_parse(const char *s, oms_event_type *out);
+/* Full Avro name, "oms.events.OrderCreated". */
+const char *oms_event_schema_name(oms_event_type t);
+oms_topic_kind oms_event_topic_kind(oms_event_type t);
+
+/* The record key of DESIGN §2 (orderId, productId, userId or "*") into buf.
+ * Returns the length, or OMS_ERANGE when buf is too small. */
+int oms_event_key(const oms_event *ev, char *buf, size_t buflen);
+
+/* Check required fields and allowed values. 0 or OMS_EINVAL + errbuf naming
+ * the field ("status: must be one of in_stock, low_stock, ..."). */
+int oms_event_validate(const oms_event *ev, char *errbuf, size_t errlen);
+
+/* Fill what a producer may leave out: eventId (new UUIDv7) when empty,
+ * occurredAt (now) when 0, source (a copy of default_source) when NULL.
+ * For owning events. Returns 0 or OMS_ENOMEM. */
+int oms_event_fill_envelope(oms_event *ev, const char *default_source);
+
+/* Build from JSON in the event's own shape (the fields of schemas/, camelCase).
+ * `type` is the type to expect; the object's "type" member, when present,
+ * must agree. Unknown members are an error (typos must not pass silently).
+ * eventId/occurredAt/source may be absent (fill them with
+ * oms_event_fill_envelope). Returns 0 or OMS_EINVAL with errbuf. */
+int oms_event_from_json(const json_t *obj, oms_event_type type, oms_event *out, char *errbuf,
+                        size_t errlen);
+
+/* The event's own fields as JSON (the Avro record's shape). New reference. */
+json_t *oms_event_to_json(const oms_event *ev);
+
+/* Free the strings and items of ev and zero it. */
+void oms_event_clear(oms_event *ev);
+
+/* ---- the WebSocket shapes (DESIGN §3.1) ------------------------------------- */
+
+/* Server event name: order_update, inventory_update, user_notification,
+ * system_notification. */
+const char *oms_event_ws_name(oms_event_type t);
+/* RealTimeEvent.type: order_status, inventory_update, user_specific,
+ * system_notification. */
+const char *oms_event_rt_type(oms_event_type t);
+
+/* The RealTimeEvent object {type, data, userId?, timestamp, id}: data holds
+ * the payload (eventId, eventType, the type's fields, timestamp; a
+ * notification's data JSON parsed back into an object). position is the
+ * stream position "TOPIC:PARTITION:OFFSET" (may be NULL: then no id). */
+json_t *oms_event_realtime(const oms_event *ev, const char *position);
+
+/* The whole frame {"event": NAME, "data": RealTimeEvent} as compact JSON
+ * text (malloc'd, caller frees); *len gets its length. NULL on ENOMEM. */
+char *oms_event_frame_json(const oms_event *ev, const char *position, size_t *len);
+
+/* ---- Avro ----------------------------------------------------------------- */
+
+typedef struct oms_events oms_events;
+
+/* A codec context: the schema store (embedded schemas, plus the .avsc files
+ * of extra_schema_dir when not NULL/empty) and the writer schema of each
+ * type. NULL + errbuf on error. */
+oms_events *oms_events_new(const char *extra_schema_dir, char *errbuf, size_t errlen);
+void oms_events_free(oms_events *e);
+const oms_avro_store *oms_events_store(const oms_events *e);
+/* The schema the encoder writes for type t (borrowed). */
+const oms_avro_schema *oms_events_writer_schema(const oms_events *e, oms_event_type t);
+
+/* Encode ev in single-object encoding into out. Returns 0 and *written,
+ * OMS_ERANGE when cap is too small, OMS_EINVAL when ev does not validate. */
+int oms_event_encode(const oms_events *e, const oms_event *ev, uint8_t *out, size_t cap,
+                     size_t *written, char *errbuf, size_t errlen);
+
+/* Decode a single-object-encoded record into ev (owning; oms_event_clear it).
+ * Returns 0, or the codec's error (OMS_ETRUNC, OMS_EMAGIC, OMS_ENOTFOUND,
+ * OMS_EINVAL, OMS_ESCHEMA) with errbuf; ev is zeroed on error. */
+int oms_event_decode(const oms_events *e, const uint8_t *buf, size_t len, oms_event *ev,
+                     char *errbuf, size_t errlen);
+
+#endif

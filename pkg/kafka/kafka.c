@@ -1,0 +1,475 @@
+/* kafka.c — producer, reader and admin adapters over librdkafka. */
+#include "kafka/kafka.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+int oms_kafka_conf_apply(rd_kafka_conf_t *conf, const oms_kv *props, size_t nprops, char *errbuf,
+                         size_t errlen)
+{
+    char err[512];
+    for (size_t i = 0; i < nprops; i++) {
+        if (rd_kafka_conf_set(conf, props[i].key, props[i].value, err, sizeof err) !=
+            RD_KAFKA_CONF_OK) {
+            oms_errf(errbuf, errlen, "kafka property '%s': %s", props[i].key, err);
+            return OMS_EINVAL;
+        }
+    }
+    return OMS_OK;
+}
+
+static rd_kafka_conf_t *base_conf(const char *brokers, const char *const *defaults,
+                                  const oms_kv *props, size_t nprops, char *errbuf, size_t errlen)
+{
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    char err[512];
+    if (rd_kafka_conf_set(conf, "bootstrap.servers", brokers, err, sizeof err) !=
+        RD_KAFKA_CONF_OK) {
+        oms_errf(errbuf, errlen, "brokers '%s': %s", brokers, err);
+        goto fail;
+    }
+    for (size_t i = 0; defaults && defaults[i]; i += 2) {
+        if (rd_kafka_conf_set(conf, defaults[i], defaults[i + 1], err, sizeof err) !=
+            RD_KAFKA_CONF_OK) {
+            oms_errf(errbuf, errlen, "kafka property '%s': %s", defaults[i], err);
+            goto fail;
+        }
+    }
+    if (oms_kafka_conf_apply(conf, props, nprops, errbuf, errlen) != OMS_OK)
+        goto fail;
+    return conf;
+fail:
+    rd_kafka_conf_destroy(conf);
+    return NULL;
+}
+
+/* ---- producer ------------------------------------------------------------------ */
+
+struct oms_kafka_producer {
+    rd_kafka_t *rk;
+    oms_kafka_on_delivery on_delivery;
+    void *ctx;
+    oms_kafka_producer_stats stats;
+    char last_error[256];
+};
+
+static void on_dr_msg(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
+{
+    oms_kafka_producer *p = opaque;
+    if (m->err) {
+        p->stats.failed++;
+        snprintf(p->last_error, sizeof p->last_error, "%s", rd_kafka_err2str(m->err));
+    } else {
+        p->stats.delivered++;
+    }
+    if (p->on_delivery)
+        p->on_delivery(p->ctx, m->_private, m->err, rd_kafka_topic_name(m->rkt), m->partition,
+                       m->offset);
+}
+
+oms_kafka_producer *oms_kafka_producer_new(const char *brokers, const oms_kv *props, size_t nprops,
+                                           oms_kafka_on_delivery on_delivery, void *ctx,
+                                           char *errbuf, size_t errlen)
+{
+    static const char *const defaults[] = {
+        "enable.idempotence", "true",
+        "acks", "all",
+        "linger.ms", "5",
+        "batch.num.messages", "10000",
+        "batch.size", "1000000",
+        "queue.buffering.max.messages", "1000000",
+        "queue.buffering.max.kbytes", "1048576",
+        "message.timeout.ms", "30000",
+        NULL,
+    };
+    oms_kafka_producer *p = calloc(1, sizeof *p);
+    if (!p) {
+        oms_errf(errbuf, errlen, "out of memory");
+        return NULL;
+    }
+    rd_kafka_conf_t *conf = base_conf(brokers, defaults, props, nprops, errbuf, errlen);
+    if (!conf) {
+        free(p);
+        return NULL;
+    }
+    p->on_delivery = on_delivery;
+    p->ctx = ctx;
+    rd_kafka_conf_set_dr_msg_cb(conf, on_dr_msg);
+    rd_kafka_conf_set_opaque(conf, p);
+    char err[512];
+    p->rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof err);
+    if (!p->rk) {
+        oms_errf(errbuf, errlen, "cannot create producer: %s", err);
+        rd_kafka_conf_destroy(conf);
+        free(p);
+        return NULL;
+    }
+    return p;
+}
+
+int oms_kafka_produce(oms_kafka_producer *p, const char *topic, int32_t partition, const void *key,
+                      size_t keylen, const void *payload, size_t len,
+                      const oms_kafka_header *headers, size_t nheaders, void *msg_opaque,
+                      int block_ms, char *errbuf, size_t errlen)
+{
+    uint64_t deadline = oms_mono_ns() + (uint64_t)(block_ms > 0 ? block_ms : 0) * 1000000u;
+    for (;;) {
+        rd_kafka_headers_t *hdrs = NULL;
+        if (nheaders > 0) {
+            hdrs = rd_kafka_headers_new(nheaders);
+            for (size_t i = 0; i < nheaders; i++)
+                rd_kafka_header_add(hdrs, headers[i].name, -1, headers[i].value,
+                                    (ssize_t)headers[i].len);
+        }
+        rd_kafka_resp_err_t err;
+        if (hdrs)
+            err = rd_kafka_producev(p->rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_PARTITION(partition),
+                                    RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                                    RD_KAFKA_V_KEY(key, keylen),
+                                    RD_KAFKA_V_VALUE((void *)payload, len),
+                                    RD_KAFKA_V_HEADERS(hdrs), RD_KAFKA_V_OPAQUE(msg_opaque),
+                                    RD_KAFKA_V_END);
+        else
+            err = rd_kafka_producev(p->rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_PARTITION(partition),
+                                    RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                                    RD_KAFKA_V_KEY(key, keylen),
+                                    RD_KAFKA_V_VALUE((void *)payload, len),
+                                    RD_KAFKA_V_OPAQUE(msg_opaque), RD_KAFKA_V_END);
+        if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+            p->stats.produced++;
+            p->stats.bytes += len;
+            return OMS_OK;
+        }
+        if (hdrs)
+            rd_kafka_headers_destroy(hdrs); /* ownership passes only on success */
+        if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL) {
+            oms_errf(errbuf, errlen, "produce to '%s': %s", topic, rd_kafka_err2str(err));
+            return OMS_EKAFKA;
+        }
+        if (oms_mono_ns() >= deadline) {
+            oms_errf(errbuf, errlen, "produce to '%s': local queue full", topic);
+            return OMS_ETIMEDOUT;
+        }
+        rd_kafka_poll(p->rk, 10);
+    }
+}
+
+void oms_kafka_producer_poll(oms_kafka_producer *p, int timeout_ms)
+{
+    rd_kafka_poll(p->rk, timeout_ms);
+}
+
+int oms_kafka_producer_flush(oms_kafka_producer *p, int timeout_ms)
+{
+    rd_kafka_flush(p->rk, timeout_ms);
+    /* serve the reports of what flush completed */
+    rd_kafka_poll(p->rk, 0);
+    return rd_kafka_outq_len(p->rk);
+}
+
+void oms_kafka_producer_stats_get(const oms_kafka_producer *p, oms_kafka_producer_stats *out)
+{
+    *out = p->stats;
+}
+
+const char *oms_kafka_producer_last_error(const oms_kafka_producer *p)
+{
+    return p->last_error;
+}
+
+rd_kafka_t *oms_kafka_producer_handle(oms_kafka_producer *p)
+{
+    return p->rk;
+}
+
+int oms_kafka_producer_free(oms_kafka_producer *p, int flush_ms)
+{
+    if (!p)
+        return 0;
+    int left = oms_kafka_producer_flush(p, flush_ms);
+    if (left > 0) {
+        /* purge so destroy does not block; their reports count as failed */
+        rd_kafka_purge(p->rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+        rd_kafka_poll(p->rk, 100);
+    }
+    rd_kafka_destroy(p->rk);
+    free(p);
+    return left;
+}
+
+/* ---- reader ------------------------------------------------------------------------ */
+
+struct oms_kafka_reader {
+    rd_kafka_t *rk;
+    size_t assigned;
+};
+
+oms_kafka_reader *oms_kafka_reader_new(const char *brokers, const oms_kv *props, size_t nprops,
+                                       char *errbuf, size_t errlen)
+{
+    static const char *const defaults[] = {
+        /* group.id is required by the consumer API even without membership */
+        "group.id", "oms-reader",
+        "enable.auto.commit", "false",
+        "enable.auto.offset.store", "false",
+        "enable.partition.eof", "true",
+        "fetch.wait.max.ms", "50",
+        "fetch.min.bytes", "1",
+        "queued.max.messages.kbytes", "262144",
+        NULL,
+    };
+    oms_kafka_reader *r = calloc(1, sizeof *r);
+    if (!r) {
+        oms_errf(errbuf, errlen, "out of memory");
+        return NULL;
+    }
+    rd_kafka_conf_t *conf = base_conf(brokers, defaults, props, nprops, errbuf, errlen);
+    if (!conf) {
+        free(r);
+        return NULL;
+    }
+    char err[512];
+    r->rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof err);
+    if (!r->rk) {
+        oms_errf(errbuf, errlen, "cannot create consumer: %s", err);
+        rd_kafka_conf_destroy(conf);
+        free(r);
+        return NULL;
+    }
+    rd_kafka_poll_set_consumer(r->rk);
+    return r;
+}
+
+int oms_kafka_reader_assign(oms_kafka_reader *r, const char *const *topics, size_t ntopics,
+                            int32_t partition, int64_t start, bool start_is_time, int timeout_ms,
+                            char *errbuf, size_t errlen)
+{
+    const struct rd_kafka_metadata *md = NULL;
+    rd_kafka_resp_err_t err = rd_kafka_metadata(r->rk, 1, NULL, &md, timeout_ms);
+    if (err) {
+        oms_errf(errbuf, errlen, "cannot read cluster metadata: %s", rd_kafka_err2str(err));
+        return OMS_EKAFKA;
+    }
+    rd_kafka_topic_partition_list_t *list = rd_kafka_topic_partition_list_new(16);
+    int rc = OMS_OK;
+    for (size_t t = 0; t < ntopics && rc == OMS_OK; t++) {
+        const struct rd_kafka_metadata_topic *mt = NULL;
+        for (int i = 0; i < md->topic_cnt; i++)
+            if (strcmp(md->topics[i].topic, topics[t]) == 0)
+                mt = &md->topics[i];
+        if (!mt || mt->err == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART || mt->partition_cnt == 0) {
+            oms_errf(errbuf, errlen, "topic '%s' does not exist", topics[t]);
+            rc = OMS_ENOTFOUND;
+            break;
+        }
+        if (partition >= 0 && partition >= mt->partition_cnt) {
+            oms_errf(errbuf, errlen, "topic '%s' has no partition %d (it has %d)", topics[t],
+                     (int)partition, mt->partition_cnt);
+            rc = OMS_ENOTFOUND;
+            break;
+        }
+        for (int p = 0; p < mt->partition_cnt; p++) {
+            if (partition >= 0 && p != partition)
+                continue;
+            rd_kafka_topic_partition_t *tp =
+                rd_kafka_topic_partition_list_add(list, topics[t], mt->partitions[p].id);
+            tp->offset = start;
+        }
+    }
+    rd_kafka_metadata_destroy(md);
+    if (rc == OMS_OK && start_is_time) {
+        err = rd_kafka_offsets_for_times(r->rk, list, timeout_ms);
+        if (err) {
+            oms_errf(errbuf, errlen, "cannot look up offsets by time: %s", rd_kafka_err2str(err));
+            rc = OMS_EKAFKA;
+        }
+        /* a partition with nothing at or after the time gives -1: start at its end */
+        for (int i = 0; rc == OMS_OK && i < list->cnt; i++)
+            if (list->elems[i].offset < 0)
+                list->elems[i].offset = RD_KAFKA_OFFSET_END;
+    }
+    if (rc == OMS_OK) {
+        err = rd_kafka_assign(r->rk, list);
+        if (err) {
+            oms_errf(errbuf, errlen, "cannot assign partitions: %s", rd_kafka_err2str(err));
+            rc = OMS_EKAFKA;
+        } else {
+            r->assigned = (size_t)list->cnt;
+            rc = list->cnt;
+        }
+    }
+    rd_kafka_topic_partition_list_destroy(list);
+    return rc;
+}
+
+rd_kafka_message_t *oms_kafka_reader_poll(oms_kafka_reader *r, int timeout_ms)
+{
+    return rd_kafka_consumer_poll(r->rk, timeout_ms);
+}
+
+size_t oms_kafka_reader_assigned(const oms_kafka_reader *r)
+{
+    return r->assigned;
+}
+
+rd_kafka_t *oms_kafka_reader_handle(oms_kafka_reader *r)
+{
+    return r->rk;
+}
+
+void oms_kafka_reader_free(oms_kafka_reader *r)
+{
+    if (!r)
+        return;
+    rd_kafka_consumer_close(r->rk);
+    rd_kafka_destroy(r->rk);
+    free(r);
+}
+
+/* ---- admin ------------------------------------------------------------------------- */
+
+static rd_kafka_t *admin_client(const char *brokers, const oms_kv *props, size_t nprops,
+                                char *errbuf, size_t errlen)
+{
+    rd_kafka_conf_t *conf = base_conf(brokers, NULL, props, nprops, errbuf, errlen);
+    if (!conf)
+        return NULL;
+    char err[512];
+    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof err);
+    if (!rk) {
+        oms_errf(errbuf, errlen, "cannot create kafka client: %s", err);
+        rd_kafka_conf_destroy(conf);
+    }
+    return rk;
+}
+
+int oms_kafka_topics_create(const char *brokers, const oms_kv *props, size_t nprops,
+                            const oms_topic_spec *specs, size_t n, int timeout_ms, int *results,
+                            char (*errs)[256], char *errbuf, size_t errlen)
+{
+    rd_kafka_t *rk = admin_client(brokers, props, nprops, errbuf, errlen);
+    if (!rk)
+        return OMS_EKAFKA;
+    int rc = OMS_OK;
+    rd_kafka_NewTopic_t **nt = calloc(n ? n : 1, sizeof *nt);
+    rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
+    char err[512];
+    for (size_t i = 0; i < n; i++) {
+        nt[i] = rd_kafka_NewTopic_new(specs[i].name, specs[i].partitions,
+                                      specs[i].replication_factor, err, sizeof err);
+        if (!nt[i]) {
+            oms_errf(errbuf, errlen, "topic '%s': %s", specs[i].name, err);
+            rc = OMS_EINVAL;
+            goto out;
+        }
+        for (size_t c = 0; c < specs[i].nconfigs; c++)
+            rd_kafka_NewTopic_set_config(nt[i], specs[i].configs[c].key,
+                                         specs[i].configs[c].value);
+    }
+    rd_kafka_AdminOptions_t *opts = rd_kafka_AdminOptions_new(rk, RD_KAFKA_ADMIN_OP_CREATETOPICS);
+    rd_kafka_AdminOptions_set_operation_timeout(opts, timeout_ms, err, sizeof err);
+    rd_kafka_AdminOptions_set_request_timeout(opts, timeout_ms, err, sizeof err);
+    rd_kafka_CreateTopics(rk, nt, n, opts, q);
+    rd_kafka_AdminOptions_destroy(opts);
+    rd_kafka_event_t *ev = rd_kafka_queue_poll(q, timeout_ms + 2000);
+    if (!ev) {
+        oms_errf(errbuf, errlen, "no answer from '%s' within %d ms", brokers, timeout_ms);
+        rc = OMS_ETIMEDOUT;
+        goto out;
+    }
+    if (rd_kafka_event_error(ev)) {
+        oms_errf(errbuf, errlen, "create topics: %s", rd_kafka_event_error_string(ev));
+        rc = OMS_EKAFKA;
+        rd_kafka_event_destroy(ev);
+        goto out;
+    }
+    size_t cnt = 0;
+    const rd_kafka_topic_result_t **res =
+        rd_kafka_CreateTopics_result_topics(rd_kafka_event_CreateTopics_result(ev), &cnt);
+    for (size_t i = 0; i < cnt; i++) {
+        const char *name = rd_kafka_topic_result_name(res[i]);
+        size_t idx = 0;
+        while (idx < n && strcmp(specs[idx].name, name) != 0)
+            idx++;
+        if (idx == n)
+            continue;
+        rd_kafka_resp_err_t e = rd_kafka_topic_result_error(res[i]);
+        if (e == RD_KAFKA_RESP_ERR_NO_ERROR) {
+            results[idx] = 0;
+        } else if (e == RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS) {
+            results[idx] = 1;
+        } else {
+            results[idx] = OMS_EKAFKA;
+            rc = OMS_EKAFKA;
+            if (errs)
+                snprintf(errs[idx], 256, "%s", rd_kafka_topic_result_error_string(res[i]));
+        }
+    }
+    if (rc != OMS_OK)
+        oms_errf(errbuf, errlen, "some topics could not be created");
+    rd_kafka_event_destroy(ev);
+out:
+    for (size_t i = 0; i < n; i++)
+        if (nt[i])
+            rd_kafka_NewTopic_destroy(nt[i]);
+    free(nt);
+    rd_kafka_queue_destroy(q);
+    rd_kafka_destroy(rk);
+    return rc;
+}
+
+static int cmp_topic_info(const void *a, const void *b)
+{
+    return strcmp(((const oms_kafka_topic_info *)a)->name, ((const oms_kafka_topic_info *)b)->name);
+}
+
+int oms_kafka_topics_list(const char *brokers, const oms_kv *props, size_t nprops, bool with_counts,
+                          int timeout_ms, oms_kafka_topic_info **out, char *errbuf, size_t errlen)
+{
+    *out = NULL;
+    rd_kafka_t *rk = admin_client(brokers, props, nprops, errbuf, errlen);
+    if (!rk)
+        return OMS_EKAFKA;
+    const struct rd_kafka_metadata *md = NULL;
+    rd_kafka_resp_err_t err = rd_kafka_metadata(rk, 1, NULL, &md, timeout_ms);
+    if (err) {
+        oms_errf(errbuf, errlen, "cannot reach kafka at '%s': %s", brokers, rd_kafka_err2str(err));
+        rd_kafka_destroy(rk);
+        return OMS_EKAFKA;
+    }
+    oms_kafka_topic_info *info = calloc((size_t)md->topic_cnt + 1, sizeof *info);
+    int n = 0;
+    for (int i = 0; info && i < md->topic_cnt; i++) {
+        const struct rd_kafka_metadata_topic *t = &md->topics[i];
+        if (strncmp(t->topic, "__", 2) == 0)
+            continue;
+        oms_kafka_topic_info *ti = &info[n++];
+        snprintf(ti->name, sizeof ti->name, "%s", t->topic);
+        ti->partitions = t->partition_cnt;
+        ti->replication_factor = t->partition_cnt > 0 ? t->partitions[0].replica_cnt : 0;
+        ti->messages = -1;
+        if (with_counts) {
+            int64_t total = 0;
+            for (int p = 0; p < t->partition_cnt; p++) {
+                int64_t lo, hi;
+                if (rd_kafka_query_watermark_offsets(rk, t->topic, t->partitions[p].id, &lo, &hi,
+                                                     timeout_ms) != RD_KAFKA_RESP_ERR_NO_ERROR) {
+                    total = -1;
+                    break;
+                }
+                total += hi - lo;
+            }
+            ti->messages = total;
+        }
+    }
+    rd_kafka_metadata_destroy(md);
+    rd_kafka_destroy(rk);
+    if (!info) {
+        oms_errf(errbuf, errlen, "out of memory");
+        return OMS_ENOMEM;
+    }
+    qsort(info, (size_t)n, sizeof *info, cmp_topic_info);
+    *out = info;
+    return n;
+}
