@@ -2,6 +2,7 @@
 CC      ?= cc
 PKGS    := rdkafka avro-c libwebsockets jansson libjwt libpq yaml-0.1 libcurl
 STATE   ?= $(CURDIR)/.oms
+export OMS_STATE ?= $(STATE)
 BUILD   := build
 
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
@@ -133,7 +134,7 @@ test: deps
 bench: deps
 	$(MAKE) all tools
 	bash scripts/stack.sh up
-	bash tests/bench/run.sh
+	bash tests/bench/run.sh $(BENCH)
 
 clean:
 	rm -rf $(BUILD)

@@ -151,6 +151,11 @@ int cmd_emit(int argc, char **argv)
         exit_code = OMS_EXIT_FAIL;
         goto out;
     }
+    /* only the topics this input writes to must exist */
+    bool needed[OMS_TOPIC__COUNT] = {false};
+    for (size_t i = 0; i < n; i++)
+        needed[oms_event_topic_kind(evs[i].type)] = true;
+    po.topics_needed = needed;
     prod_ctx c;
     int rc = prod_open(&c, &po);
     if (rc) {
@@ -165,7 +170,7 @@ int cmd_emit(int argc, char **argv)
             break;
         }
     }
-    rc = prod_close(&c, json_summary, NULL);
+    rc = prod_close(&c, json_summary, -1);
     if (rc)
         exit_code = rc;
     if (bad)

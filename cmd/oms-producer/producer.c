@@ -84,57 +84,130 @@ int prod_open(prod_ctx *c, const prod_opts *o)
         oms_config_free(&c->cfg);
         return OMS_EXIT_USAGE;
     }
+    if (oms_kafka_producer_check(c->kp, 10000, err, sizeof err) != OMS_OK) {
+        fprintf(stderr, "oms-producer: cannot reach kafka at '%s': %s (is kafka running? set "
+                        "--brokers or KAFKA_BROKERS)\n",
+                c->cfg.kafka.brokers, err);
+        oms_kafka_producer_free(c->kp, 0);
+        if (c->record)
+            fclose(c->record);
+        oms_events_free(c->events);
+        oms_config_free(&c->cfg);
+        return OMS_EXIT_FAIL;
+    }
+    for (int k = 0; k < OMS_TOPIC__COUNT; k++) {
+        if (o->topics_needed && !o->topics_needed[k])
+            continue;
+        if (oms_kafka_producer_prepare(c->kp, c->topics[k], 10000, err, sizeof err) != OMS_OK) {
+            fprintf(stderr, "oms-producer: %s\n", err);
+            oms_kafka_producer_free(c->kp, 0);
+            if (c->record)
+                fclose(c->record);
+            oms_events_free(c->events);
+            oms_config_free(&c->cfg);
+            return OMS_EXIT_FAIL;
+        }
+    }
     c->start_ns = oms_mono_ns();
     return OMS_EXIT_OK;
 }
 
+static int flush_stage(prod_ctx *c, int kind, char *errbuf, size_t errlen)
+{
+    prod_stage *st = c->stage[kind];
+    if (!st || st->n == 0)
+        return 0;
+    int rc = oms_kafka_produce_batch(c->kp, c->topics[kind], st->msgs, st->n, 30000, errbuf,
+                                     errlen);
+    st->n = 0;
+    oms_kafka_producer_poll(c->kp, 0);
+    return rc == OMS_OK ? 0 : -2;
+}
+
+int prod_flush_staged(prod_ctx *c, char *errbuf, size_t errlen)
+{
+    for (int k = 0; k < OMS_TOPIC__COUNT; k++)
+        if (flush_stage(c, k, errbuf, errlen) != 0)
+            return -1;
+    return 0;
+}
+
+static sent_rec *make_rec(prod_ctx *c, const oms_event *ev, const char *key)
+{
+    if (!c->record)
+        return NULL;
+    sent_rec *r = malloc(sizeof *r);
+    if (r) {
+        memcpy(r->event_id, ev->event_id, sizeof r->event_id);
+        r->type = ev->type;
+        snprintf(r->key, sizeof r->key, "%s", key);
+    }
+    return r;
+}
+
 int prod_send(prod_ctx *c, const oms_event *ev, char *errbuf, size_t errlen)
 {
-    uint8_t buf[16384];
-    size_t len = 0;
-    char key[64];
-    int klen = oms_event_key(ev, key, sizeof key);
+    int kind = oms_event_topic_kind(ev->type);
+    prod_stage *st = c->stage[kind];
+    if (!st && !(st = c->stage[kind] = calloc(1, sizeof *st))) {
+        oms_errf(errbuf, errlen, "out of memory");
+        return -2;
+    }
+    size_t i = st->n;
+    int klen = oms_event_key(ev, st->key[i], sizeof st->key[i]);
     if (klen < 0) {
         oms_errf(errbuf, errlen, "key too long");
         return -1;
     }
-    int rc = oms_event_encode(c->events, ev, buf, sizeof buf, &len, errbuf, errlen);
-    uint8_t *big = NULL;
+    size_t len = 0;
+    int rc = oms_event_encode(c->events, ev, st->payload[i], STAGE_SLOT, &len, errbuf, errlen);
     if (rc == OMS_ERANGE) {
-        /* rare: an event with a large data payload */
+        /* rare: an event with a large data payload goes alone, after what is
+         * staged for its topic so that per-key order holds */
         size_t cap = 1u << 20;
-        big = malloc(cap);
+        uint8_t *big = malloc(cap);
         rc = big ? oms_event_encode(c->events, ev, big, cap, &len, errbuf, errlen) : OMS_ENOMEM;
+        if (rc == OMS_OK && flush_stage(c, kind, errbuf, errlen) != 0)
+            rc = OMS_EKAFKA;
+        if (rc == OMS_OK) {
+            sent_rec *r = make_rec(c, ev, st->key[i]);
+            rc = oms_kafka_produce(c->kp, c->topics[kind], RD_KAFKA_PARTITION_UA, st->key[i],
+                                   (size_t)klen, big, len, NULL, 0, r, 30000, errbuf, errlen);
+            if (rc != OMS_OK) {
+                free(r);
+                free(big);
+                return -2;
+            }
+            c->sent_by_type[ev->type]++;
+        }
+        free(big);
+        if (rc != OMS_OK)
+            c->encode_failed++;
+        return rc == OMS_OK ? 0 : -1;
     }
     if (rc != OMS_OK) {
         c->encode_failed++;
-        free(big);
         return -1;
     }
-    sent_rec *r = NULL;
-    if (c->record) {
-        r = malloc(sizeof *r);
-        if (r) {
-            memcpy(r->event_id, ev->event_id, sizeof r->event_id);
-            r->type = ev->type;
-            snprintf(r->key, sizeof r->key, "%s", key);
-        }
-    }
-    const char *topic = c->topics[oms_event_topic_kind(ev->type)];
-    rc = oms_kafka_produce(c->kp, topic, RD_KAFKA_PARTITION_UA, key, (size_t)klen, big ? big : buf,
-                           len, NULL, 0, r, 30000, errbuf, errlen);
-    free(big);
-    if (rc != OMS_OK) {
-        free(r);
-        return -2;
-    }
+    rd_kafka_message_t *m = &st->msgs[i];
+    memset(m, 0, sizeof *m);
+    m->payload = st->payload[i];
+    m->len = len;
+    m->key = st->key[i];
+    m->key_len = (size_t)klen;
+    m->_private = make_rec(c, ev, st->key[i]);
+    st->n++;
     c->sent_by_type[ev->type]++;
-    oms_kafka_producer_poll(c->kp, 0);
+    if (st->n == STAGE_N)
+        return flush_stage(c, kind, errbuf, errlen);
     return 0;
 }
 
-int prod_close(prod_ctx *c, bool json_summary, const char *extra_json_fields)
+int prod_close(prod_ctx *c, bool json_summary, int64_t seed)
 {
+    char err[512];
+    if (prod_flush_staged(c, err, sizeof err) != 0)
+        fprintf(stderr, "oms-producer: %s\n", err);
     int undelivered = oms_kafka_producer_flush(c->kp, 30000);
     oms_kafka_producer_stats st;
     oms_kafka_producer_stats_get(c->kp, &st);
@@ -148,7 +221,10 @@ int prod_close(prod_ctx *c, bool json_summary, const char *extra_json_fields)
         for (int t = 0; t < OMS_EV__COUNT; t++)
             printf("%s\"%s\":%" PRIu64, t ? "," : "", oms_event_type_name((oms_event_type)t),
                    c->sent_by_type[t]);
-        printf("}%s%s}\n", extra_json_fields ? "," : "", extra_json_fields ? extra_json_fields : "");
+        if (seed >= 0)
+            printf("},\"seed\":%" PRId64 "}\n", seed);
+        else
+            printf("}}\n");
     } else {
         fprintf(stderr, "oms-producer: sent %" PRIu64 ", delivered %" PRIu64 ", failed %" PRIu64
                         ", undelivered %d in %.2f s (%.0f events/s)\n",
@@ -157,14 +233,17 @@ int prod_close(prod_ctx *c, bool json_summary, const char *extra_json_fields)
             if (c->sent_by_type[t])
                 fprintf(stderr, "  %-20s %" PRIu64 "\n", oms_event_type_name((oms_event_type)t),
                         c->sent_by_type[t]);
-        if (extra_json_fields)
-            fprintf(stderr, "  %s\n", extra_json_fields);
+        if (seed >= 0)
+            fprintf(stderr, "  seed %" PRId64 " (--seed %" PRId64 " repeats this run)\n", seed,
+                    seed);
         if (st.failed && last[0])
             fprintf(stderr, "oms-producer: last delivery error: %s\n", last);
     }
     int left = oms_kafka_producer_free(c->kp, 0);
     if (c->record)
         fclose(c->record);
+    for (int k = 0; k < OMS_TOPIC__COUNT; k++)
+        free(c->stage[k]);
     oms_events_free(c->events);
     oms_config_free(&c->cfg);
     return (st.failed || left || undelivered) ? OMS_EXIT_FAIL : OMS_EXIT_OK;

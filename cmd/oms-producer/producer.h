@@ -12,6 +12,16 @@
 
 extern volatile sig_atomic_t producer_stop;
 
+/* Events wait here, encoded, and go to librdkafka STAGE_N at a time. */
+#define STAGE_N 256
+#define STAGE_SLOT 2048
+typedef struct prod_stage {
+    rd_kafka_message_t msgs[STAGE_N];
+    size_t n;
+    uint8_t payload[STAGE_N][STAGE_SLOT];
+    char key[STAGE_N][64];
+} prod_stage;
+
 typedef struct prod_ctx {
     oms_config cfg;
     oms_events *events;
@@ -21,6 +31,7 @@ typedef struct prod_ctx {
     uint64_t sent_by_type[OMS_EV__COUNT];
     uint64_t encode_failed;
     uint64_t start_ns;
+    prod_stage *stage[OMS_TOPIC__COUNT];
 } prod_ctx;
 
 /* Common options of emit and simulate. */
@@ -29,6 +40,7 @@ typedef struct prod_opts {
     const char *brokers;
     const char *record;
     const char *schemas;
+    const bool *topics_needed; /* by oms_topic_kind; NULL: all three */
 } prod_opts;
 
 /* Set up from options; prints its own error and returns an exit code != 0. */
@@ -38,9 +50,14 @@ int prod_open(prod_ctx *c, const prod_opts *o);
  * (invalid event: the caller decides; queue errors are fatal). */
 int prod_send(prod_ctx *c, const oms_event *ev, char *errbuf, size_t errlen);
 
-/* Flush (bounded), print the summary (to stderr, or JSON to stdout), free.
- * Returns the exit code: 0 when every event was delivered, else 1. */
-int prod_close(prod_ctx *c, bool json_summary, const char *extra_json_fields);
+/* Hand what is staged to librdkafka (call before sleeping). 0 or -1 with
+ * errbuf. */
+int prod_flush_staged(prod_ctx *c, char *errbuf, size_t errlen);
+
+/* Flush (bounded), print the summary (to stderr, or JSON to stdout; with
+ * the seed when seed >= 0), free. Returns the exit code: 0 when every event
+ * was delivered, else 1. */
+int prod_close(prod_ctx *c, bool json_summary, int64_t seed);
 
 void prod_install_signals(void);
 

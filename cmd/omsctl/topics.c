@@ -135,10 +135,19 @@ static int topics_list(oms_config *cfg, bool json)
                    info[i].messages);
         printf("]\n");
     } else {
-        printf("%-32s %10s %11s %12s\n", "TOPIC", "PARTITIONS", "REPLICATION", "RECORDS");
+        int w = 5;
         for (int i = 0; i < n; i++)
-            printf("%-32s %10d %11d %12" PRId64 "\n", info[i].name, info[i].partitions,
-                   info[i].replication_factor, info[i].messages);
+            if ((int)strlen(info[i].name) > w)
+                w = (int)strlen(info[i].name);
+        printf("%-*s %10s %11s %12s\n", w, "TOPIC", "PARTITIONS", "REPLICATION", "RECORDS");
+        for (int i = 0; i < n; i++) {
+            if (info[i].messages < 0)
+                printf("%-*s %10d %11d %12s\n", w, info[i].name, info[i].partitions,
+                       info[i].replication_factor, "?");
+            else
+                printf("%-*s %10d %11d %12" PRId64 "\n", w, info[i].name, info[i].partitions,
+                       info[i].replication_factor, info[i].messages);
+        }
     }
     free(info);
     return OMS_EXIT_OK;

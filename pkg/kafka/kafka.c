@@ -1,6 +1,7 @@
 /* kafka.c — producer, reader and admin adapters over librdkafka. */
 #include "kafka/kafka.h"
 
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,6 +18,47 @@ int oms_kafka_conf_apply(rd_kafka_conf_t *conf, const oms_kv *props, size_t npro
         }
     }
     return OMS_OK;
+}
+
+/* First member of every handle's opaque, so the error callback can tell the
+ * waiting code that no broker answers (fail in a second, not at a timeout). */
+typedef struct kstate {
+    volatile sig_atomic_t all_down;
+} kstate;
+
+static void on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
+{
+    kstate *ks = opaque;
+    if (ks && err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN)
+        ks->all_down = 1;
+}
+
+/* librdkafka logs connection failures on stderr by itself; our programs
+ * report them through their own errors, so its log stays quiet unless
+ * OMS_KAFKA_DEBUG is set. */
+static void on_log(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
+{
+    static const char *const env = "OMS_KAFKA_DEBUG";
+    if (getenv(env))
+        fprintf(stderr, "librdkafka: %d %s: %s\n", level, fac, buf);
+}
+
+/* Cluster metadata, giving up early when every broker refuses. */
+static rd_kafka_resp_err_t metadata_wait(rd_kafka_t *rk, kstate *ks, int timeout_ms,
+                                         const struct rd_kafka_metadata **md)
+{
+    uint64_t until = oms_mono_ns() + (uint64_t)timeout_ms * 1000000u;
+    rd_kafka_resp_err_t err;
+    for (;;) {
+        err = rd_kafka_metadata(rk, 1, NULL, md, 500);
+        if (err != RD_KAFKA_RESP_ERR__TIMED_OUT && err != RD_KAFKA_RESP_ERR__TRANSPORT)
+            return err;
+        rd_kafka_poll(rk, 0); /* serve the error callback */
+        if (ks->all_down)
+            return RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN;
+        if (oms_mono_ns() >= until)
+            return err;
+    }
 }
 
 static rd_kafka_conf_t *base_conf(const char *brokers, const char *const *defaults,
@@ -38,6 +80,8 @@ static rd_kafka_conf_t *base_conf(const char *brokers, const char *const *defaul
     }
     if (oms_kafka_conf_apply(conf, props, nprops, errbuf, errlen) != OMS_OK)
         goto fail;
+    rd_kafka_conf_set_error_cb(conf, on_error);
+    rd_kafka_conf_set_log_cb(conf, on_log);
     return conf;
 fail:
     rd_kafka_conf_destroy(conf);
@@ -46,8 +90,14 @@ fail:
 
 /* ---- producer ------------------------------------------------------------------ */
 
+#define TOPIC_CACHE 8
+
 struct oms_kafka_producer {
+    kstate ks;
     rd_kafka_t *rk;
+    /* topic handles by name: producev(RD_KAFKA_V_TOPIC) would look the
+     * name up under a lock for every message */
+    rd_kafka_topic_t *topics[TOPIC_CACHE];
     oms_kafka_on_delivery on_delivery;
     void *ctx;
     oms_kafka_producer_stats stats;
@@ -108,12 +158,107 @@ oms_kafka_producer *oms_kafka_producer_new(const char *brokers, const oms_kv *pr
     return p;
 }
 
+/* The cached handle of topic (NULL when the cache is full: then callers use
+ * producev by name). */
+static rd_kafka_topic_t *topic_handle(oms_kafka_producer *p, const char *topic)
+{
+    int slot = 0;
+    for (; slot < TOPIC_CACHE && p->topics[slot]; slot++)
+        if (strcmp(rd_kafka_topic_name(p->topics[slot]), topic) == 0)
+            return p->topics[slot];
+    if (slot == TOPIC_CACHE)
+        return NULL;
+    p->topics[slot] = rd_kafka_topic_new(p->rk, topic, NULL);
+    return p->topics[slot];
+}
+
+int oms_kafka_producer_prepare(oms_kafka_producer *p, const char *topic, int timeout_ms,
+                               char *errbuf, size_t errlen)
+{
+    rd_kafka_topic_t *rkt = topic_handle(p, topic);
+    const struct rd_kafka_metadata *md = NULL;
+    uint64_t until = oms_mono_ns() + (uint64_t)timeout_ms * 1000000u;
+    for (;;) {
+        rd_kafka_resp_err_t err =
+            rkt ? rd_kafka_metadata(p->rk, 0, rkt, &md, 1000) : RD_KAFKA_RESP_ERR__INVALID_ARG;
+        if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+            int cnt = md->topic_cnt == 1 ? md->topics[0].partition_cnt : 0;
+            rd_kafka_resp_err_t terr = md->topic_cnt == 1 ? md->topics[0].err : err;
+            rd_kafka_metadata_destroy(md);
+            if (cnt > 0)
+                return OMS_OK;
+            if (terr == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART || oms_mono_ns() >= until) {
+                oms_errf(errbuf, errlen, "topic '%s' does not exist (create it with 'omsctl "
+                                         "topics create')",
+                         topic);
+                return OMS_ENOTFOUND;
+            }
+        } else if (p->ks.all_down || oms_mono_ns() >= until) {
+            oms_errf(errbuf, errlen, "metadata of '%s': %s", topic, rd_kafka_err2str(err));
+            return OMS_EKAFKA;
+        }
+        rd_kafka_poll(p->rk, 100);
+    }
+}
+
+int oms_kafka_produce_batch(oms_kafka_producer *p, const char *topic, rd_kafka_message_t *msgs,
+                            size_t n, int block_ms, char *errbuf, size_t errlen)
+{
+    rd_kafka_topic_t *rkt = topic_handle(p, topic);
+    if (!rkt) {
+        /* no handle: one by one */
+        for (size_t i = 0; i < n; i++) {
+            int rc = oms_kafka_produce(p, topic, RD_KAFKA_PARTITION_UA, msgs[i].key,
+                                       msgs[i].key_len, msgs[i].payload, msgs[i].len, NULL, 0,
+                                       msgs[i]._private, block_ms, errbuf, errlen);
+            if (rc != OMS_OK)
+                return rc;
+        }
+        return OMS_OK;
+    }
+    uint64_t deadline = oms_mono_ns() + (uint64_t)(block_ms > 0 ? block_ms : 0) * 1000000u;
+    size_t todo = n;
+    while (todo > 0) {
+        int ok = rd_kafka_produce_batch(rkt, RD_KAFKA_PARTITION_UA, RD_KAFKA_MSG_F_COPY, msgs,
+                                        (int)todo);
+        if (ok == (int)todo) {
+            p->stats.produced += todo;
+            for (size_t i = 0; i < todo; i++)
+                p->stats.bytes += msgs[i].len;
+            return OMS_OK;
+        }
+        /* keep the failed ones, in order, for another try */
+        size_t left = 0;
+        for (size_t i = 0; i < todo; i++) {
+            if (msgs[i].err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+                p->stats.produced++;
+                p->stats.bytes += msgs[i].len;
+                continue;
+            }
+            if (msgs[i].err != RD_KAFKA_RESP_ERR__QUEUE_FULL) {
+                oms_errf(errbuf, errlen, "produce to '%s': %s", topic,
+                         rd_kafka_err2str(msgs[i].err));
+                return OMS_EKAFKA;
+            }
+            msgs[left++] = msgs[i];
+        }
+        todo = left;
+        if (oms_mono_ns() >= deadline) {
+            oms_errf(errbuf, errlen, "produce to '%s': local queue full", topic);
+            return OMS_ETIMEDOUT;
+        }
+        rd_kafka_poll(p->rk, 10);
+    }
+    return OMS_OK;
+}
+
 int oms_kafka_produce(oms_kafka_producer *p, const char *topic, int32_t partition, const void *key,
                       size_t keylen, const void *payload, size_t len,
                       const oms_kafka_header *headers, size_t nheaders, void *msg_opaque,
                       int block_ms, char *errbuf, size_t errlen)
 {
-    uint64_t deadline = oms_mono_ns() + (uint64_t)(block_ms > 0 ? block_ms : 0) * 1000000u;
+    uint64_t deadline = 0;
+    rd_kafka_topic_t *rkt = topic_handle(p, topic);
     for (;;) {
         rd_kafka_headers_t *hdrs = NULL;
         if (nheaders > 0) {
@@ -123,7 +268,12 @@ int oms_kafka_produce(oms_kafka_producer *p, const char *topic, int32_t partitio
                                     (ssize_t)headers[i].len);
         }
         rd_kafka_resp_err_t err;
-        if (hdrs)
+        if (rkt && !hdrs)
+            err = rd_kafka_produce(rkt, partition, RD_KAFKA_MSG_F_COPY, (void *)payload, len, key,
+                                   keylen, msg_opaque) == 0
+                      ? RD_KAFKA_RESP_ERR_NO_ERROR
+                      : rd_kafka_last_error();
+        else if (hdrs)
             err = rd_kafka_producev(p->rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_PARTITION(partition),
                                     RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
                                     RD_KAFKA_V_KEY(key, keylen),
@@ -147,12 +297,26 @@ int oms_kafka_produce(oms_kafka_producer *p, const char *topic, int32_t partitio
             oms_errf(errbuf, errlen, "produce to '%s': %s", topic, rd_kafka_err2str(err));
             return OMS_EKAFKA;
         }
+        if (deadline == 0)
+            deadline = oms_mono_ns() + (uint64_t)(block_ms > 0 ? block_ms : 0) * 1000000u;
         if (oms_mono_ns() >= deadline) {
             oms_errf(errbuf, errlen, "produce to '%s': local queue full", topic);
             return OMS_ETIMEDOUT;
         }
         rd_kafka_poll(p->rk, 10);
     }
+}
+
+int oms_kafka_producer_check(oms_kafka_producer *p, int timeout_ms, char *errbuf, size_t errlen)
+{
+    const struct rd_kafka_metadata *md = NULL;
+    rd_kafka_resp_err_t err = metadata_wait(p->rk, &p->ks, timeout_ms, &md);
+    if (err) {
+        oms_errf(errbuf, errlen, "%s", rd_kafka_err2str(err));
+        return OMS_EKAFKA;
+    }
+    rd_kafka_metadata_destroy(md);
+    return OMS_OK;
 }
 
 void oms_kafka_producer_poll(oms_kafka_producer *p, int timeout_ms)
@@ -193,6 +357,8 @@ int oms_kafka_producer_free(oms_kafka_producer *p, int flush_ms)
         rd_kafka_purge(p->rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
         rd_kafka_poll(p->rk, 100);
     }
+    for (int i = 0; i < TOPIC_CACHE && p->topics[i]; i++)
+        rd_kafka_topic_destroy(p->topics[i]);
     rd_kafka_destroy(p->rk);
     free(p);
     return left;
@@ -201,6 +367,7 @@ int oms_kafka_producer_free(oms_kafka_producer *p, int flush_ms)
 /* ---- reader ------------------------------------------------------------------------ */
 
 struct oms_kafka_reader {
+    kstate ks;
     rd_kafka_t *rk;
     size_t assigned;
 };
@@ -230,6 +397,7 @@ oms_kafka_reader *oms_kafka_reader_new(const char *brokers, const oms_kv *props,
         return NULL;
     }
     char err[512];
+    rd_kafka_conf_set_opaque(conf, r);
     r->rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof err);
     if (!r->rk) {
         oms_errf(errbuf, errlen, "cannot create consumer: %s", err);
@@ -246,7 +414,7 @@ int oms_kafka_reader_assign(oms_kafka_reader *r, const char *const *topics, size
                             char *errbuf, size_t errlen)
 {
     const struct rd_kafka_metadata *md = NULL;
-    rd_kafka_resp_err_t err = rd_kafka_metadata(r->rk, 1, NULL, &md, timeout_ms);
+    rd_kafka_resp_err_t err = metadata_wait(r->rk, &r->ks, timeout_ms, &md);
     if (err) {
         oms_errf(errbuf, errlen, "cannot read cluster metadata: %s", rd_kafka_err2str(err));
         return OMS_EKAFKA;
@@ -330,11 +498,12 @@ void oms_kafka_reader_free(oms_kafka_reader *r)
 /* ---- admin ------------------------------------------------------------------------- */
 
 static rd_kafka_t *admin_client(const char *brokers, const oms_kv *props, size_t nprops,
-                                char *errbuf, size_t errlen)
+                                kstate *ks, char *errbuf, size_t errlen)
 {
     rd_kafka_conf_t *conf = base_conf(brokers, NULL, props, nprops, errbuf, errlen);
     if (!conf)
         return NULL;
+    rd_kafka_conf_set_opaque(conf, ks);
     char err[512];
     rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof err);
     if (!rk) {
@@ -348,10 +517,20 @@ int oms_kafka_topics_create(const char *brokers, const oms_kv *props, size_t npr
                             const oms_topic_spec *specs, size_t n, int timeout_ms, int *results,
                             char (*errs)[256], char *errbuf, size_t errlen)
 {
-    rd_kafka_t *rk = admin_client(brokers, props, nprops, errbuf, errlen);
+    kstate ks = {0};
+    rd_kafka_t *rk = admin_client(brokers, props, nprops, &ks, errbuf, errlen);
     if (!rk)
         return OMS_EKAFKA;
     int rc = OMS_OK;
+    /* fail fast when no broker answers */
+    const struct rd_kafka_metadata *md0 = NULL;
+    rd_kafka_resp_err_t merr = metadata_wait(rk, &ks, timeout_ms, &md0);
+    if (merr) {
+        oms_errf(errbuf, errlen, "cannot reach kafka at '%s': %s", brokers, rd_kafka_err2str(merr));
+        rd_kafka_destroy(rk);
+        return OMS_EKAFKA;
+    }
+    rd_kafka_metadata_destroy(md0);
     rd_kafka_NewTopic_t **nt = calloc(n ? n : 1, sizeof *nt);
     rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
     char err[512];
@@ -428,11 +607,12 @@ int oms_kafka_topics_list(const char *brokers, const oms_kv *props, size_t nprop
                           int timeout_ms, oms_kafka_topic_info **out, char *errbuf, size_t errlen)
 {
     *out = NULL;
-    rd_kafka_t *rk = admin_client(brokers, props, nprops, errbuf, errlen);
+    kstate ks = {0};
+    rd_kafka_t *rk = admin_client(brokers, props, nprops, &ks, errbuf, errlen);
     if (!rk)
         return OMS_EKAFKA;
     const struct rd_kafka_metadata *md = NULL;
-    rd_kafka_resp_err_t err = rd_kafka_metadata(rk, 1, NULL, &md, timeout_ms);
+    rd_kafka_resp_err_t err = metadata_wait(rk, &ks, timeout_ms, &md);
     if (err) {
         oms_errf(errbuf, errlen, "cannot reach kafka at '%s': %s", brokers, rd_kafka_err2str(err));
         rd_kafka_destroy(rk);
@@ -453,8 +633,15 @@ int oms_kafka_topics_list(const char *brokers, const oms_kv *props, size_t nprop
             int64_t total = 0;
             for (int p = 0; p < t->partition_cnt; p++) {
                 int64_t lo, hi;
-                if (rd_kafka_query_watermark_offsets(rk, t->topic, t->partitions[p].id, &lo, &hi,
-                                                     timeout_ms) != RD_KAFKA_RESP_ERR_NO_ERROR) {
+                rd_kafka_resp_err_t werr;
+                uint64_t until = oms_mono_ns() + (uint64_t)timeout_ms * 1000000u;
+                /* a topic created a moment ago may not have a leader yet */
+                while ((werr = rd_kafka_query_watermark_offsets(rk, t->topic, t->partitions[p].id,
+                                                                &lo, &hi, timeout_ms)) !=
+                           RD_KAFKA_RESP_ERR_NO_ERROR &&
+                       oms_mono_ns() < until)
+                    rd_kafka_poll(rk, 100);
+                if (werr != RD_KAFKA_RESP_ERR_NO_ERROR) {
                     total = -1;
                     break;
                 }

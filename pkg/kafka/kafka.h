@@ -53,6 +53,23 @@ int oms_kafka_produce(oms_kafka_producer *p, const char *topic, int32_t partitio
                       const oms_kafka_header *headers, size_t nheaders, void *msg_opaque,
                       int block_ms, char *errbuf, size_t errlen);
 
+/* Look topic up before the first message, so its partitions are known and
+ * a missing topic is an error now rather than a delivery timeout later.
+ * Returns 0, OMS_ENOTFOUND or OMS_EKAFKA with errbuf. */
+int oms_kafka_producer_prepare(oms_kafka_producer *p, const char *topic, int timeout_ms,
+                               char *errbuf, size_t errlen);
+
+/* Queue n messages for topic in one call (partitioned by key): for each,
+ * payload/len, key/key_len and _private (the delivery opaque) must be set;
+ * payloads are copied. Cheaper per message than oms_kafka_produce. msgs is
+ * reordered on a partial failure. Returns 0, OMS_ETIMEDOUT or OMS_EKAFKA. */
+int oms_kafka_produce_batch(oms_kafka_producer *p, const char *topic, rd_kafka_message_t *msgs,
+                            size_t n, int block_ms, char *errbuf, size_t errlen);
+
+/* Check that the cluster answers (metadata), failing within about a second
+ * when every broker refuses. Returns 0 or OMS_EKAFKA + errbuf. */
+int oms_kafka_producer_check(oms_kafka_producer *p, int timeout_ms, char *errbuf, size_t errlen);
+
 /* Serve delivery reports. */
 void oms_kafka_producer_poll(oms_kafka_producer *p, int timeout_ms);
 
@@ -95,8 +112,7 @@ int oms_kafka_reader_assign(oms_kafka_reader *r, const char *const *topics, size
  * with err == RD_KAFKA_RESP_ERR__PARTITION_EOF. */
 rd_kafka_message_t *oms_kafka_reader_poll(oms_kafka_reader *r, int timeout_ms);
 
-/* Number of assigned partitions; and how many have reported EOF at least
- * once since the last message on them (for --exit-at-end). */
+/* Number of assigned partitions. */
 size_t oms_kafka_reader_assigned(const oms_kafka_reader *r);
 rd_kafka_t *oms_kafka_reader_handle(oms_kafka_reader *r);
 void oms_kafka_reader_free(oms_kafka_reader *r);

@@ -53,7 +53,6 @@ struct oms_sim {
     uint64_t order_seq;
     sim_slot queue[QUEUE_CAP];
     int qhead, qlen;
-    sim_slot current;
     char source[64];
     uint64_t counts[OMS_EV__COUNT];
 };
@@ -132,7 +131,11 @@ static char *sput(sim_slot *slot, int i, const char *fmt, const char *a, long lo
 
 static char *scopy(sim_slot *slot, int i, const char *v)
 {
-    snprintf(slot->s[i], STR_CAP, "%s", v);
+    size_t n = strlen(v);
+    if (n >= STR_CAP)
+        n = STR_CAP - 1;
+    memcpy(slot->s[i], v, n);
+    slot->s[i][n] = '\0';
     return slot->s[i];
 }
 
@@ -316,30 +319,12 @@ const oms_event *oms_sim_next(oms_sim *s, int64_t now_ms)
 {
     while (s->qlen == 0)
         step(s);
+    /* the slot stays intact until the next call: a step runs only when the
+     * queue is empty and fills at most 5 of its 16 slots after this one */
     sim_slot *slot = &s->queue[s->qhead];
     s->qhead = (s->qhead + 1) % QUEUE_CAP;
     s->qlen--;
-    /* copy out so the queue slot can be reused while the caller holds it */
-    s->current = *slot;
-    oms_event *ev = &s->current.ev;
-#define REBASE(f)                                                                                  \
-    if (ev->f)                                                                                     \
-    ev->f = (char *)s->current.s[0] + (ev->f - (char *)slot->s[0])
-    REBASE(product_name);
-    REBASE(status);
-    REBASE(title);
-    REBASE(message);
-    REBASE(severity);
-    REBASE(data_json);
-    REBASE(order_id);
-    REBASE(alias_id);
-    REBASE(previous_status);
-#undef REBASE
-    if (ev->items) {
-        ev->items = s->current.items;
-        for (size_t i = 0; i < ev->nitems; i++)
-            ev->items[i].product_name = s->current.item_names[i];
-    }
+    oms_event *ev = &slot->ev;
     ev->occurred_at = now_ms;
     oms_uuid7(now_ms, ev->event_id);
     ev->source = s->source;

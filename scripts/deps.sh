@@ -1,0 +1,103 @@
+#!/usr/bin/env bash
+# Installs what oms needs to build, test and run its local stack (idempotent):
+#   1. missing Debian packages (apt-get update only when something is missing);
+#   2. the Apache Kafka broker jars from Maven Central into $OMS_STATE/kafka/libs
+#      (re-fetched only when scripts/kafka-pom.xml changes).
+# Fast (well under a second) when everything is already there.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+STATE="${OMS_STATE:-$ROOT/.oms}"
+POM="$ROOT/scripts/kafka-pom.xml"
+LIBS="$STATE/kafka/libs"
+STAMP="$STATE/kafka/libs.stamp"
+
+PACKAGES=(
+  build-essential pkg-config
+  librdkafka-dev libavro-dev libwebsockets-dev libjansson-dev libjwt-dev
+  libpq-dev libyaml-dev libcmocka-dev libcurl4-openssl-dev uuid-dev
+  postgresql kcat
+  openjdk-17-jre-headless maven
+  ca-certificates curl procps psmisc iproute2
+)
+
+log() { echo "deps: $*"; }
+die() { echo "deps: $*" >&2; exit 1; }
+
+# Runs a command as root: directly when we are root, through sudo otherwise.
+as_root() {
+  if [ "$(id -u)" -eq 0 ]; then
+    "$@"
+  elif command -v sudo >/dev/null 2>&1; then
+    sudo "$@"
+  else
+    die "not root and sudo is missing: cannot run '$*'"
+  fi
+}
+
+# Prints the packages of PACKAGES that are not fully installed.
+missing_packages() {
+  local installed
+  installed="$(dpkg-query -W -f='${Package} ${db:Status-Status}\n' "${PACKAGES[@]}" 2>/dev/null \
+               | awk '$2 == "installed" { print $1 }')" || true
+  local p
+  for p in "${PACKAGES[@]}"; do
+    grep -qxF "$p" <<<"$installed" || echo "$p"
+  done
+}
+
+install_packages() {
+  local missing
+  mapfile -t missing < <(missing_packages)
+  if [ "${#missing[@]}" -eq 0 ]; then
+    return 0
+  fi
+  log "installing ${#missing[@]} Debian package(s): ${missing[*]}"
+  local t0=$SECONDS
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+    -o Dpkg::Use-Pty=0 -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold \
+    "${missing[@]}" </dev/null >"${TMPDIR:-/tmp}/oms-deps-apt.log" 2>&1 \
+    || { tail -n 30 "${TMPDIR:-/tmp}/oms-deps-apt.log" >&2; die "apt-get install failed (full log: ${TMPDIR:-/tmp}/oms-deps-apt.log)"; }
+  mapfile -t missing < <(missing_packages)
+  [ "${#missing[@]}" -eq 0 ] || die "still missing after apt-get install: ${missing[*]}"
+  log "Debian packages installed in $((SECONDS - t0)) s"
+}
+
+pom_sum() { sha256sum "$POM" | cut -d' ' -f1; }
+
+install_kafka_jars() {
+  [ -f "$POM" ] || die "missing $POM"
+  local sum
+  sum="$(pom_sum)"
+  if [ -d "$LIBS" ] && [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$sum" ]; then
+    return 0
+  fi
+  command -v mvn >/dev/null 2>&1 || die "mvn not found (the maven package should provide it)"
+  log "fetching the Kafka jars with Maven into $LIBS"
+  local t0=$SECONDS tmp="$LIBS.tmp"
+  mkdir -p "$STATE/kafka"
+  rm -rf "$tmp"
+  local mlog="$STATE/logs/deps-mvn.log"
+  mkdir -p "$STATE/logs"
+  if ! mvn -q -B -Dstyle.color=never -f "$POM" dependency:copy-dependencies \
+        -DoutputDirectory="$tmp" -DincludeScope=runtime </dev/null >"$mlog" 2>&1; then
+    tail -n 40 "$mlog" >&2
+    rm -rf "$tmp"
+    die "mvn dependency:copy-dependencies failed (full log: $mlog)"
+  fi
+  ls "$tmp"/kafka_2.13-*.jar >/dev/null 2>&1 || die "no kafka_2.13 jar in $tmp after mvn"
+  rm -rf "$LIBS"
+  mv "$tmp" "$LIBS"
+  echo "$sum" >"$STAMP"
+  log "$(find "$LIBS" -name '*.jar' | wc -l) jars fetched in $((SECONDS - t0)) s"
+}
+
+main() {
+  [ "$#" -eq 0 ] || die "usage: deps.sh (no arguments; honours OMS_STATE)"
+  install_packages
+  install_kafka_jars
+  log "all dependencies present"
+}
+
+main "$@"
