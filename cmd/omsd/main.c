@@ -1,13 +1,24 @@
-/* omsd — the oms daemon. This file: options, configuration, logging, and the
- * config check (-t). */
+/* omsd — the oms daemon: options, configuration, start-up and shutdown. */
+#include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
+#include <libpq-fe.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
+#include <unistd.h>
 
-#include "cli/cli.h"
-#include "log/log.h"
+#include "omsd.h"
+
+volatile sig_atomic_t omsd_stop;
+
+static void on_signal(int sig)
+{
+    (void)sig;
+    omsd_stop = 1;
+}
 
 static void help(FILE *out)
 {
@@ -15,7 +26,8 @@ static void help(FILE *out)
             "usage: omsd [--config FILE] [-t] [--dev]\n"
             "\n"
             "The oms daemon: consumes the event topics from Kafka, pushes events to\n"
-            "WebSocket clients, writes the Postgres projections and serves the REST API.\n"
+            "WebSocket clients (ws://HOST:PORT/events) and serves the REST API\n"
+            "(/websocket/..., /metrics).\n"
             "\n"
             "options:\n"
             "  -c, --config FILE  configuration file (default: $OMS_CONFIG, else built-in\n"
@@ -24,8 +36,143 @@ static void help(FILE *out)
             "                     DATABASE_USER, DATABASE_PASSWORD, DATABASE_NAME,\n"
             "                     KAFKA_BROKERS, PORT, LOG_LEVEL\n"
             "  -t, --test-config  check the configuration and exit (0 ok, 2 invalid)\n"
-            "      --dev          development mode: generate a JWT secret if none is set\n"
-            "  -h, --help         this help\n");
+            "      --dev          development mode: generates a JWT secret when none is set\n"
+            "                     and serves sample tokens at GET /dev/tokens\n"
+            "  -h, --help         this help\n"
+            "\n"
+            "Outside --dev, omsd refuses to start without a JWT secret of at least 32\n"
+            "bytes (HS256) or a public key file (RS256/ES256).\n"
+            "SIGTERM or SIGINT: stop accepting, close clients with 1001, exit 0.\n");
+}
+
+/* The verification key: the HS256 secret or the PEM public key. */
+static int load_key(omsd *d, char *errbuf, size_t errlen)
+{
+    const char *alg = d->cfg.auth.algorithm;
+    const char *secret = d->cfg.auth.jwt_secret;
+    if (secret && *secret) {
+        d->secret = (unsigned char *)strdup(secret);
+        d->secret_len = strlen(secret);
+    } else if (d->dev) {
+        unsigned char raw[32];
+        if (getrandom(raw, sizeof raw, 0) != (ssize_t)sizeof raw) {
+            oms_errf(errbuf, errlen, "cannot generate a dev secret: %s", strerror(errno));
+            return -1;
+        }
+        d->secret = malloc(65);
+        for (size_t i = 0; d->secret && i < sizeof raw; i++)
+            snprintf((char *)d->secret + 2 * i, 3, "%02x", raw[i]);
+        d->secret_len = 64;
+    }
+    if (strcmp(alg, "HS256") == 0) {
+        if (!d->secret) {
+            oms_errf(errbuf, errlen, "no JWT secret: set JWT_SECRET (at least 32 bytes) or "
+                                     "auth.jwt_secret, or run with --dev");
+            return -1;
+        }
+        if (d->secret_len < 32 && !d->dev) {
+            oms_errf(errbuf, errlen, "JWT secret is %zu bytes; at least 32 are required "
+                                     "(or run with --dev)",
+                     d->secret_len);
+            return -1;
+        }
+        return 0;
+    }
+    return 0;
+}
+
+static oms_auth *make_auth(omsd *d, char *errbuf, size_t errlen)
+{
+    const char *alg = d->cfg.auth.algorithm;
+    oms_auth_opts o = {alg, d->secret, d->secret_len, d->cfg.auth.issuer, d->cfg.auth.audience, 5};
+    char *pem = NULL;
+    if (strcmp(alg, "HS256") != 0) {
+        size_t len = 0;
+        pem = oms_cli_read_file(d->cfg.auth.public_key_file, &len);
+        if (!pem) {
+            oms_errf(errbuf, errlen, "cannot read auth.public_key_file '%s': %s",
+                     d->cfg.auth.public_key_file, strerror(errno));
+            return NULL;
+        }
+        o.key = (const unsigned char *)pem;
+        o.key_len = len;
+    }
+    oms_auth *a = oms_auth_new(&o, errbuf, errlen);
+    free(pem);
+    return a;
+}
+
+static void on_delivery(void *ctx, void *opaque, rd_kafka_resp_err_t err, const char *topic,
+                        int32_t partition, int64_t offset)
+{
+    omsd *d = ctx;
+    uint64_t id = (uint64_t)(uintptr_t)opaque;
+    if (!id)
+        return; /* a DLQ copy */
+    omsd_xq_item *it = calloc(1, sizeof *it);
+    if (!it)
+        return;
+    it->kind = XQ_DELIVERY;
+    it->request_id = id;
+    it->err = err != RD_KAFKA_RESP_ERR_NO_ERROR;
+    if (err)
+        snprintf(it->errstr, sizeof it->errstr, "%s", rd_kafka_err2str(err));
+    omsd_xq_push(d, it);
+}
+
+static int pg_ping(const oms_config *c)
+{
+    char port[16];
+    snprintf(port, sizeof port, "%d", c->database.port);
+    const char *const keys[] = {"host", "port", "user", "password", "dbname", "connect_timeout",
+                                NULL};
+    const char *const vals[] = {c->database.host, port, c->database.user,
+                                c->database.password ? c->database.password : "",
+                                c->database.name, "2", NULL};
+    return PQpingParams(keys, vals, 0) == PQPING_OK;
+}
+
+/* Serves the producer's reports and watches the dependencies. */
+static void *poll_main(void *arg)
+{
+    omsd *d = arg;
+    uint64_t next_check = 0;
+    while (!atomic_load(&d->threads_stop)) {
+        oms_kafka_producer_poll(d->producer, 100);
+        uint64_t now = oms_mono_ns();
+        if (now < next_check)
+            continue;
+        next_check = now + 2000000000u;
+        char err[256];
+        int up = oms_kafka_producer_check(d->producer, 1500, err, sizeof err) == OMS_OK;
+        if (!up)
+            snprintf(d->kafka_error, sizeof d->kafka_error, "%s", err);
+        if (up != atomic_load(&d->kafka_up))
+            oms_log(d->log, up ? OMS_LOG_INFO : OMS_LOG_ERROR,
+                    up ? "kafka reachable again" : "kafka unreachable", OMS_LS("error", up ? "" : err));
+        atomic_store(&d->kafka_up, up);
+        int pg = pg_ping(&d->cfg);
+        if (pg != atomic_load(&d->pg_up))
+            oms_log(d->log, pg ? OMS_LOG_INFO : OMS_LOG_WARN,
+                    pg ? "postgres reachable" : "postgres unreachable",
+                    OMS_LS("host", d->cfg.database.host), OMS_LI("port", d->cfg.database.port));
+        atomic_store(&d->pg_up, pg);
+    }
+    return NULL;
+}
+
+static void cleanup(omsd *d)
+{
+    oms_events_free(d->events);
+    oms_auth_free(d->auth);
+    free(d->secret);
+    for (int k = 0; k < OMS_TOPIC__COUNT; k++) {
+        free(d->last_offset[k]);
+        free(d->start_offset[k]);
+    }
+    pthread_mutex_destroy(&d->xq_lock);
+    oms_logger_free(d->log);
+    oms_config_free(&d->cfg);
 }
 
 int main(int argc, char **argv)
@@ -38,42 +185,99 @@ int main(int argc, char **argv)
         {NULL, 0, NULL, 0},
     };
     const char *config = NULL;
-    bool test_only = false, dev = false;
+    bool test_only = false;
+    static omsd d;
     int opt;
     while ((opt = getopt_long(argc, argv, "c:th", longopts, NULL)) != -1) {
         switch (opt) {
         case 'c': config = optarg; break;
         case 't': test_only = true; break;
-        case 'd': dev = true; break;
+        case 'd': d.dev = true; break;
         case 'h': help(stdout); return OMS_EXIT_OK;
         default: return oms_cli_usage_error("omsd", "unknown or incomplete option");
         }
     }
     if (optind < argc)
         return oms_cli_usage_error("omsd", "unexpected argument '%s'", argv[optind]);
-    oms_config cfg;
-    int rc = oms_cli_load_config("omsd", config, &cfg);
+    int rc = oms_cli_load_config("omsd", config, &d.cfg);
     if (rc)
         return rc;
+    pthread_mutex_init(&d.xq_lock, NULL);
     char err[512];
-    if (oms_config_validate(&cfg, err, sizeof err) != OMS_OK) {
+    if (oms_config_validate(&d.cfg, err, sizeof err) != OMS_OK || load_key(&d, err, sizeof err) ||
+        !(d.auth = make_auth(&d, err, sizeof err))) {
         fprintf(stderr, "omsd: %s\n", err);
-        oms_config_free(&cfg);
+        cleanup(&d);
         return OMS_EXIT_USAGE;
     }
     if (test_only) {
         fprintf(stderr, "omsd: configuration %s is valid\n", config ? config : "(defaults)");
-        oms_config_free(&cfg);
+        cleanup(&d);
         return OMS_EXIT_OK;
     }
     oms_log_level level = OMS_LOG_INFO;
     oms_log_format format = OMS_LOG_FORMAT_AUTO;
-    oms_log_level_parse(cfg.log.level, &level);
-    oms_log_format_parse(cfg.log.format, &format);
-    oms_logger *lg = oms_logger_new(2, level, format);
-    (void)dev;
-    oms_log(lg, OMS_LOG_ERROR, "the gateway is not built yet: only -t works in this version");
-    oms_logger_free(lg);
-    oms_config_free(&cfg);
-    return OMS_EXIT_FAIL;
+    oms_log_level_parse(d.cfg.log.level, &level);
+    oms_log_format_parse(d.cfg.log.format, &format);
+    d.log = oms_logger_new(2, level, format);
+    d.started_ms = oms_now_ms();
+    d.topics[OMS_TOPIC_ORDERS] = d.cfg.kafka.topic_orders;
+    d.topics[OMS_TOPIC_INVENTORY] = d.cfg.kafka.topic_inventory;
+    d.topics[OMS_TOPIC_NOTIFICATIONS] = d.cfg.kafka.topic_notifications;
+    if (d.dev)
+        oms_log(d.log, OMS_LOG_WARN, "development mode: sample tokens at GET /dev/tokens",
+                OMS_LB("generatedSecret", !(d.cfg.auth.jwt_secret && *d.cfg.auth.jwt_secret)));
+
+    d.events = oms_events_new(d.cfg.schemas.dir, err, sizeof err);
+    oms_kv props[OMS_CONFIG_MAX_PROPS + 2];
+    size_t np = 0;
+    props[np++] = (oms_kv){"client.id", "omsd"};
+    props[np++] = (oms_kv){"message.timeout.ms", "10000"};
+    for (size_t i = 0; i < d.cfg.kafka.nprops; i++)
+        props[np++] = d.cfg.kafka.props[i];
+    if (!d.events ||
+        !(d.producer = oms_kafka_producer_new(d.cfg.kafka.brokers, props, np, on_delivery, &d, err,
+                                              sizeof err)) ||
+        omsd_fanout_prepare(&d, err, sizeof err) != OMS_OK) {
+        oms_log(d.log, OMS_LOG_ERROR, "cannot start", OMS_LS("error", err),
+                OMS_LS("brokers", d.cfg.kafka.brokers));
+        fprintf(stderr, "omsd: %s\n", err);
+        if (d.producer)
+            oms_kafka_producer_free(d.producer, 0);
+        cleanup(&d);
+        return OMS_EXIT_FAIL;
+    }
+    atomic_store(&d.kafka_up, 1);
+    if (omsd_server_start(&d, err, sizeof err) != OMS_OK) {
+        oms_log(d.log, OMS_LOG_ERROR, "cannot start", OMS_LS("error", err));
+        fprintf(stderr, "omsd: %s\n", err);
+        oms_kafka_producer_free(d.producer, 0);
+        cleanup(&d);
+        return OMS_EXIT_FAIL;
+    }
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    omsd_fanout_start(&d);
+    pthread_create(&d.poll_thread, NULL, poll_main, &d);
+    oms_log(d.log, OMS_LOG_INFO, "omsd listening", OMS_LS("host", d.cfg.server.host),
+            OMS_LI("port", d.cfg.server.port), OMS_LS("websocket", "/events"),
+            OMS_LB("tls", d.cfg.server.tls_cert[0] != '\0'), OMS_LB("dev", d.dev));
+
+    omsd_server_run(&d);
+
+    oms_log(d.log, OMS_LOG_INFO, "stopping");
+    atomic_store(&d.threads_stop, 1);
+    omsd_fanout_join(&d);
+    pthread_join(d.poll_thread, NULL);
+    int left = oms_kafka_producer_free(d.producer, 3000);
+    if (left)
+        oms_log(d.log, OMS_LOG_ERROR, "events not delivered at exit", OMS_LI("count", left));
+    omsd_server_stop(&d);
+    oms_log(d.log, OMS_LOG_INFO, "stopped");
+    cleanup(&d);
+    return OMS_EXIT_OK;
 }

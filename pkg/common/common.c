@@ -23,6 +23,8 @@ const char *oms_strerror(int err)
     case OMS_EKAFKA: return "kafka error";
     case OMS_ETIMEDOUT: return "timed out";
     case OMS_ECONFIG: return "configuration error";
+    case OMS_EEXPIRED: return "expired";
+    case OMS_EDENIED: return "permission denied";
     default: return "unknown error";
     }
 }

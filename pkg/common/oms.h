@@ -22,6 +22,8 @@ enum {
     OMS_EKAFKA = -9,     /* Kafka client error */
     OMS_ETIMEDOUT = -10, /* an operation did not finish in time */
     OMS_ECONFIG = -11,   /* configuration error */
+    OMS_EEXPIRED = -12,  /* a token or position is past its validity */
+    OMS_EDENIED = -13,   /* authenticated but not allowed */
 };
 
 /* A short lowercase description of an OMS_E* code (never NULL). */

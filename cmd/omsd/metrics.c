@@ -1,0 +1,143 @@
+/* metrics.c — /metrics (Prometheus text format) and /websocket/stats. */
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "omsd.h"
+
+typedef struct sbuf {
+    char *s;
+    size_t len, cap;
+} sbuf;
+
+static void sb_printf(sbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void sb_printf(sbuf *b, const char *fmt, ...)
+{
+    for (;;) {
+        va_list ap;
+        va_start(ap, fmt);
+        int n = vsnprintf(b->s ? b->s + b->len : NULL, b->s ? b->cap - b->len : 0, fmt, ap);
+        va_end(ap);
+        if (n < 0)
+            return;
+        if (b->s && b->len + (size_t)n < b->cap) {
+            b->len += (size_t)n;
+            return;
+        }
+        size_t cap = b->cap ? b->cap * 2 : 4096;
+        while (cap < b->len + (size_t)n + 1)
+            cap *= 2;
+        char *ns = realloc(b->s, cap);
+        if (!ns)
+            return;
+        b->s = ns;
+        b->cap = cap;
+    }
+}
+
+static const char *const kind_names[OMS_TOPIC__COUNT] = {"orders", "inventory", "notifications"};
+
+char *omsd_metrics_text(omsd *d, size_t *len)
+{
+    sbuf b = {0};
+    sb_printf(&b, "# HELP oms_connections WebSocket connections open now.\n"
+                  "# TYPE oms_connections gauge\noms_connections %zu\n",
+              d->nconns);
+    sb_printf(&b, "# HELP oms_connections_total WebSocket connections accepted.\n"
+                  "# TYPE oms_connections_total counter\noms_connections_total %" PRIu64 "\n",
+              d->m.connections_total);
+    sb_printf(&b, "# HELP oms_subscriptions Connections subscribed, by kind.\n"
+                  "# TYPE oms_subscriptions gauge\n"
+                  "oms_subscriptions{kind=\"orders\"} %zu\n"
+                  "oms_subscriptions{kind=\"inventory\"} %zu\n",
+              omsd_subscribed(d, OMS_SUB_ORDERS), omsd_subscribed(d, OMS_SUB_INVENTORY));
+    sb_printf(&b, "# HELP oms_events_consumed_total Records read by the fan-out, by topic.\n"
+                  "# TYPE oms_events_consumed_total counter\n");
+    for (int k = 0; k < OMS_TOPIC__COUNT; k++)
+        sb_printf(&b, "oms_events_consumed_total{topic=\"%s\"} %" PRIu64 "\n", d->topics[k],
+                  (uint64_t)atomic_load(&d->m.consumed[k]));
+    sb_printf(&b, "# HELP oms_events_delivered_total Frames written to clients, by topic.\n"
+                  "# TYPE oms_events_delivered_total counter\n");
+    for (int k = 0; k < OMS_TOPIC__COUNT; k++)
+        sb_printf(&b, "oms_events_delivered_total{topic=\"%s\"} %" PRIu64 "\n", d->topics[k],
+                  d->m.delivered[k]);
+    sb_printf(&b, "# HELP oms_events_dropped_total Deliveries not queued because the client "
+                  "was closing or overflowed, by topic.\n"
+                  "# TYPE oms_events_dropped_total counter\n");
+    for (int k = 0; k < OMS_TOPIC__COUNT; k++)
+        sb_printf(&b, "oms_events_dropped_total{topic=\"%s\"} %" PRIu64 "\n", d->topics[k],
+                  d->m.dropped[k]);
+    sb_printf(&b,
+              "# HELP oms_records_undecodable_total Records that could not be decoded.\n"
+              "# TYPE oms_records_undecodable_total counter\noms_records_undecodable_total %" PRIu64
+              "\n",
+              (uint64_t)atomic_load(&d->m.undecodable));
+    sb_printf(&b,
+              "# HELP oms_dlq_records_total Records copied to the dead-letter topic.\n"
+              "# TYPE oms_dlq_records_total counter\noms_dlq_records_total %" PRIu64 "\n",
+              (uint64_t)atomic_load(&d->m.dlq_sent));
+    sb_printf(&b,
+              "# HELP oms_queue_overflow_closes_total Slow clients closed with 1013.\n"
+              "# TYPE oms_queue_overflow_closes_total counter\noms_queue_overflow_closes_total "
+              "%" PRIu64 "\n",
+              d->m.overflow_closes);
+    sb_printf(&b,
+              "# HELP oms_consumer_lag Records behind the log end, fan-out reader.\n"
+              "# TYPE oms_consumer_lag gauge\noms_consumer_lag %" PRId64 "\n",
+              (int64_t)atomic_load(&d->m.lag));
+    sb_printf(&b,
+              "# HELP oms_auth_failures_total Upgrades refused (401/403).\n"
+              "# TYPE oms_auth_failures_total counter\noms_auth_failures_total %" PRIu64 "\n",
+              d->m.auth_failures);
+    sb_printf(&b,
+              "# HELP oms_rate_limited_total Client messages refused by the rate limit.\n"
+              "# TYPE oms_rate_limited_total counter\noms_rate_limited_total %" PRIu64 "\n",
+              d->m.rate_limited);
+    sb_printf(&b,
+              "# HELP oms_http_requests_total REST requests served.\n"
+              "# TYPE oms_http_requests_total counter\noms_http_requests_total %" PRIu64 "\n",
+              d->m.rest_requests);
+    sb_printf(&b,
+              "# HELP oms_triggers_produced_total Events produced by REST triggers and "
+              "broadcasts, acknowledged by Kafka.\n"
+              "# TYPE oms_triggers_produced_total counter\noms_triggers_produced_total %" PRIu64
+              "\n",
+              d->m.triggers_produced);
+    sb_printf(&b,
+              "# HELP oms_dependency_up Whether a dependency answers (1) or not (0).\n"
+              "# TYPE oms_dependency_up gauge\noms_dependency_up{dependency=\"kafka\"} %d\n"
+              "oms_dependency_up{dependency=\"postgres\"} %d\n",
+              atomic_load(&d->kafka_up) ? 1 : 0, atomic_load(&d->pg_up) ? 1 : 0);
+    sb_printf(&b, "# HELP oms_uptime_seconds Seconds since omsd started.\n"
+                  "# TYPE oms_uptime_seconds gauge\noms_uptime_seconds %" PRId64 "\n",
+              (oms_now_ms() - d->started_ms) / 1000);
+    *len = b.len;
+    return b.s;
+}
+
+json_t *omsd_stats_json(omsd *d)
+{
+    json_t *users = omsd_users_online(d);
+    json_t *consumed = json_object(), *delivered = json_object(), *dropped = json_object();
+    for (int k = 0; k < OMS_TOPIC__COUNT; k++) {
+        json_object_set_new(consumed, kind_names[k],
+                            json_integer((json_int_t)atomic_load(&d->m.consumed[k])));
+        json_object_set_new(delivered, kind_names[k], json_integer((json_int_t)d->m.delivered[k]));
+        json_object_set_new(dropped, kind_names[k], json_integer((json_int_t)d->m.dropped[k]));
+    }
+    json_t *j = json_pack(
+        "{s:I,s:I,s:{s:I,s:I},s:{s:o,s:o,s:o},s:f,s:f,s:I,s:I,s:I,s:I}", "connections",
+        (json_int_t)d->nconns, "usersOnline", (json_int_t)json_array_size(users), "subscriptions",
+        "orders", (json_int_t)omsd_subscribed(d, OMS_SUB_ORDERS), "inventory",
+        (json_int_t)omsd_subscribed(d, OMS_SUB_INVENTORY), "events", "consumed", consumed,
+        "delivered", delivered, "dropped", dropped, "eventsPerSecond", d->events_per_s,
+        "deliveriesPerSecond", d->deliveries_per_s, "dlq",
+        (json_int_t)atomic_load(&d->m.dlq_sent), "queueOverflowCloses",
+        (json_int_t)d->m.overflow_closes, "consumerLag", (json_int_t)atomic_load(&d->m.lag),
+        "uptimeSeconds", (json_int_t)((oms_now_ms() - d->started_ms) / 1000));
+    json_decref(users);
+    return j;
+}

@@ -1,0 +1,169 @@
+/* omsd.h — the daemon's shared state. Threads:
+ *   service (main): libwebsockets; owns every connection, the positions and
+ *                   the counters it updates; the only thread that calls lws.
+ *   fanout:         reads every partition of the event topics, decodes,
+ *                   serializes each event once, hands frames over (xq).
+ *   kafka-poll:     serves the producer's delivery reports (REST triggers,
+ *                   DLQ copies) and checks the dependencies' health.
+ * Hand-over to the service thread goes through `xq` plus lws_cancel_service. */
+#ifndef OMSD_H
+#define OMSD_H
+
+#include <libwebsockets.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+
+#include "auth/auth.h"
+#include "cli/cli.h"
+#include "events/events.h"
+#include "gateway/gateway.h"
+#include "kafka/kafka.h"
+#include "log/log.h"
+
+extern volatile sig_atomic_t omsd_stop;
+
+/* A serialized frame shared by every connection it goes to. Reference
+ * counts are touched by the service thread only. */
+typedef struct omsd_frame {
+    int refs;
+    int topic; /* oms_topic_kind of an event, -1 for replies */
+    size_t len;
+    unsigned char buf[]; /* LWS_PRE bytes of headroom, then len bytes */
+} omsd_frame;
+
+omsd_frame *omsd_frame_new(const char *data, size_t len);
+void omsd_frame_unref(omsd_frame *f);
+
+/* An item handed to the service thread. */
+typedef enum { XQ_EVENT, XQ_DELIVERY } omsd_xq_kind;
+
+typedef struct omsd_xq_item {
+    struct omsd_xq_item *next;
+    omsd_xq_kind kind;
+    /* XQ_EVENT */
+    omsd_frame *frame;
+    oms_event_type type;
+    int64_t user_id;
+    oms_topic_kind topic;
+    int32_t partition;
+    int64_t offset;
+    /* XQ_DELIVERY: a REST trigger's produce finished */
+    uint64_t request_id;
+    int err; /* 0 ok */
+    char errstr[128];
+} omsd_xq_item;
+
+#define OMSD_MAX_PARTITIONS 256
+
+/* Counters. Those written by other threads are atomic. */
+typedef struct omsd_metrics {
+    atomic_uint_fast64_t consumed[OMS_TOPIC__COUNT];
+    atomic_uint_fast64_t undecodable;
+    atomic_uint_fast64_t dlq_sent;
+    atomic_int_fast64_t lag; /* sum over partitions, fan-out reader */
+    uint64_t delivered[OMS_TOPIC__COUNT];
+    uint64_t dropped[OMS_TOPIC__COUNT]; /* never queued: connection closing/overflowing */
+    uint64_t overflow_closes;
+    uint64_t connections_total;
+    uint64_t auth_failures;
+    uint64_t rate_limited;
+    uint64_t rest_requests;
+    uint64_t triggers_produced;
+} omsd_metrics;
+
+typedef struct omsd_conn omsd_conn;
+
+typedef struct omsd {
+    oms_config cfg;
+    oms_logger *log;
+    oms_auth *auth;
+    unsigned char *secret; /* HS256 secret (dev tokens) */
+    size_t secret_len;
+    bool dev;
+    oms_events *events;
+    const char *topics[OMS_TOPIC__COUNT];
+    int nparts[OMS_TOPIC__COUNT];
+    int64_t *last_offset[OMS_TOPIC__COUNT]; /* service thread: last offset seen, -1 none */
+    int64_t *start_offset[OMS_TOPIC__COUNT]; /* where fan-out starts (end at boot) */
+
+    struct lws_context *ctx;
+    struct lws_vhost *vhost;
+    char origin_self[300]; /* our own origin, computed from Host */
+
+    omsd_conn *conns; /* WebSocket connections (list) */
+    size_t nconns;
+
+    pthread_mutex_t xq_lock;
+    omsd_xq_item *xq_head, *xq_tail;
+    size_t xq_len;
+
+    oms_kafka_producer *producer;
+    pthread_t fanout_thread, poll_thread;
+    atomic_int threads_stop;
+    atomic_int kafka_up;
+    atomic_int pg_up;
+    char kafka_error[256];
+    uint64_t next_request_id;
+
+    omsd_metrics m;
+    int64_t started_ms;
+    uint64_t rate_mark_ns; /* for events/s in stats */
+    uint64_t rate_mark_consumed, rate_mark_delivered;
+    double events_per_s, deliveries_per_s;
+    bool draining;
+    uint64_t drain_deadline_ns;
+} omsd;
+
+/* server.c */
+int omsd_server_start(omsd *d, char *errbuf, size_t errlen);
+int omsd_server_run(omsd *d);
+void omsd_server_stop(omsd *d);
+void omsd_xq_push(omsd *d, omsd_xq_item *it);
+
+/* fanout.c */
+int omsd_fanout_prepare(omsd *d, char *errbuf, size_t errlen);
+int omsd_fanout_start(omsd *d);
+void omsd_fanout_join(omsd *d);
+
+/* rest.c: one HTTP request. The answer is written into resp. */
+typedef struct omsd_http_req {
+    const char *method;
+    const char *path; /* without query */
+    const char *query;
+    const char *authorization; /* header value or "" */
+    const char *token_arg;     /* ?token= or "" */
+    const char *origin;        /* "" when absent */
+    const char *body;
+    size_t body_len;
+    uint64_t request_id; /* for deferred answers */
+} omsd_http_req;
+
+typedef struct omsd_http_resp {
+    int status;
+    char *body; /* malloc'd */
+    size_t len;
+    const char *content_type;
+    bool deferred; /* a trigger waits for its delivery report */
+    char allow[64]; /* for 405 */
+} omsd_http_resp;
+
+void omsd_rest_handle(omsd *d, const omsd_http_req *req, omsd_http_resp *resp);
+void omsd_rest_error(omsd_http_resp *resp, int status, const char *code, const char *message);
+void omsd_rest_json(omsd_http_resp *resp, int status, json_t *body); /* takes body */
+bool omsd_origin_allowed(const omsd *d, const char *origin, const char *host);
+/* Authenticate a request's token. 0 ok, else fills resp with 401. */
+int omsd_rest_auth(omsd *d, const omsd_http_req *req, oms_principal *who, omsd_http_resp *resp);
+
+/* metrics.c */
+char *omsd_metrics_text(omsd *d, size_t *len);
+json_t *omsd_stats_json(omsd *d);
+
+/* presence, from the connection list (server.c) */
+json_t *omsd_users_online(omsd *d);
+int omsd_user_connections(omsd *d, int64_t user_id);
+size_t omsd_subscribed(omsd *d, unsigned sub);
+json_t *omsd_positions(omsd *d, oms_topic_kind kind);
+
+#endif

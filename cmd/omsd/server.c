@@ -1,0 +1,851 @@
+/* server.c — libwebsockets: HTTP (REST, upgrade checks) and the WebSocket
+ * connections of the plain JSON dialect, their send queues and the hand-over
+ * from the other threads. Runs on the service thread only. */
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "omsd.h"
+
+#define MAX_BODY (1u << 20)
+#define WRITES_PER_CALLBACK 32
+
+struct omsd_conn {
+    omsd *d;
+    struct lws *wsi;
+    bool is_ws;
+    /* HTTP transaction */
+    char method[8];
+    char path[512];
+    char query[1024];
+    char *body;
+    size_t body_len;
+    bool body_too_large;
+    omsd_http_resp resp;
+    bool resp_ready, headers_sent;
+    char cors[300];
+    uint64_t request_id;
+    omsd_conn *pending_next; /* deferred HTTP answers */
+    /* WebSocket */
+    omsd_conn *next, *prev;
+    oms_session sess;
+    omsd_frame **q;
+    uint32_t qhead, qlen, qcap;
+    char *rx;
+    size_t rxlen, rxcap;
+    bool rx_skip;
+    int close_code;
+    char close_reason[96];
+    bool closing;
+    lws_sorted_usec_list_t sul_exp;
+};
+
+static omsd_conn *pending_http; /* service thread only */
+
+/* ---- cross-thread hand-over ------------------------------------------------------ */
+
+void omsd_xq_push(omsd *d, omsd_xq_item *it)
+{
+    pthread_mutex_lock(&d->xq_lock);
+    bool was_empty = d->xq_head == NULL;
+    if (d->xq_tail)
+        d->xq_tail->next = it;
+    else
+        d->xq_head = it;
+    d->xq_tail = it;
+    d->xq_len++;
+    pthread_mutex_unlock(&d->xq_lock);
+    /* the service thread empties the whole queue when it wakes, so one
+     * wake-up per batch is enough */
+    if (was_empty && d->ctx)
+        lws_cancel_service(d->ctx);
+}
+
+/* ---- WebSocket send queue ----------------------------------------------------------- */
+
+static void conn_close(omsd_conn *c, int code, const char *reason)
+{
+    if (c->closing)
+        return;
+    c->closing = true;
+    c->close_code = code;
+    snprintf(c->close_reason, sizeof c->close_reason, "%s", reason);
+    lws_callback_on_writable(c->wsi);
+}
+
+static void drop_queue(omsd_conn *c)
+{
+    while (c->qlen) {
+        omsd_frame_unref(c->q[c->qhead]);
+        c->qhead = (c->qhead + 1) % c->qcap;
+        c->qlen--;
+    }
+}
+
+/* Queue f (taking a reference). Returns false when the bound is passed: the
+ * connection is then closed with 1013 and never slows the others. */
+static bool conn_enqueue(omsd_conn *c, omsd_frame *f)
+{
+    if (c->closing)
+        return false;
+    if (c->qlen == c->qcap) {
+        omsd *d = c->d;
+        d->m.overflow_closes++;
+        oms_log(d->log, OMS_LOG_WARN, "slow client closed: send queue full",
+                OMS_LI("userId", c->sess.who.user_id), OMS_LI("queued", c->qlen));
+        drop_queue(c);
+        conn_close(c, OMS_CLOSE_TRY_LATER, "send queue overflow, reconnect and resume");
+        return false;
+    }
+    f->refs++;
+    c->q[(c->qhead + c->qlen) % c->qcap] = f;
+    c->qlen++;
+    if (c->qlen == 1)
+        lws_callback_on_writable(c->wsi);
+    return true;
+}
+
+/* Queue {"event", "data"}; data is borrowed. */
+static void conn_send_json(omsd_conn *c, const char *event, const json_t *data)
+{
+    size_t len = 0;
+    char *s = oms_gw_frame_text(event, data, &len);
+    if (!s)
+        return;
+    omsd_frame *f = omsd_frame_new(s, len);
+    free(s);
+    if (!f)
+        return;
+    /* replies may exceed a full queue's bound by nothing: same rule */
+    conn_enqueue(c, f);
+    omsd_frame_unref(f);
+}
+
+/* Same, taking the reference to data. */
+static void conn_send_json_new(omsd_conn *c, const char *event, json_t *data)
+{
+    conn_send_json(c, event, data);
+    json_decref(data);
+}
+
+static void apply_out(omsd_conn *c, oms_gw_out *out)
+{
+    for (int i = 0; i < out->n; i++)
+        conn_send_json(c, out->msgs[i].event, out->msgs[i].data);
+    if (out->close_code)
+        conn_close(c, out->close_code, out->close_reason);
+}
+
+/* ---- positions and presence ------------------------------------------------------- */
+
+json_t *omsd_positions(omsd *d, oms_topic_kind kind)
+{
+    json_t *a = json_array();
+    for (int p = 0; p < d->nparts[kind]; p++) {
+        char pos[300];
+        snprintf(pos, sizeof pos, "%s:%d:%" PRId64, d->topics[kind], p, d->last_offset[kind][p]);
+        json_array_append_new(a, json_string(pos));
+    }
+    return a;
+}
+
+static json_t *env_positions(void *ud, oms_topic_kind kind)
+{
+    return omsd_positions(ud, kind);
+}
+
+json_t *omsd_users_online(omsd *d)
+{
+    json_t *byuser = json_object();
+    for (omsd_conn *c = d->conns; c; c = c->next) {
+        if (!c->sess.who.user_id)
+            continue;
+        char k[32];
+        snprintf(k, sizeof k, "%" PRId64, c->sess.who.user_id);
+        json_t *n = json_object_get(byuser, k);
+        json_object_set_new(byuser, k, json_integer(n ? json_integer_value(n) + 1 : 1));
+    }
+    json_t *users = json_array();
+    const char *k;
+    json_t *v;
+    json_object_foreach(byuser, k, v)
+    {
+        json_array_append_new(users, json_pack("{s:I,s:O}", "userId",
+                                               (json_int_t)strtoll(k, NULL, 10), "connections", v));
+    }
+    json_decref(byuser);
+    return users;
+}
+
+int omsd_user_connections(omsd *d, int64_t user_id)
+{
+    int n = 0;
+    for (omsd_conn *c = d->conns; c; c = c->next)
+        n += c->sess.who.user_id == user_id;
+    return n;
+}
+
+size_t omsd_subscribed(omsd *d, unsigned sub)
+{
+    size_t n = 0;
+    for (omsd_conn *c = d->conns; c; c = c->next)
+        n += (c->sess.subs & sub) != 0;
+    return n;
+}
+
+/* ---- dispatch of handed-over items ------------------------------------------------------ */
+
+static void answer_pending(omsd *d, uint64_t request_id, int err, const char *errstr);
+
+static void dispatch_event(omsd *d, omsd_xq_item *it)
+{
+    if (it->partition >= 0 && it->partition < d->nparts[it->topic] &&
+        it->offset > d->last_offset[it->topic][it->partition])
+        d->last_offset[it->topic][it->partition] = it->offset;
+    for (omsd_conn *c = d->conns; c; c = c->next) {
+        if (!oms_session_wants(&c->sess, it->type, it->user_id))
+            continue;
+        if (!conn_enqueue(c, it->frame))
+            d->m.dropped[it->topic]++;
+    }
+}
+
+static void drain_xq(omsd *d, bool dispatch)
+{
+    pthread_mutex_lock(&d->xq_lock);
+    omsd_xq_item *it = d->xq_head;
+    d->xq_head = d->xq_tail = NULL;
+    d->xq_len = 0;
+    pthread_mutex_unlock(&d->xq_lock);
+    while (it) {
+        omsd_xq_item *next = it->next;
+        if (it->kind == XQ_EVENT) {
+            if (dispatch)
+                dispatch_event(d, it);
+            omsd_frame_unref(it->frame);
+        } else if (dispatch) {
+            answer_pending(d, it->request_id, it->err, it->errstr);
+        }
+        free(it);
+        it = next;
+    }
+}
+
+/* ---- HTTP ----------------------------------------------------------------------- */
+
+static const struct {
+    int token;
+    const char *name;
+} methods[] = {
+    {WSI_TOKEN_GET_URI, "GET"},     {WSI_TOKEN_POST_URI, "POST"},
+    {WSI_TOKEN_OPTIONS_URI, "OPTIONS"}, {WSI_TOKEN_PUT_URI, "PUT"},
+    {WSI_TOKEN_PATCH_URI, "PATCH"}, {WSI_TOKEN_DELETE_URI, "DELETE"},
+    {WSI_TOKEN_HEAD_URI, "HEAD"},
+};
+
+static void hdr(struct lws *wsi, enum lws_token_indexes t, char *buf, int len)
+{
+    buf[0] = '\0';
+    if (lws_hdr_total_length(wsi, t) < len)
+        lws_hdr_copy(wsi, buf, len, t);
+}
+
+static void request_info(omsd_conn *c)
+{
+    struct lws *wsi = c->wsi;
+    c->method[0] = '\0';
+    for (size_t i = 0; i < OMS_ARRAY_LEN(methods); i++) {
+        if (lws_hdr_total_length(wsi, methods[i].token) > 0) {
+            snprintf(c->method, sizeof c->method, "%s", methods[i].name);
+            hdr(wsi, methods[i].token, c->path, sizeof c->path);
+            break;
+        }
+    }
+    /* lws splits the query into fragments; rebuild it */
+    c->query[0] = '\0';
+    size_t used = 0;
+    char frag[512];
+    for (int i = 0; lws_hdr_copy_fragment(wsi, frag, sizeof frag, WSI_TOKEN_HTTP_URI_ARGS, i) > 0;
+         i++) {
+        int n = snprintf(c->query + used, sizeof c->query - used, "%s%s", used ? "&" : "", frag);
+        if (n < 0 || (size_t)n >= sizeof c->query - used)
+            break;
+        used += (size_t)n;
+    }
+}
+
+static void set_token_arg(omsd_conn *c, char *out, size_t outlen)
+{
+    out[0] = '\0';
+    if (lws_get_urlarg_by_name(c->wsi, "token=", out, (int)outlen) == NULL)
+        out[0] = '\0';
+}
+
+/* Run a request through rest.c and arm the answer. */
+static void run_request(omsd *d, omsd_conn *c)
+{
+    char auth[4096], origin[300], host[300], token[4096];
+    hdr(c->wsi, WSI_TOKEN_HTTP_AUTHORIZATION, auth, sizeof auth);
+    hdr(c->wsi, WSI_TOKEN_ORIGIN, origin, sizeof origin);
+    hdr(c->wsi, WSI_TOKEN_HOST, host, sizeof host);
+    set_token_arg(c, token, sizeof token);
+    c->cors[0] = '\0';
+    if (origin[0] && omsd_origin_allowed(d, origin, host))
+        snprintf(c->cors, sizeof c->cors, "%s", origin);
+    c->request_id = ++d->next_request_id;
+    omsd_http_req req = {c->method, c->path,  c->query,     auth,          token,
+                         origin,    c->body ? c->body : "", c->body_len, c->request_id};
+    memset(&c->resp, 0, sizeof c->resp);
+    d->m.rest_requests++;
+    if (c->body_too_large)
+        omsd_rest_error(&c->resp, 413, "too_large", "request body over 1 MiB");
+    else
+        omsd_rest_handle(d, &req, &c->resp);
+    if (c->resp.deferred) {
+        c->pending_next = pending_http;
+        pending_http = c;
+        lws_set_timeout(c->wsi, PENDING_TIMEOUT_HTTP_CONTENT, 20);
+        return;
+    }
+    c->resp_ready = true;
+    lws_callback_on_writable(c->wsi);
+}
+
+static void unlink_pending(omsd_conn *c)
+{
+    for (omsd_conn **pp = &pending_http; *pp; pp = &(*pp)->pending_next) {
+        if (*pp == c) {
+            *pp = c->pending_next;
+            return;
+        }
+    }
+}
+
+static void answer_pending(omsd *d, uint64_t request_id, int err, const char *errstr)
+{
+    for (omsd_conn *c = pending_http; c; c = c->pending_next) {
+        if (c->request_id != request_id)
+            continue;
+        unlink_pending(c);
+        if (err) {
+            free(c->resp.body);
+            char msg[256];
+            snprintf(msg, sizeof msg, "kafka did not acknowledge the event: %s", errstr);
+            omsd_rest_error(&c->resp, 503, "unavailable", msg);
+        } else {
+            d->m.triggers_produced++;
+            c->resp.status = 202;
+        }
+        c->resp.deferred = false;
+        c->resp_ready = true;
+        lws_set_timeout(c->wsi, NO_PENDING_TIMEOUT, 0);
+        lws_callback_on_writable(c->wsi);
+        return;
+    }
+}
+
+static int write_http(omsd *d, omsd_conn *c)
+{
+    if (!c->resp_ready)
+        return 0;
+    unsigned char buf[LWS_PRE + 2048];
+    unsigned char *start = buf + LWS_PRE, *p = start, *end = buf + sizeof buf - 1;
+    if (!c->headers_sent) {
+        const char *ctype = c->resp.content_type ? c->resp.content_type : "application/json";
+        if (lws_add_http_common_headers(c->wsi, (unsigned)c->resp.status, ctype,
+                                        (lws_filepos_t)c->resp.len, &p, end))
+            return 1;
+        if (c->cors[0]) {
+            if (lws_add_http_header_by_name(c->wsi,
+                                            (const unsigned char *)"access-control-allow-origin:",
+                                            (const unsigned char *)c->cors, (int)strlen(c->cors),
+                                            &p, end) ||
+                lws_add_http_header_by_name(c->wsi, (const unsigned char *)"vary:",
+                                            (const unsigned char *)"Origin", 6, &p, end))
+                return 1;
+        }
+        if (strcmp(c->method, "OPTIONS") == 0 && c->cors[0]) {
+            static const char am[] = "GET, POST, OPTIONS";
+            static const char ah[] = "Authorization, Content-Type";
+            if (lws_add_http_header_by_name(c->wsi,
+                                            (const unsigned char *)"access-control-allow-methods:",
+                                            (const unsigned char *)am, sizeof am - 1, &p, end) ||
+                lws_add_http_header_by_name(c->wsi,
+                                            (const unsigned char *)"access-control-allow-headers:",
+                                            (const unsigned char *)ah, sizeof ah - 1, &p, end) ||
+                lws_add_http_header_by_name(c->wsi,
+                                            (const unsigned char *)"access-control-max-age:",
+                                            (const unsigned char *)"600", 3, &p, end))
+                return 1;
+        }
+        if (c->resp.allow[0] &&
+            lws_add_http_header_by_name(c->wsi, (const unsigned char *)"allow:",
+                                        (const unsigned char *)c->resp.allow,
+                                        (int)strlen(c->resp.allow), &p, end))
+            return 1;
+        if (c->resp.status == 401 &&
+            lws_add_http_header_by_name(c->wsi, (const unsigned char *)"www-authenticate:",
+                                        (const unsigned char *)"Bearer", 6, &p, end))
+            return 1;
+        if (lws_add_http_header_by_name(c->wsi, (const unsigned char *)"cache-control:",
+                                        (const unsigned char *)"no-store", 8, &p, end))
+            return 1;
+        if (lws_finalize_write_http_header(c->wsi, start, &p, end))
+            return 1;
+        c->headers_sent = true;
+        if (c->resp.len > 0 && strcmp(c->method, "HEAD") != 0) {
+            lws_callback_on_writable(c->wsi);
+            return 0;
+        }
+    } else if (c->resp.len > 0) {
+        /* the body: one final write (lws buffers what the socket does not take) */
+        unsigned char *b = malloc(LWS_PRE + c->resp.len);
+        if (!b)
+            return 1;
+        memcpy(b + LWS_PRE, c->resp.body, c->resp.len);
+        int n = lws_write(c->wsi, b + LWS_PRE, c->resp.len, LWS_WRITE_HTTP_FINAL);
+        free(b);
+        if (n < 0)
+            return 1;
+    }
+    (void)d;
+    /* transaction done: reset for the next one on this connection */
+    free(c->resp.body);
+    memset(&c->resp, 0, sizeof c->resp);
+    free(c->body);
+    c->body = NULL;
+    c->body_len = 0;
+    c->body_too_large = false;
+    c->resp_ready = c->headers_sent = false;
+    if (lws_http_transaction_completed(c->wsi))
+        return -1;
+    return 0;
+}
+
+/* An upgrade refused: a JSON error with the status, then the connection ends. */
+static int refuse_upgrade(omsd_conn *c, int status, const char *code, const char *message)
+{
+    omsd_http_resp r = {0};
+    omsd_rest_error(&r, status, code, message);
+    unsigned char buf[LWS_PRE + 2048];
+    unsigned char *start = buf + LWS_PRE, *p = start, *end = buf + sizeof buf - 1;
+    int rc = 1;
+    if (!lws_add_http_common_headers(c->wsi, (unsigned)status, "application/json",
+                                     (lws_filepos_t)r.len, &p, end) &&
+        (status != 401 ||
+         !lws_add_http_header_by_name(c->wsi, (const unsigned char *)"www-authenticate:",
+                                      (const unsigned char *)"Bearer", 6, &p, end)) &&
+        !lws_finalize_write_http_header(c->wsi, start, &p, end)) {
+        unsigned char *b = malloc(LWS_PRE + r.len);
+        if (b) {
+            memcpy(b + LWS_PRE, r.body, r.len);
+            lws_write(c->wsi, b + LWS_PRE, r.len, LWS_WRITE_HTTP_FINAL);
+            free(b);
+        }
+    }
+    free(r.body);
+    return rc;
+}
+
+/* Authenticate an upgrade (or an established connection): 0 and *who, or a
+ * status to refuse with. */
+static int ws_auth(omsd *d, omsd_conn *c, oms_principal *who, char *err, size_t errlen,
+                   const char **code)
+{
+    char auth[4096], token[4096], origin[300], host[300];
+    hdr(c->wsi, WSI_TOKEN_HTTP_AUTHORIZATION, auth, sizeof auth);
+    hdr(c->wsi, WSI_TOKEN_ORIGIN, origin, sizeof origin);
+    hdr(c->wsi, WSI_TOKEN_HOST, host, sizeof host);
+    set_token_arg(c, token, sizeof token);
+    if (origin[0] && !omsd_origin_allowed(d, origin, host)) {
+        snprintf(err, errlen, "origin '%.200s' is not allowed", origin);
+        *code = "forbidden_origin";
+        return 403;
+    }
+    omsd_http_req req = {"GET", c->path, "", auth, token, origin, "", 0, 0};
+    omsd_http_resp r = {0};
+    if (omsd_rest_auth(d, &req, who, &r) != 0) {
+        json_t *j = json_loadb(r.body, r.len, 0, NULL);
+        snprintf(err, errlen, "%s",
+                 json_string_value(json_object_get(json_object_get(j, "error"), "message"))
+                     ?: "unauthorized");
+        json_decref(j);
+        free(r.body);
+        *code = "unauthorized";
+        return 401;
+    }
+    return 0;
+}
+
+/* ---- WebSocket connection life --------------------------------------------------------- */
+
+static void on_token_expiry(lws_sorted_usec_list_t *sul)
+{
+    omsd_conn *c = lws_container_of(sul, omsd_conn, sul_exp);
+    int64_t now_s = oms_now_ms() / 1000;
+    if (c->sess.who.exp > now_s) {
+        /* refreshed meanwhile */
+        lws_sul_schedule(lws_get_context(c->wsi), 0, &c->sul_exp, on_token_expiry,
+                         (lws_usec_t)(c->sess.who.exp - now_s) * LWS_US_PER_SEC);
+        return;
+    }
+    conn_send_json_new(c, "error", oms_gw_error("token_expired", "the token expired; reconnect with "
+                                                             "a new one or send refresh_token "
+                                                             "before expiry"));
+    conn_close(c, OMS_CLOSE_TOKEN_EXPIRED, "token expired");
+}
+
+static void schedule_expiry(omsd_conn *c)
+{
+    int64_t now_s = oms_now_ms() / 1000;
+    int64_t in = c->sess.who.exp > now_s ? c->sess.who.exp - now_s : 0;
+    lws_sul_schedule(lws_get_context(c->wsi), 0, &c->sul_exp, on_token_expiry,
+                     (lws_usec_t)in * LWS_US_PER_SEC + 1000);
+}
+
+static oms_gw_env make_env(omsd *d)
+{
+    oms_gw_env env = {d->auth, env_positions, d, oms_now_ms()};
+    return env;
+}
+
+static int ws_established(omsd *d, omsd_conn *c)
+{
+    oms_principal who;
+    char err[256];
+    const char *code;
+    if (ws_auth(d, c, &who, err, sizeof err, &code) != 0) {
+        /* cannot happen after CONFIRM_UPGRADE, unless the token expired in between */
+        oms_log(d->log, OMS_LOG_WARN, "connection refused at establishment", OMS_LS("error", err));
+        return -1;
+    }
+    c->is_ws = true;
+    c->qcap = (uint32_t)(d->cfg.server.queue_limit > 0 ? d->cfg.server.queue_limit : 4096);
+    c->q = calloc(c->qcap, sizeof *c->q);
+    if (!c->q)
+        return -1;
+    oms_session_init(&c->sess, &who, d->cfg.server.rate_limit_per_min, oms_now_ms());
+    c->next = d->conns;
+    if (d->conns)
+        d->conns->prev = c;
+    d->conns = c;
+    d->nconns++;
+    d->m.connections_total++;
+    oms_gw_env env = make_env(d);
+    conn_send_json_new(c, "connected", oms_gw_connected(&c->sess, &env));
+    schedule_expiry(c);
+    oms_log(d->log, OMS_LOG_DEBUG, "client connected", OMS_LI("userId", who.user_id),
+            OMS_LS("role", oms_role_name(who.role)));
+    return 0;
+}
+
+static void ws_closed(omsd *d, omsd_conn *c)
+{
+    if (!c->is_ws)
+        return;
+    lws_sul_cancel(&c->sul_exp);
+    if (c->prev)
+        c->prev->next = c->next;
+    else if (d->conns == c)
+        d->conns = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    d->nconns--;
+    drop_queue(c);
+    free(c->q);
+    free(c->rx);
+    c->q = NULL;
+    c->rx = NULL;
+    c->is_ws = false;
+}
+
+static int ws_receive(omsd *d, omsd_conn *c, const char *in, size_t len)
+{
+    size_t max = (size_t)d->cfg.server.max_frame_bytes;
+    bool final = lws_is_final_fragment(c->wsi) && lws_remaining_packet_payload(c->wsi) == 0;
+    if (c->closing)
+        return 0;
+    if (!c->rx_skip && c->rxlen + len > max) {
+        c->rx_skip = true;
+        c->rxlen = 0;
+        char msg[128];
+        snprintf(msg, sizeof msg, "message over the %zu-byte limit", max);
+        conn_send_json_new(c, "error", oms_gw_error("too_large", msg));
+        conn_close(c, OMS_CLOSE_TOO_BIG, "message too big");
+        return 0;
+    }
+    if (c->rx_skip) {
+        if (final)
+            c->rx_skip = false;
+        return 0;
+    }
+    if (c->rxlen + len > c->rxcap) {
+        size_t cap = c->rxcap ? c->rxcap : 4096;
+        while (cap < c->rxlen + len)
+            cap *= 2;
+        char *nb = realloc(c->rx, cap);
+        if (!nb)
+            return -1;
+        c->rx = nb;
+        c->rxcap = cap;
+    }
+    memcpy(c->rx + c->rxlen, in, len);
+    c->rxlen += len;
+    if (!final)
+        return 0;
+    oms_gw_env env = make_env(d);
+    oms_gw_out out;
+    memset(&out, 0, sizeof out);
+    out.answer = -1;
+    oms_session_on_text(&c->sess, &env, c->rx, c->rxlen, &out);
+    c->rxlen = 0;
+    if (out.n > 0 && strcmp(out.msgs[0].event, "error") == 0 &&
+        strcmp(json_string_value(json_object_get(out.msgs[0].data, "code")), "rate_limited") == 0)
+        d->m.rate_limited++;
+    if (out.exp_changed)
+        schedule_expiry(c);
+    apply_out(c, &out);
+    oms_gw_out_clear(&out);
+    return 0;
+}
+
+static int ws_writeable(omsd *d, omsd_conn *c)
+{
+    for (int i = 0; i < WRITES_PER_CALLBACK && c->qlen > 0; i++) {
+        if (lws_send_pipe_choked(c->wsi))
+            break;
+        omsd_frame *f = c->q[c->qhead];
+        if (lws_write(c->wsi, f->buf + LWS_PRE, f->len, LWS_WRITE_TEXT) < (int)f->len)
+            return -1;
+        c->qhead = (c->qhead + 1) % c->qcap;
+        c->qlen--;
+        if (f->topic >= 0)
+            d->m.delivered[f->topic]++;
+        omsd_frame_unref(f);
+    }
+    if (c->qlen > 0) {
+        lws_callback_on_writable(c->wsi);
+        return 0;
+    }
+    if (c->closing) {
+        lws_close_reason(c->wsi, (enum lws_close_status)c->close_code,
+                         (unsigned char *)c->close_reason, strlen(c->close_reason));
+        return -1;
+    }
+    return 0;
+}
+
+/* ---- the protocol callback ------------------------------------------------------------- */
+
+static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
+                    size_t len)
+{
+    omsd_conn *c = user;
+    omsd *d = lws_context_user(lws_get_context(wsi));
+    if (c && !c->d) {
+        c->d = d;
+        c->wsi = wsi;
+    }
+    switch (reason) {
+    case LWS_CALLBACK_EVENT_WAIT_CANCELLED:
+        drain_xq(d, true);
+        return 0;
+
+    case LWS_CALLBACK_HTTP_CONFIRM_UPGRADE: {
+        if (!d)
+            return 0;
+        if (!in || strcmp((const char *)in, "websocket") != 0)
+            return 0;
+        /* no per-session memory is bound yet at this point */
+        omsd_conn tmp;
+        memset(&tmp, 0, sizeof tmp);
+        tmp.d = d;
+        tmp.wsi = wsi;
+        c = &tmp;
+        request_info(c);
+        if (strcmp(c->path, "/events") != 0)
+            return refuse_upgrade(c, 404, "not_found", "WebSocket endpoint is /events");
+        if (d->draining)
+            return refuse_upgrade(c, 503, "unavailable", "omsd is shutting down");
+        oms_principal who;
+        char err[256];
+        const char *code = "unauthorized";
+        int status = ws_auth(d, c, &who, err, sizeof err, &code);
+        if (status) {
+            d->m.auth_failures++;
+            return refuse_upgrade(c, status, code, err);
+        }
+        return 0;
+    }
+
+    case LWS_CALLBACK_HTTP:
+        request_info(c);
+        if (strcmp(c->method, "POST") == 0 || strcmp(c->method, "PUT") == 0 ||
+            strcmp(c->method, "PATCH") == 0) {
+            char cl[32];
+            hdr(wsi, WSI_TOKEN_HTTP_CONTENT_LENGTH, cl, sizeof cl);
+            if (cl[0] && strtoull(cl, NULL, 10) > MAX_BODY) {
+                c->body_too_large = true;
+                run_request(d, c);
+                return 0;
+            }
+            if (cl[0] && strtoull(cl, NULL, 10) > 0)
+                return 0; /* wait for the body */
+        }
+        run_request(d, c);
+        return 0;
+
+    case LWS_CALLBACK_HTTP_BODY:
+        if (c->body_too_large || c->body_len + len > MAX_BODY) {
+            c->body_too_large = true;
+            return 0;
+        }
+        {
+            char *nb = realloc(c->body, c->body_len + len + 1);
+            if (!nb)
+                return -1;
+            c->body = nb;
+            memcpy(c->body + c->body_len, in, len);
+            c->body_len += len;
+            c->body[c->body_len] = '\0';
+        }
+        return 0;
+
+    case LWS_CALLBACK_HTTP_BODY_COMPLETION:
+        run_request(d, c);
+        return 0;
+
+    case LWS_CALLBACK_HTTP_WRITEABLE:
+        return write_http(d, c);
+
+    case LWS_CALLBACK_HTTP_DROP_PROTOCOL:
+    case LWS_CALLBACK_CLOSED_HTTP:
+        if (c) {
+            unlink_pending(c);
+            free(c->body);
+            c->body = NULL;
+            free(c->resp.body);
+            c->resp.body = NULL;
+        }
+        return 0;
+
+    case LWS_CALLBACK_ESTABLISHED:
+        return ws_established(d, c);
+
+    case LWS_CALLBACK_RECEIVE:
+        return ws_receive(d, c, in, len);
+
+    case LWS_CALLBACK_SERVER_WRITEABLE:
+        return ws_writeable(d, c);
+
+    case LWS_CALLBACK_CLOSED:
+        ws_closed(d, c);
+        return 0;
+
+    default:
+        return 0;
+    }
+}
+
+static const struct lws_protocols protocols[] = {
+    {"oms", callback, sizeof(omsd_conn), 65536, 0, NULL, 0},
+    {NULL, NULL, 0, 0, 0, NULL, 0},
+};
+
+/* ---- timers and life cycle ----------------------------------------------------------------- */
+
+static lws_sorted_usec_list_t sul_tick;
+
+static omsd *tick_daemon; /* the one daemon of this process, for the tick */
+
+static void tick(lws_sorted_usec_list_t *sul)
+{
+    omsd *d = tick_daemon;
+    uint64_t now = oms_mono_ns();
+    if (now - d->rate_mark_ns >= 1000000000u) {
+        uint64_t consumed = 0, delivered = 0;
+        for (int k = 0; k < OMS_TOPIC__COUNT; k++)
+            consumed += atomic_load(&d->m.consumed[k]);
+        for (int k = 0; k < OMS_TOPIC__COUNT; k++)
+            delivered += d->m.delivered[k];
+        double secs = (double)(now - d->rate_mark_ns) / 1e9;
+        d->events_per_s = (double)(consumed - d->rate_mark_consumed) / secs;
+        d->deliveries_per_s = (double)(delivered - d->rate_mark_delivered) / secs;
+        d->rate_mark_consumed = consumed;
+        d->rate_mark_delivered = delivered;
+        d->rate_mark_ns = now;
+    }
+    if (omsd_stop && !d->draining) {
+        d->draining = true;
+        d->drain_deadline_ns = now + 4500000000u;
+        oms_log(d->log, OMS_LOG_INFO, "shutting down: closing clients",
+                OMS_LI("connections", d->nconns));
+        for (omsd_conn *c = d->conns; c; c = c->next)
+            conn_close(c, OMS_CLOSE_GOING_AWAY, "server shutting down");
+    }
+    lws_sul_schedule(d->ctx, 0, sul, tick, 100 * LWS_US_PER_MS);
+}
+
+int omsd_server_start(omsd *d, char *errbuf, size_t errlen)
+{
+    static const lws_retry_bo_t retry = {
+        .secs_since_valid_ping = 25,
+        .secs_since_valid_hangup = 60,
+    };
+    static lws_retry_bo_t retry_cfg;
+    retry_cfg = retry;
+    if (d->cfg.server.ping_interval_s > 0)
+        retry_cfg.secs_since_valid_ping = (uint16_t)d->cfg.server.ping_interval_s;
+    if (d->cfg.server.idle_timeout_s > 0)
+        retry_cfg.secs_since_valid_hangup = (uint16_t)d->cfg.server.idle_timeout_s;
+
+    struct lws_context_creation_info info;
+    memset(&info, 0, sizeof info);
+    info.port = d->cfg.server.port;
+    info.iface = strcmp(d->cfg.server.host, "0.0.0.0") == 0 ? NULL : d->cfg.server.host;
+    info.protocols = protocols;
+    info.user = d;
+    info.retry_and_idle_policy = &retry_cfg;
+    info.options = LWS_SERVER_OPTION_HTTP_HEADERS_SECURITY_BEST_PRACTICES_ENFORCE * 0 |
+                   LWS_SERVER_OPTION_VALIDATE_UTF8;
+    info.max_http_header_data = 8192;
+    info.pt_serv_buf_size = 64 * 1024;
+    info.timeout_secs = 20;
+    info.ka_time = 0;
+    if (d->cfg.server.tls_cert[0]) {
+        info.options |= LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
+        info.ssl_cert_filepath = d->cfg.server.tls_cert;
+        info.ssl_private_key_filepath = d->cfg.server.tls_key;
+    }
+    lws_set_log_level(getenv("OMS_LWS_DEBUG") ? LLL_ERR | LLL_WARN | LLL_NOTICE | LLL_INFO : LLL_ERR, NULL);
+    d->ctx = lws_create_context(&info);
+    if (!d->ctx) {
+        oms_errf(errbuf, errlen, "cannot listen on %s:%d (port taken, or bad TLS files?)",
+                 d->cfg.server.host, d->cfg.server.port);
+        return OMS_EIO;
+    }
+    tick_daemon = d;
+    d->rate_mark_ns = oms_mono_ns();
+    lws_sul_schedule(d->ctx, 0, &sul_tick, tick, 100 * LWS_US_PER_MS);
+    return OMS_OK;
+}
+
+int omsd_server_run(omsd *d)
+{
+    while (lws_service(d->ctx, 0) >= 0) {
+        if (d->draining && (d->nconns == 0 || oms_mono_ns() > d->drain_deadline_ns))
+            break;
+    }
+    return 0;
+}
+
+void omsd_server_stop(omsd *d)
+{
+    if (!d->ctx)
+        return;
+    lws_sul_cancel(&sul_tick);
+    lws_context_destroy(d->ctx);
+    d->ctx = NULL;
+    /* whatever was handed over after the last drain has no one to go to */
+    drain_xq(d, false);
+}

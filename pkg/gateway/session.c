@@ -1,0 +1,248 @@
+/* session.c — one connection's protocol state and its answers. */
+#include "gateway/gateway.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+void oms_session_init(oms_session *s, const oms_principal *who, int rate_per_min, int64_t now_ms)
+{
+    memset(s, 0, sizeof *s);
+    s->who = *who;
+    s->per_min = rate_per_min > 0 ? rate_per_min : 100;
+    s->tokens = s->per_min;
+    s->refill_ms = now_ms;
+}
+
+void oms_gw_out_add(oms_gw_out *out, const char *event, json_t *data, bool is_answer)
+{
+    if (out->n == 0)
+        out->answer = -1;
+    if (out->n >= OMS_GW_MAX_MSGS) {
+        json_decref(data);
+        return;
+    }
+    out->msgs[out->n].event = event;
+    out->msgs[out->n].data = data;
+    if (is_answer)
+        out->answer = out->n;
+    out->n++;
+}
+
+void oms_gw_out_clear(oms_gw_out *out)
+{
+    for (int i = 0; i < out->n; i++)
+        json_decref(out->msgs[i].data);
+    memset(out, 0, sizeof *out);
+    out->answer = -1;
+}
+
+json_t *oms_gw_error(const char *code, const char *message)
+{
+    return json_pack("{s:s,s:s}", "code", code, "message", message);
+}
+
+static void error_answer(oms_gw_out *out, const char *code, const char *message)
+{
+    oms_gw_out_add(out, "error", oms_gw_error(code, message), true);
+}
+
+char *oms_gw_frame_text(const char *event, const json_t *data, size_t *len)
+{
+    json_t *f = json_pack("{s:s,s:O}", "event", event, "data", data ? data : json_null());
+    if (!f)
+        return NULL;
+    char *s = json_dumps(f, JSON_COMPACT);
+    json_decref(f);
+    if (s && len)
+        *len = strlen(s);
+    return s;
+}
+
+static json_t *iso_now(int64_t now_ms)
+{
+    char ts[32];
+    oms_iso8601_ms(now_ms, ts, sizeof ts);
+    return json_string(ts);
+}
+
+static json_t *positions(const oms_gw_env *env, oms_topic_kind kind)
+{
+    json_t *p = env->positions ? env->positions(env->ud, kind) : NULL;
+    return p ? p : json_array();
+}
+
+json_t *oms_gw_connected(const oms_session *s, const oms_gw_env *env)
+{
+    json_t *d = json_object();
+    json_object_set_new(d, "userId", s->who.user_id ? json_integer(s->who.user_id) : json_null());
+    json_object_set_new(d, "role", json_string(oms_role_name(s->who.role)));
+    json_object_set_new(d, "timestamp", iso_now(env->now_ms));
+    json_object_set_new(d, "positions", positions(env, OMS_TOPIC_NOTIFICATIONS));
+    return d;
+}
+
+bool oms_session_admit(oms_session *s, const oms_gw_env *env, oms_gw_out *out)
+{
+    int64_t elapsed = env->now_ms - s->refill_ms;
+    if (elapsed > 0) {
+        s->tokens += (double)elapsed * s->per_min / 60000.0;
+        if (s->tokens > s->per_min)
+            s->tokens = s->per_min;
+        s->refill_ms = env->now_ms;
+    }
+    if (s->tokens >= 1.0) {
+        s->tokens -= 1.0;
+        s->violations = 0;
+        return true;
+    }
+    s->violations++;
+    char msg[128];
+    snprintf(msg, sizeof msg, "rate limit of %d messages per minute exceeded", s->per_min);
+    error_answer(out, "rate_limited", msg);
+    /* a client that keeps going after being told is abusing, not bursting */
+    int tolerated = s->per_min / 10 > 10 ? s->per_min / 10 : 10;
+    if (s->violations > tolerated) {
+        out->close_code = OMS_CLOSE_POLICY;
+        snprintf(out->close_reason, sizeof out->close_reason, "rate limit exceeded");
+    }
+    return false;
+}
+
+bool oms_session_wants(const oms_session *s, oms_event_type type, int64_t user_id)
+{
+    oms_role r = s->who.role;
+    if (r == OMS_ROLE_SERVICE)
+        return false;
+    bool staff = r == OMS_ROLE_STAFF || r == OMS_ROLE_ADMIN;
+    switch (type) {
+    case OMS_EV_ORDER_CREATED:
+    case OMS_EV_ORDER_STATUS_CHANGED:
+        return (s->subs & OMS_SUB_ORDERS) && (staff || (user_id != 0 && user_id == s->who.user_id));
+    case OMS_EV_INVENTORY_CHANGED:
+        return (s->subs & OMS_SUB_INVENTORY) && staff;
+    case OMS_EV_USER_NOTIFICATION:
+        return user_id != 0 && user_id == s->who.user_id;
+    case OMS_EV_SYSTEM_NOTIFICATION:
+        return true;
+    default:
+        return false;
+    }
+}
+
+static void subscribe(oms_session *s, const oms_gw_env *env, unsigned sub, oms_gw_out *out)
+{
+    bool staff = s->who.role == OMS_ROLE_STAFF || s->who.role == OMS_ROLE_ADMIN;
+    if (s->who.role == OMS_ROLE_SERVICE || (sub == OMS_SUB_INVENTORY && !staff)) {
+        error_answer(out, "forbidden",
+                     sub == OMS_SUB_INVENTORY
+                         ? "only staff and admin may subscribe to inventory alerts"
+                         : "service tokens do not receive events");
+        return;
+    }
+    s->subs |= sub;
+    bool orders = sub == OMS_SUB_ORDERS;
+    json_t *d = json_object();
+    json_object_set_new(d, "type", json_string(orders ? "order" : "inventory"));
+    json_object_set_new(d, "message",
+                        json_string(orders ? (staff ? "Subscribed to all order updates"
+                                                    : "Subscribed to your order updates")
+                                           : "Subscribed to inventory alerts"));
+    json_object_set_new(d, "positions",
+                        positions(env, orders ? OMS_TOPIC_ORDERS : OMS_TOPIC_INVENTORY));
+    oms_gw_out_add(out, "subscription_confirmed", d, true);
+}
+
+static void unsubscribe(oms_session *s, const json_t *data, oms_gw_out *out)
+{
+    const char *type = json_string_value(json_object_get(data, "type"));
+    unsigned sub = 0;
+    if (type && strcmp(type, "order") == 0)
+        sub = OMS_SUB_ORDERS;
+    else if (type && strcmp(type, "inventory") == 0)
+        sub = OMS_SUB_INVENTORY;
+    if (!sub) {
+        error_answer(out, "bad_request", "unsubscribe needs data {type: \"order\" | \"inventory\"}");
+        return;
+    }
+    s->subs &= ~sub;
+    oms_gw_out_add(out, "unsubscribed", json_pack("{s:s}", "type", type), true);
+}
+
+static void refresh_token(oms_session *s, const oms_gw_env *env, const json_t *data,
+                          oms_gw_out *out)
+{
+    const char *tok = json_string_value(json_object_get(data, "token"));
+    if (!tok) {
+        error_answer(out, "bad_request", "refresh_token needs data {token: \"...\"}");
+        return;
+    }
+    oms_principal p;
+    char err[256];
+    int rc = oms_auth_verify(env->auth, tok, env->now_ms / 1000, &p, err, sizeof err);
+    if (rc == OMS_EEXPIRED) {
+        error_answer(out, "token_expired", err);
+        return;
+    }
+    if (rc != OMS_OK) {
+        error_answer(out, "bad_request", err);
+        return;
+    }
+    if (p.user_id != s->who.user_id || p.role != s->who.role) {
+        error_answer(out, "forbidden", "the new token is for another user or role");
+        return;
+    }
+    s->who.exp = p.exp;
+    out->exp_changed = true;
+    char ts[32];
+    oms_iso8601_ms(p.exp * 1000, ts, sizeof ts);
+    oms_gw_out_add(out, "token_refreshed", json_pack("{s:s}", "expiresAt", ts), true);
+}
+
+void oms_session_on_message(oms_session *s, const oms_gw_env *env, const char *event,
+                            const json_t *data, oms_gw_out *out)
+{
+    if (strcmp(event, "subscribe_to_orders") == 0) {
+        subscribe(s, env, OMS_SUB_ORDERS, out);
+    } else if (strcmp(event, "subscribe_to_inventory") == 0) {
+        subscribe(s, env, OMS_SUB_INVENTORY, out);
+    } else if (strcmp(event, "unsubscribe") == 0) {
+        unsubscribe(s, data, out);
+    } else if (strcmp(event, "ping") == 0) {
+        oms_gw_out_add(out, "pong", json_pack("{s:o}", "timestamp", iso_now(env->now_ms)), true);
+    } else if (strcmp(event, "refresh_token") == 0) {
+        refresh_token(s, env, data, out);
+    } else if (strcmp(event, "resume") == 0) {
+        /* no history is kept yet: the gap cannot be filled, say so */
+        oms_gw_out_add(out, "resumed", json_pack("{s:b,s:i}", "recovered", 0, "replayed", 0),
+                       true);
+    } else {
+        char msg[160];
+        snprintf(msg, sizeof msg, "unknown event '%.100s'", event);
+        error_answer(out, "unknown_event", msg);
+    }
+}
+
+void oms_session_on_text(oms_session *s, const oms_gw_env *env, const char *text, size_t len,
+                         oms_gw_out *out)
+{
+    if (!oms_session_admit(s, env, out))
+        return;
+    json_error_t jerr;
+    json_t *msg = json_loadb(text, len, 0, &jerr);
+    if (!msg || !json_is_object(msg)) {
+        char m[320];
+        snprintf(m, sizeof m, "frames must be JSON objects {\"event\": NAME, \"data\": ...}%s%s",
+                 msg ? "" : ": ", msg ? "" : jerr.text);
+        error_answer(out, "bad_request", m);
+        json_decref(msg);
+        return;
+    }
+    const char *event = json_string_value(json_object_get(msg, "event"));
+    if (!event) {
+        error_answer(out, "bad_request", "missing \"event\" (a string)");
+    } else {
+        oms_session_on_message(s, env, event, json_object_get(msg, "data"), out);
+    }
+    json_decref(msg);
+}
