@@ -21,6 +21,10 @@ PACKAGES=(
   ca-certificates curl procps psmisc iproute2
 )
 
+# The end-to-end tests drive omsd with Node client libraries; machines that
+# already have a Node.js keep theirs.
+command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1 || PACKAGES+=(nodejs npm)
+
 log() { echo "deps: $*"; }
 die() { echo "deps: $*" >&2; exit 1; }
 
@@ -93,10 +97,25 @@ install_kafka_jars() {
   log "$(find "$LIBS" -name '*.jar' | wc -l) jars fetched in $((SECONDS - t0)) s"
 }
 
+# tests/node: the client libraries of the end-to-end tests, from the npm
+# registry, pinned by package-lock.json.
+install_node_modules() {
+  local dir="$ROOT/tests/node" sum
+  [ -f "$dir/package-lock.json" ] || return 0
+  sum="$(sha256sum "$dir/package-lock.json" | cut -d' ' -f1)"
+  if [ -f "$dir/node_modules/.oms-stamp" ] && [ "$(cat "$dir/node_modules/.oms-stamp")" = "$sum" ]; then
+    return 0
+  fi
+  log "installing the test clients' npm packages into tests/node/node_modules"
+  (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error </dev/null) || die "npm ci failed in tests/node"
+  echo "$sum" >"$dir/node_modules/.oms-stamp"
+}
+
 main() {
   [ "$#" -eq 0 ] || die "usage: deps.sh (no arguments; honours OMS_STATE)"
   install_packages
   install_kafka_jars
+  install_node_modules
   log "all dependencies present"
 }
 

@@ -22,7 +22,7 @@ struct omsd_conn {
     size_t body_len;
     bool body_too_large;
     omsd_http_resp resp;
-    bool resp_ready, headers_sent;
+    bool handled, resp_ready, headers_sent;
     char cors[300];
     uint64_t request_id;
     omsd_conn *pending_next; /* deferred HTTP answers */
@@ -36,7 +36,7 @@ struct omsd_conn {
     bool rx_skip;
     int close_code;
     char close_reason[96];
-    bool closing;
+    bool closing, close_sent;
     lws_sorted_usec_list_t sul_exp;
 };
 
@@ -277,13 +277,21 @@ static void request_info(omsd_conn *c)
 static void set_token_arg(omsd_conn *c, char *out, size_t outlen)
 {
     out[0] = '\0';
-    if (lws_get_urlarg_by_name(c->wsi, "token=", out, (int)outlen) == NULL)
+    /* lws copies the whole "token=..." fragment and points past the name */
+    const char *v = lws_get_urlarg_by_name(c->wsi, "token=", out, (int)outlen);
+    if (!v)
         out[0] = '\0';
+    else if (v != out)
+        memmove(out, v, strlen(v) + 1);
 }
 
 /* Run a request through rest.c and arm the answer. */
 static void run_request(omsd *d, omsd_conn *c)
 {
+    /* lws may report the end of an empty body after we already answered */
+    if (c->handled)
+        return;
+    c->handled = true;
     char auth[4096], origin[300], host[300], token[4096];
     hdr(c->wsi, WSI_TOKEN_HTTP_AUTHORIZATION, auth, sizeof auth);
     hdr(c->wsi, WSI_TOKEN_ORIGIN, origin, sizeof origin);
@@ -416,7 +424,7 @@ static int write_http(omsd *d, omsd_conn *c)
     c->body = NULL;
     c->body_len = 0;
     c->body_too_large = false;
-    c->resp_ready = c->headers_sent = false;
+    c->handled = c->resp_ready = c->headers_sent = false;
     if (lws_http_transaction_completed(c->wsi))
         return -1;
     return 0;
@@ -466,12 +474,13 @@ static int ws_auth(omsd *d, omsd_conn *c, oms_principal *who, char *err, size_t 
     omsd_http_resp r = {0};
     if (omsd_rest_auth(d, &req, who, &r) != 0) {
         json_t *j = json_loadb(r.body, r.len, 0, NULL);
-        snprintf(err, errlen, "%s",
-                 json_string_value(json_object_get(json_object_get(j, "error"), "message"))
-                     ?: "unauthorized");
+        json_t *e = json_object_get(j, "error");
+        const char *msg = json_string_value(json_object_get(e, "message"));
+        const char *ecode = json_string_value(json_object_get(e, "code"));
+        snprintf(err, errlen, "%s", msg ? msg : "unauthorized");
+        *code = ecode && strcmp(ecode, "token_expired") == 0 ? "token_expired" : "unauthorized";
         json_decref(j);
         free(r.body);
-        *code = "unauthorized";
         return 401;
     }
     return 0;
@@ -511,14 +520,12 @@ static oms_gw_env make_env(omsd *d)
 
 static int ws_established(omsd *d, omsd_conn *c)
 {
-    oms_principal who;
-    char err[256];
-    const char *code;
-    if (ws_auth(d, c, &who, err, sizeof err, &code) != 0) {
-        /* cannot happen after CONFIRM_UPGRADE, unless the token expired in between */
-        oms_log(d->log, OMS_LOG_WARN, "connection refused at establishment", OMS_LS("error", err));
-        return -1;
-    }
+    oms_principal *verified = lws_get_opaque_user_data(c->wsi);
+    if (!verified)
+        return -1; /* every upgrade passes CONFIRM_UPGRADE first */
+    oms_principal who = *verified;
+    free(verified);
+    lws_set_opaque_user_data(c->wsi, NULL);
     c->is_ws = true;
     c->qcap = (uint32_t)(d->cfg.server.queue_limit > 0 ? d->cfg.server.queue_limit : 4096);
     c->q = calloc(c->qcap, sizeof *c->q);
@@ -615,8 +622,12 @@ static int ws_writeable(omsd *d, omsd_conn *c)
         if (lws_send_pipe_choked(c->wsi))
             break;
         omsd_frame *f = c->q[c->qhead];
-        if (lws_write(c->wsi, f->buf + LWS_PRE, f->len, LWS_WRITE_TEXT) < (int)f->len)
+        int n = lws_write(c->wsi, f->buf + LWS_PRE, f->len, LWS_WRITE_TEXT);
+        if (n < (int)f->len) {
+            oms_log(d->log, OMS_LOG_WARN, "write failed, closing", OMS_LI("wrote", n),
+                    OMS_LI("len", f->len));
             return -1;
+        }
         c->qhead = (c->qhead + 1) % c->qcap;
         c->qlen--;
         if (f->topic >= 0)
@@ -627,10 +638,23 @@ static int ws_writeable(omsd *d, omsd_conn *c)
         lws_callback_on_writable(c->wsi);
         return 0;
     }
-    if (c->closing) {
-        lws_close_reason(c->wsi, (enum lws_close_status)c->close_code,
-                         (unsigned char *)c->close_reason, strlen(c->close_reason));
-        return -1;
+    if (c->closing && !c->close_sent) {
+        /* Send the close frame ourselves and wait for the peer's: closing the
+         * socket at once while a flooding client's frames are still unread
+         * would make the kernel answer with a reset, and the client would
+         * lose the close code and whatever it had not read yet. */
+        unsigned char buf[LWS_PRE + 128];
+        size_t rlen = strlen(c->close_reason);
+        if (rlen > 120)
+            rlen = 120;
+        buf[LWS_PRE] = (unsigned char)(c->close_code >> 8);
+        buf[LWS_PRE + 1] = (unsigned char)(c->close_code & 0xff);
+        memcpy(buf + LWS_PRE + 2, c->close_reason, rlen);
+        /* 4 is LWS_WRITE_CLOSE, which lws keeps out of its public header */
+        if (lws_write(c->wsi, buf + LWS_PRE, 2 + rlen, (enum lws_write_protocol)4) < 0)
+            return -1;
+        c->close_sent = true;
+        lws_set_timeout(c->wsi, PENDING_TIMEOUT_CLOSE_ACK, 3);
     }
     return 0;
 }
@@ -675,8 +699,20 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
             d->m.auth_failures++;
             return refuse_upgrade(c, status, code, err);
         }
+        /* lws may drop the headers before ESTABLISHED: carry the verdict on
+         * the wsi itself (freed at ESTABLISHED or WSI_DESTROY) */
+        oms_principal *keep = malloc(sizeof *keep);
+        if (!keep)
+            return 1;
+        *keep = who;
+        lws_set_opaque_user_data(wsi, keep);
         return 0;
     }
+
+    case LWS_CALLBACK_WSI_DESTROY:
+        free(lws_get_opaque_user_data(wsi));
+        lws_set_opaque_user_data(wsi, NULL);
+        return 0;
 
     case LWS_CALLBACK_HTTP:
         request_info(c);
@@ -696,6 +732,8 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
         return 0;
 
     case LWS_CALLBACK_HTTP_BODY:
+        if (len == 0 || !in)
+            return 0;
         if (c->body_too_large || c->body_len + len > MAX_BODY) {
             c->body_too_large = true;
             return 0;

@@ -194,8 +194,10 @@ static void refresh_token(oms_session *s, const oms_gw_env *env, const json_t *d
     }
     s->who.exp = p.exp;
     out->exp_changed = true;
+    /* exp * 1000 must not overflow: a later exp than 9999-12-31 is shown as that */
+    int64_t shown = p.exp > INT64_C(253402300799) ? INT64_C(253402300799) : p.exp;
     char ts[32];
-    oms_iso8601_ms(p.exp * 1000, ts, sizeof ts);
+    oms_iso8601_ms(shown * 1000, ts, sizeof ts);
     oms_gw_out_add(out, "token_refreshed", json_pack("{s:s}", "expiresAt", ts), true);
 }
 
@@ -217,8 +219,16 @@ void oms_session_on_message(oms_session *s, const oms_gw_env *env, const char *e
         oms_gw_out_add(out, "resumed", json_pack("{s:b,s:i}", "recovered", 0, "replayed", 0),
                        true);
     } else {
+        /* at most 100 bytes of the name, not cutting a UTF-8 sequence (the
+         * message must stay valid UTF-8 for json_string) */
+        size_t n = strlen(event);
+        if (n > 100) {
+            n = 100;
+            while (n > 0 && ((unsigned char)event[n] & 0xC0) == 0x80)
+                n--;
+        }
         char msg[160];
-        snprintf(msg, sizeof msg, "unknown event '%.100s'", event);
+        snprintf(msg, sizeof msg, "unknown event '%.*s'", (int)n, event);
         error_answer(out, "unknown_event", msg);
     }
 }

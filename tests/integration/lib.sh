@@ -7,7 +7,7 @@ eval "$(bash scripts/stack.sh env)"
 BIN=$ROOT/build/bin
 ABIN=$ROOT/build/asan-bin
 TOOLS=$ROOT/build/tests/tools
-T=${OMS_TEST_OUT:-$ROOT/build/test-output/$(basename "$0" .sh)}
+T=$(realpath -m "${OMS_TEST_OUT:-$ROOT/build/test-output/$(basename "$0" .sh)}")
 rm -rf "$T"
 mkdir -p "$T"
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1}
