@@ -664,11 +664,31 @@ static int ws_writeable(omsd *d, omsd_conn *c)
 static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
                     size_t len)
 {
-    omsd_conn *c = user;
     omsd *d = lws_context_user(lws_get_context(wsi));
-    if (c && !c->d) {
-        c->d = d;
-        c->wsi = wsi;
+    omsd_conn *c = NULL;
+    /* `user` is our per-session memory only for the connection callbacks;
+     * for others (TLS set-up among them) it is something else entirely */
+    switch (reason) {
+    case LWS_CALLBACK_HTTP:
+    case LWS_CALLBACK_HTTP_BODY:
+    case LWS_CALLBACK_HTTP_BODY_COMPLETION:
+    case LWS_CALLBACK_HTTP_WRITEABLE:
+    case LWS_CALLBACK_HTTP_DROP_PROTOCOL:
+    case LWS_CALLBACK_CLOSED_HTTP:
+    case LWS_CALLBACK_ESTABLISHED:
+    case LWS_CALLBACK_RECEIVE:
+    case LWS_CALLBACK_SERVER_WRITEABLE:
+    case LWS_CALLBACK_CLOSED:
+        c = user;
+        if (!c)
+            return 0;
+        if (!c->d) {
+            c->d = d;
+            c->wsi = wsi;
+        }
+        break;
+    default:
+        break;
     }
     switch (reason) {
     case LWS_CALLBACK_EVENT_WAIT_CANCELLED:
@@ -758,7 +778,7 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
 
     case LWS_CALLBACK_HTTP_DROP_PROTOCOL:
     case LWS_CALLBACK_CLOSED_HTTP:
-        if (c) {
+        {
             unlink_pending(c);
             free(c->body);
             c->body = NULL;
