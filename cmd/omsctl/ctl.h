@@ -13,6 +13,12 @@ void ctl_install_signals(void);
 int ctl_config(oms_config *cfg, const char *config_path, const char *brokers);
 
 int cmd_tail(int argc, char **argv);
+int cmd_health(int argc, char **argv);
+int cmd_stats(int argc, char **argv);
+int cmd_users(int argc, char **argv);
+int cmd_broadcast(int argc, char **argv);
+int cmd_notify(int argc, char **argv);
+int cmd_token(int argc, char **argv);
 int cmd_topics(int argc, char **argv);
 int cmd_schemas(int argc, char **argv);
 

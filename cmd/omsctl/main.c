@@ -1,4 +1,5 @@
 /* omsctl — the operator's terminal tool. */
+#include <curl/curl.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -35,6 +36,12 @@ int ctl_config(oms_config *cfg, const char *config_path, const char *brokers)
 }
 
 static const oms_cli_command commands[] = {
+    {"health", cmd_health, "is omsd up, and are Kafka and PostgreSQL reachable"},
+    {"stats", cmd_stats, "omsd's live figures (--watch to follow)"},
+    {"users", cmd_users, "users online now, or whether one user is"},
+    {"broadcast", cmd_broadcast, "send a system notification to every client"},
+    {"notify", cmd_notify, "trigger an order-created, order-status or inventory-alert event"},
+    {"token", cmd_token, "mint a JWT for tests and scripts"},
     {"tail", cmd_tail, "print events from Kafka topics as they arrive (decoded)"},
     {"topics", cmd_topics, "create the topics of configs/topics.yaml, or list topics"},
     {"schemas", cmd_schemas, "list, show, fingerprint and check Avro schemas"},
@@ -55,6 +62,8 @@ static void help(FILE *out)
 
 int main(int argc, char **argv)
 {
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    atexit(curl_global_cleanup);
     if (argc < 2) {
         help(stderr);
         return OMS_EXIT_USAGE;

@@ -248,6 +248,7 @@ int main(int argc, char **argv)
         return OMS_EXIT_FAIL;
     }
     atomic_store(&d.kafka_up, 1);
+    omsd_static_init(&d);
     if (omsd_server_start(&d, err, sizeof err) != OMS_OK) {
         oms_log(d.log, OMS_LOG_ERROR, "cannot start", OMS_LS("error", err));
         fprintf(stderr, "omsd: %s\n", err);

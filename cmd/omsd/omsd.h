@@ -112,6 +112,7 @@ typedef struct omsd {
     uint64_t rate_mark_ns; /* for events/s in stats */
     uint64_t rate_mark_consumed, rate_mark_delivered;
     double events_per_s, deliveries_per_s;
+    char web_root[4096]; /* resolved, "" when there is none */
     bool draining;
     uint64_t drain_deadline_ns;
 } omsd;
@@ -147,6 +148,7 @@ typedef struct omsd_http_resp {
     const char *content_type;
     bool deferred; /* a trigger waits for its delivery report */
     char allow[64]; /* for 405 */
+    const char *cache_control; /* NULL: no-store */
 } omsd_http_resp;
 
 void omsd_rest_handle(omsd *d, const omsd_http_req *req, omsd_http_resp *resp);
@@ -155,6 +157,13 @@ void omsd_rest_json(omsd_http_resp *resp, int status, json_t *body); /* takes bo
 bool omsd_origin_allowed(const omsd *d, const char *origin, const char *host);
 /* Authenticate a request's token. 0 ok, else fills resp with 401. */
 int omsd_rest_auth(omsd *d, const omsd_http_req *req, oms_principal *who, omsd_http_resp *resp);
+
+/* static.c: the web console's files under server.web_root. Returns false
+ * when the path is not a console path (the caller answers 404 JSON). */
+bool omsd_static_serve(omsd *d, const omsd_http_req *req, omsd_http_resp *resp);
+/* Resolve server.web_root at start-up (relative to the working directory,
+ * else to the program's ../../). */
+void omsd_static_init(omsd *d);
 
 /* metrics.c */
 char *omsd_metrics_text(omsd *d, size_t *len);

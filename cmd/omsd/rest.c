@@ -338,10 +338,17 @@ void omsd_rest_handle(omsd *d, const omsd_http_req *req, omsd_http_resp *resp)
     } else if (strcmp(p, "/websocket/notifications/inventory-alert") == 0) {
         if (method_ok(req, "POST", resp))
             trigger(d, req, OMS_EV_INVENTORY_CHANGED, resp);
+    } else if (strcmp(p, "/events") == 0) {
+        /* a plain request to the WebSocket endpoint runs the same checks as
+         * an upgrade, so a browser (which cannot read a refused upgrade's
+         * body) can learn why it was refused */
+        if (method_ok(req, "GET", resp) && omsd_rest_auth(d, req, &who, resp) == 0)
+            omsd_rest_error(resp, 426, "upgrade_required",
+                            "the token is valid; connect with a WebSocket upgrade");
     } else if (strcmp(p, "/dev/tokens") == 0 && d->dev) {
         if (method_ok(req, "GET", resp))
             dev_tokens(d, resp);
-    } else {
+    } else if (!omsd_static_serve(d, req, resp)) {
         char msg[600];
         snprintf(msg, sizeof msg, "no such endpoint '%.500s'", p);
         omsd_rest_error(resp, 404, "not_found", msg);

@@ -395,8 +395,11 @@ static int write_http(omsd *d, omsd_conn *c)
             lws_add_http_header_by_name(c->wsi, (const unsigned char *)"www-authenticate:",
                                         (const unsigned char *)"Bearer", 6, &p, end))
             return 1;
+        const char *cc = c->resp.cache_control ? c->resp.cache_control : "no-store";
         if (lws_add_http_header_by_name(c->wsi, (const unsigned char *)"cache-control:",
-                                        (const unsigned char *)"no-store", 8, &p, end))
+                                        (const unsigned char *)cc, (int)strlen(cc), &p, end) ||
+            lws_add_http_header_by_name(c->wsi, (const unsigned char *)"x-content-type-options:",
+                                        (const unsigned char *)"nosniff", 7, &p, end))
             return 1;
         if (lws_finalize_write_http_header(c->wsi, start, &p, end))
             return 1;
