@@ -31,7 +31,7 @@ typedef struct sent_rec {
 } sent_rec;
 
 static void on_delivery(void *ctx, void *opaque, rd_kafka_resp_err_t err, const char *topic,
-                        int32_t partition, int64_t offset)
+                        int32_t partition, int64_t offset, int64_t timestamp)
 {
     prod_ctx *c = ctx;
     sent_rec *r = opaque;
@@ -40,8 +40,9 @@ static void on_delivery(void *ctx, void *opaque, rd_kafka_resp_err_t err, const 
     if (c->record && !err)
         fprintf(c->record,
                 "{\"eventId\":\"%s\",\"type\":\"%s\",\"key\":\"%s\",\"topic\":\"%s\","
-                "\"partition\":%d,\"offset\":%" PRId64 "}\n",
-                r->event_id, oms_event_type_name(r->type), r->key, topic, (int)partition, offset);
+                "\"partition\":%d,\"offset\":%" PRId64 ",\"timestamp\":%" PRId64 "}\n",
+                r->event_id, oms_event_type_name(r->type), r->key, topic, (int)partition, offset,
+                timestamp);
     free(r);
 }
 

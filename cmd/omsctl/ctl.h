@@ -19,6 +19,9 @@ int cmd_users(int argc, char **argv);
 int cmd_broadcast(int argc, char **argv);
 int cmd_notify(int argc, char **argv);
 int cmd_token(int argc, char **argv);
+int cmd_replay(int argc, char **argv);
+int cmd_lag(int argc, char **argv);
+int cmd_completion(int argc, char **argv);
 int cmd_topics(int argc, char **argv);
 int cmd_schemas(int argc, char **argv);
 

@@ -43,10 +43,19 @@ static const oms_cli_command commands[] = {
     {"notify", cmd_notify, "trigger an order-created, order-status or inventory-alert event"},
     {"token", cmd_token, "mint a JWT for tests and scripts"},
     {"tail", cmd_tail, "print events from Kafka topics as they arrive (decoded)"},
+    {"replay", cmd_replay, "read a range of a topic back: filter, write out or republish"},
+    {"lag", cmd_lag, "a consumer group's lag per partition"},
     {"topics", cmd_topics, "create the topics of configs/topics.yaml, or list topics"},
     {"schemas", cmd_schemas, "list, show, fingerprint and check Avro schemas"},
+    {"completion", cmd_completion, "print a bash completion script (omsctl completion bash)"},
     {NULL, NULL, NULL},
 };
+
+/* The command names, for completion.c. */
+const oms_cli_command *ctl_commands(void)
+{
+    return commands;
+}
 
 static void help(FILE *out)
 {

@@ -103,7 +103,7 @@ static oms_auth *make_auth(omsd *d, char *errbuf, size_t errlen)
 }
 
 static void on_delivery(void *ctx, void *opaque, rd_kafka_resp_err_t err, const char *topic,
-                        int32_t partition, int64_t offset)
+                        int32_t partition, int64_t offset, int64_t timestamp)
 {
     omsd *d = ctx;
     uint64_t id = (uint64_t)(uintptr_t)opaque;

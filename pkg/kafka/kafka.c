@@ -115,7 +115,7 @@ static void on_dr_msg(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
     }
     if (p->on_delivery)
         p->on_delivery(p->ctx, m->_private, m->err, rd_kafka_topic_name(m->rkt), m->partition,
-                       m->offset);
+                       m->offset, rd_kafka_message_timestamp(m, NULL));
 }
 
 oms_kafka_producer *oms_kafka_producer_new(const char *brokers, const oms_kv *props, size_t nprops,

@@ -22,9 +22,11 @@
 typedef struct oms_kafka_producer oms_kafka_producer;
 
 /* Called from oms_kafka_producer_poll()/flush() on the calling thread, once
- * per message: err is RD_KAFKA_RESP_ERR_NO_ERROR or the failure. */
+ * per message: err is RD_KAFKA_RESP_ERR_NO_ERROR or the failure; timestamp
+ * is the record's Kafka timestamp (epoch ms, -1 unknown). */
 typedef void (*oms_kafka_on_delivery)(void *ctx, void *msg_opaque, rd_kafka_resp_err_t err,
-                                      const char *topic, int32_t partition, int64_t offset);
+                                      const char *topic, int32_t partition, int64_t offset,
+                                      int64_t timestamp);
 
 typedef struct oms_kafka_producer_stats {
     uint64_t produced;  /* accepted into the local queue */
