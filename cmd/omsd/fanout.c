@@ -54,8 +54,12 @@ int omsd_fanout_prepare(omsd *d, char *errbuf, size_t errlen)
         }
         for (int p = 0; p < n; p++) {
             int64_t lo = 0, hi = 0;
-            rd_kafka_resp_err_t err =
-                rd_kafka_query_watermark_offsets(rk, d->topics[k], p, &lo, &hi, 5000);
+            rd_kafka_resp_err_t err;
+            /* a topic created a moment ago may not have its leaders yet */
+            uint64_t until = oms_mono_ns() + 15000000000u;
+            while ((err = rd_kafka_query_watermark_offsets(rk, d->topics[k], p, &lo, &hi, 5000)) &&
+                   oms_mono_ns() < until)
+                rd_kafka_poll(rk, 200);
             if (err) {
                 oms_errf(errbuf, errlen, "cannot read the end of '%s' partition %d: %s",
                          d->topics[k], p, rd_kafka_err2str(err));
