@@ -38,6 +38,7 @@ cat <<MSG
 
 demo: Kafka at $KAFKA_BROKERS, PostgreSQL at $DATABASE_HOST:$DATABASE_PORT (db $DATABASE_NAME)
 demo: omsd (dev mode) at http://127.0.0.1:$port — WebSocket ws://127.0.0.1:$port/events
+demo: web console: open http://127.0.0.1:$port/ — pick a sample token, Connect, turn on Order Updates
 demo: sample tokens (Authorization: Bearer TOKEN, or ws://127.0.0.1:$port/events?token=TOKEN):
 $tokens
 demo: try  curl -H "Authorization: Bearer <admin token>" http://127.0.0.1:$port/websocket/stats

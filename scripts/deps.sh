@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what oms needs to build, test and run its local stack (idempotent):
-#   1. missing Debian packages (apt-get update only when something is missing);
+#   1. missing Debian packages (apt-get update only when something is missing;
+#      chromium is the browser of the web console's tests);
 #   2. the Apache Kafka broker jars from Maven Central into $OMS_STATE/kafka/libs
 #      (re-fetched only when scripts/kafka-pom.xml changes).
 # Fast (well under a second) when everything is already there.
@@ -19,6 +20,7 @@ PACKAGES=(
   postgresql kcat
   openjdk-17-jre-headless maven
   ca-certificates curl procps psmisc iproute2
+  chromium
 )
 
 # The end-to-end tests drive omsd with Node client libraries; machines that
@@ -97,8 +99,9 @@ install_kafka_jars() {
   log "$(find "$LIBS" -name '*.jar' | wc -l) jars fetched in $((SECONDS - t0)) s"
 }
 
-# tests/node: the client libraries of the end-to-end tests, from the npm
-# registry, pinned by package-lock.json.
+# tests/node: the client libraries of the end-to-end tests (ws, and
+# playwright-core driving Debian's chromium), from the npm registry, pinned
+# by package-lock.json.
 install_node_modules() {
   local dir="$ROOT/tests/node" sum
   [ -f "$dir/package-lock.json" ] || return 0
