@@ -40,7 +40,7 @@
 #define HIST_STEP_US 100
 #define HIST_BUCKETS (30 * 1000 * 1000 / HIST_STEP_US)
 
-enum conn_state { CS_IDLE = 0, CS_CONNECTING, CS_OPEN, CS_CLOSED, CS_FAILED };
+enum conn_state { CS_NEW = 0, CS_CONNECTING, CS_OPEN, CS_CLOSED, CS_FAILED };
 
 typedef struct conn {
     struct lws *wsi;
@@ -48,9 +48,10 @@ typedef struct conn {
     enum conn_state state;
     bool hello;      /* got `connected` */
     bool subscribed; /* got every subscription_confirmed asked for */
-    int confirms;  /* subscription_confirmed received */
-    int want;      /* subscriptions asked for */
-    int next_sub;  /* next subscription to send (bit index) */
+    int confirms;    /* subscription_confirmed received */
+    int want;        /* subscriptions asked for */
+    int answers;     /* subscriptions answered (confirmed or refused) */
+    int next_sub;    /* next subscription to send (bit index) */
     uint64_t events;
     char *rx;
     size_t rxlen, rxcap;
@@ -76,8 +77,9 @@ static struct {
     const char *secret;
     const char *token;
     oms_role role;
-    int64_t user_id; /* 0: 1..N */
-    unsigned subs;   /* 1 orders, 2 inventory */
+    int64_t user_id; /* 0: first_user_id .. first_user_id + N - 1 */
+    int64_t first_user_id;
+    unsigned subs; /* 1 orders, 2 inventory */
     double duration_s;
     int ramp;
     int max_pending;
@@ -92,7 +94,7 @@ static struct {
     struct lws_context *ctx;
     conn *conns;
     int started, pending, open, hello, subscribed, failed, closed;
-    uint64_t t0_ns, ramp_done_ns, ready_ns;
+    uint64_t t0_ns, ready_ns;
     bool ready;
     bool stopping;
     const char *stop_reason;
@@ -100,11 +102,12 @@ static struct {
     int nerrs;
     uint64_t close_codes[8][2]; /* code, count */
     int ncodes;
-    uint64_t closes_unknown;
+    uint64_t closes_other; /* codes past the table */
 
     /* measurements */
     uint64_t events, by_kind[EV__COUNT], frames, bytes, error_frames, no_ts;
     uint64_t first_ev_ns, last_ev_ns;
+    int64_t first_ev_us, last_ev_us; /* the same, wall clock */
     uint64_t *hist;
     uint64_t hist_over;
     int64_t lat_max_us;
@@ -337,7 +340,7 @@ static void note_close_code(unsigned code)
         g.close_codes[g.ncodes][1] = 1;
         g.ncodes++;
     } else {
-        g.closes_unknown++;
+        g.closes_other++;
     }
 }
 
@@ -373,6 +376,7 @@ static void on_message(conn *c, const char *m, size_t n)
         return;
     }
     if (name_is(&fi, "subscription_confirmed")) {
+        c->answers++;
         if (++c->confirms == c->want && !c->subscribed) {
             c->subscribed = true;
             g.subscribed++;
@@ -381,6 +385,8 @@ static void on_message(conn *c, const char *m, size_t n)
     }
     if (name_is(&fi, "error")) {
         g.error_frames++;
+        if (c->answers < c->want)
+            c->answers++; /* a refused subscription (every reply comes in order) */
         if (!g.first_error_frame[0])
             snprintf(g.first_error_frame, sizeof g.first_error_frame, "%.*s",
                      (int)(n < 190 ? n : 190), m);
@@ -396,9 +402,12 @@ static void on_message(conn *c, const char *m, size_t n)
     g.by_kind[k]++;
     g.events++;
     c->events++;
-    if (!g.first_ev_ns)
+    if (!g.first_ev_ns) {
         g.first_ev_ns = now_ns;
+        g.first_ev_us = now_us;
+    }
     g.last_ev_ns = now_ns;
+    g.last_ev_us = now_us;
     int64_t ts_ms;
     if (!fi.ts || !parse_ts_ms(fi.ts, fi.ts_end, &ts_ms)) {
         g.no_ts++;
@@ -471,7 +480,7 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
         if (g.token) {
             tok = strdup(g.token);
         } else if (g.secret) {
-            int64_t uid = g.user_id ? g.user_id : (int64_t)c->idx + 1;
+            int64_t uid = g.user_id ? g.user_id : g.first_user_id + c->idx;
             int64_t ttl = (int64_t)g.duration_s + 3600;
             tok = oms_auth_mint_hs256((const unsigned char *)g.secret, strlen(g.secret), uid,
                                       g.role, ttl, oms_now_ms() / 1000, NULL, NULL);
@@ -650,8 +659,6 @@ static void on_ramp(lws_sorted_usec_list_t *sul)
         start_one();
     if (g.started < g.nconns)
         lws_sul_schedule(g.ctx, 0, sul, on_ramp, 5 * LWS_US_PER_MS);
-    else
-        g.ramp_done_ns = mono_ns();
 }
 
 static bool conn_settled(const conn *c)
@@ -660,7 +667,7 @@ static bool conn_settled(const conn *c)
         return true;
     if (c->state != CS_OPEN || !c->hello)
         return false;
-    return g.idle || !g.subs || c->subscribed;
+    return g.idle || !g.subs || c->answers >= c->want;
 }
 
 static void write_ready_file(void)
@@ -746,6 +753,8 @@ static void help(FILE *out)
             "  --token T            use this token for every connection instead\n"
             "  --role R             admin, staff or customer (default admin)\n"
             "  --user-id ID         user id of every token (default: 1..N)\n"
+            "  --first-user-id ID   user ids ID..ID+N-1 instead of 1..N (to split\n"
+            "                       clients over several processes)\n"
             "  --subscribe WHAT     orders, inventory, all or none (default orders)\n"
             "  --duration SECONDS   stop after this long (default 60, at most 3600)\n"
             "  --ramp-per-sec R     new connections per second (default 1000)\n"
@@ -876,6 +885,11 @@ static bool parse_num(const char *s, double min, double max, double *out)
 
 static void report(double elapsed)
 {
+    struct rusage ru;
+    double cpu_s = 0;
+    if (getrusage(RUSAGE_SELF, &ru) == 0)
+        cpu_s = (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 +
+                (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
     double window = g.last_ev_ns > g.first_ev_ns ? (double)(g.last_ev_ns - g.first_ev_ns) / 1e9 : 0;
     double rate = window > 0 ? (double)g.events / window : 0;
     uint64_t with_lat = g.events - g.no_ts;
@@ -904,6 +918,8 @@ static void report(double elapsed)
             snprintf(k, sizeof k, "%" PRIu64, g.close_codes[i][0]);
             json_object_set_new(codes, k, json_integer((json_int_t)g.close_codes[i][1]));
         }
+        if (g.closes_other)
+            json_object_set_new(codes, "other", json_integer((json_int_t)g.closes_other));
         for (int k = 0; k < EV__COUNT; k++)
             json_object_set_new(kinds, ev_names[k], json_integer((json_int_t)g.by_kind[k]));
         json_t *j = json_object();
@@ -934,7 +950,20 @@ static void report(double elapsed)
                             json_pack("{s:f,s:f,s:f,s:f,s:f,s:f}", "p50", p50 / 1000, "p90",
                                       p90 / 1000, "p99", p99 / 1000, "p999", p999 / 1000, "max",
                                       (double)g.lat_max_us / 1000, "mean", mean / 1000));
+        json_object_set_new(j, "first_event_unix_ms", json_real((double)g.first_ev_us / 1000));
+        json_object_set_new(j, "last_event_unix_ms", json_real((double)g.last_ev_us / 1000));
+        /* the histogram itself, so runs of several processes can be merged:
+         * [upper edge in µs, count] for each non-empty bucket */
+        json_t *h = json_array();
+        for (int i = 0; i < HIST_BUCKETS; i++)
+            if (g.hist[i])
+                json_array_append_new(h, json_pack("[I,I]", (json_int_t)(i + 1) * HIST_STEP_US,
+                                                   (json_int_t)g.hist[i]));
+        json_object_set_new(j, "latency_hist_us", h);
+        json_object_set_new(j, "latency_over_30s", json_integer((json_int_t)g.hist_over));
+        json_object_set_new(j, "latency_max_us", json_integer((json_int_t)g.lat_max_us));
         json_object_set_new(j, "elapsed_s", json_real(elapsed));
+        json_object_set_new(j, "cpu_s", json_real(cpu_s));
         json_object_set_new(j, "stop_reason", json_string(g.stop_reason ? g.stop_reason : ""));
         char *s = json_dumps(j, JSON_COMPACT);
         if (s)
@@ -963,12 +992,13 @@ static void report(double elapsed)
         printf("latency ms: p50 %.1f  p90 %.1f  p99 %.1f  p99.9 %.1f  max %.1f  mean %.2f\n",
                p50 / 1000, p90 / 1000, p99 / 1000, p999 / 1000, (double)g.lat_max_us / 1000,
                mean / 1000);
-    printf("ran %.1f s, stopped: %s\n", elapsed, g.stop_reason ? g.stop_reason : "?");
+    printf("ran %.1f s (%.1f s of CPU), stopped: %s\n", elapsed, cpu_s,
+           g.stop_reason ? g.stop_reason : "?");
 }
 
 int main(int argc, char **argv)
 {
-    enum { O_URL = 1000, O_CONNS, O_SECRET, O_TOKEN, O_ROLE, O_UID, O_SUB, O_DUR, O_RAMP,
+    enum { O_URL = 1000, O_CONNS, O_SECRET, O_TOKEN, O_ROLE, O_UID, O_FUID, O_SUB, O_DUR, O_RAMP,
            O_PENDING, O_IDLE, O_EXPECT, O_QUIET, O_READY, O_JSON };
     static const struct option longopts[] = {
         {"url", required_argument, NULL, O_URL},
@@ -977,6 +1007,7 @@ int main(int argc, char **argv)
         {"token", required_argument, NULL, O_TOKEN},
         {"role", required_argument, NULL, O_ROLE},
         {"user-id", required_argument, NULL, O_UID},
+        {"first-user-id", required_argument, NULL, O_FUID},
         {"subscribe", required_argument, NULL, O_SUB},
         {"duration", required_argument, NULL, O_DUR},
         {"ramp-per-sec", required_argument, NULL, O_RAMP},
@@ -993,6 +1024,7 @@ int main(int argc, char **argv)
     const char *url = NULL;
     g.nconns = 1;
     g.role = OMS_ROLE_ADMIN;
+    g.first_user_id = 1;
     g.subs = 1;
     g.duration_s = 60;
     g.ramp = 1000;
@@ -1020,6 +1052,11 @@ int main(int argc, char **argv)
             if (!parse_num(optarg, 1, 9e15, &v))
                 return usage("--user-id wants a positive integer, not '%s'", optarg);
             g.user_id = (int64_t)v;
+            break;
+        case O_FUID:
+            if (!parse_num(optarg, 1, 9e15, &v))
+                return usage("--first-user-id wants a positive integer, not '%s'", optarg);
+            g.first_user_id = (int64_t)v;
             break;
         case O_SUB:
             if (strcmp(optarg, "orders") == 0)
