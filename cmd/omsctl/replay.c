@@ -4,6 +4,7 @@
 #include <getopt.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -180,7 +181,157 @@ typedef struct rpart {
     int32_t partition;
     int64_t start, stop; /* [start, stop) */
     bool done;
+    const rd_kafka_topic_t *rkt; /* the messages' topic handle, once seen */
+    char pos[280];               /* "TOPIC:PARTITION:" (the offset goes after) */
+    size_t poslen;
 } rpart;
+
+/* The part a message belongs to: the last one (messages come in runs of one
+ * partition), else by topic handle and partition, else by name (the first
+ * message of each partition, which then records the handle). */
+static rpart *find_part(rpart *parts, size_t nparts, rpart **last, const rd_kafka_message_t *m)
+{
+    rpart *rp = *last;
+    if (rp && rp->rkt == m->rkt && rp->partition == m->partition)
+        return rp;
+    for (size_t i = 0; i < nparts; i++)
+        if (parts[i].rkt == m->rkt && parts[i].partition == m->partition && m->rkt)
+            return *last = &parts[i];
+    const char *tname = m->rkt ? rd_kafka_topic_name(m->rkt) : "";
+    for (size_t i = 0; i < nparts; i++)
+        if (parts[i].partition == m->partition && strcmp(parts[i].topic, tname) == 0) {
+            parts[i].rkt = m->rkt;
+            return *last = &parts[i];
+        }
+    return NULL;
+}
+
+/* rp->pos followed by the offset, NUL-terminated, into pos[300] */
+static void format_pos(const rpart *rp, int64_t offset, char *pos)
+{
+    memcpy(pos, rp->pos, rp->poslen);
+    char *o = pos + rp->poslen, tmp[24];
+    uint64_t u = offset < 0 ? (uint64_t)0 - (uint64_t)offset : (uint64_t)offset;
+    int n = 0;
+    do {
+        tmp[n++] = (char)('0' + u % 10);
+        u /= 10;
+    } while (u);
+    if (offset < 0)
+        *o++ = '-';
+    while (n)
+        *o++ = tmp[--n];
+    *o = '\0';
+}
+
+#define OUT_CHUNK (1u << 20) /* write the output in pieces of about this size */
+#define BATCH 1024           /* messages taken from the consumer queue at once */
+
+/* The JSON lines go out through a thread of their own: copying them into
+ * the page cache (a quarter of replay's time to a file) then overlaps the
+ * decoding. A ring of OUT_SLOTS buffers: the reading loop fills
+ * slot[(head + n) % OUT_SLOTS], the writer writes slot[head] and the n - 1
+ * after it, in order. Without the thread, the loop writes itself. */
+#define OUT_SLOTS 4
+
+typedef struct lines_out {
+    FILE *out;
+    oms_buf slot[OUT_SLOTS];
+    size_t head, n, cur; /* cur: the slot being filled */
+    bool closing, failed, threaded;
+    int err; /* errno of the first failed write */
+    pthread_mutex_t mu;
+    pthread_cond_t work, space;
+    pthread_t th;
+} lines_out;
+
+static void lines_write(lines_out *lo, oms_buf *b)
+{
+    if (b->len && fwrite(b->p, 1, b->len, lo->out) != b->len && !lo->failed) {
+        lo->failed = true;
+        lo->err = errno;
+    }
+    b->len = 0;
+}
+
+static void *lines_main(void *arg)
+{
+    lines_out *lo = arg;
+    pthread_mutex_lock(&lo->mu);
+    for (;;) {
+        while (lo->n == 0 && !lo->closing)
+            pthread_cond_wait(&lo->work, &lo->mu);
+        if (lo->n == 0)
+            break;
+        oms_buf *b = &lo->slot[lo->head];
+        pthread_mutex_unlock(&lo->mu);
+        lines_write(lo, b);
+        pthread_mutex_lock(&lo->mu);
+        lo->head = (lo->head + 1) % OUT_SLOTS;
+        lo->n--;
+        if (lo->n == 0)
+            fflush(lo->out); /* caught up: let a reader of a pipe see it all */
+        pthread_cond_signal(&lo->space);
+    }
+    pthread_mutex_unlock(&lo->mu);
+    return NULL;
+}
+
+static void lines_start(lines_out *lo, FILE *out)
+{
+    memset(lo, 0, sizeof *lo);
+    lo->out = out;
+    pthread_mutex_init(&lo->mu, NULL);
+    pthread_cond_init(&lo->work, NULL);
+    pthread_cond_init(&lo->space, NULL);
+    lo->threaded = pthread_create(&lo->th, NULL, lines_main, lo) == 0;
+}
+
+/* The slot being filled. */
+static oms_buf *lines_buf(lines_out *lo)
+{
+    return &lo->slot[lo->cur];
+}
+
+/* Hand the filled slot over (when it has anything) and get the next. */
+static void lines_submit(lines_out *lo)
+{
+    oms_buf *b = &lo->slot[lo->cur];
+    if (b->len == 0)
+        return;
+    if (!lo->threaded) {
+        lines_write(lo, b);
+        return;
+    }
+    pthread_mutex_lock(&lo->mu);
+    lo->n++;
+    pthread_cond_signal(&lo->work);
+    while (lo->n == OUT_SLOTS)
+        pthread_cond_wait(&lo->space, &lo->mu);
+    lo->cur = (lo->head + lo->n) % OUT_SLOTS;
+    pthread_mutex_unlock(&lo->mu);
+}
+
+/* Write what is left, stop the thread. False when a write failed. */
+static bool lines_finish(lines_out *lo)
+{
+    lines_submit(lo);
+    if (lo->threaded) {
+        pthread_mutex_lock(&lo->mu);
+        lo->closing = true;
+        pthread_cond_signal(&lo->work);
+        pthread_mutex_unlock(&lo->mu);
+        pthread_join(lo->th, NULL);
+    }
+    for (int i = 0; i < OUT_SLOTS; i++)
+        free(lo->slot[i].p);
+    pthread_mutex_destroy(&lo->mu);
+    pthread_cond_destroy(&lo->work);
+    pthread_cond_destroy(&lo->space);
+    if (lo->failed)
+        errno = lo->err;
+    return !lo->failed;
+}
 
 static void progress(uint64_t done, uint64_t total, uint64_t start_ns, bool final)
 {
@@ -303,27 +454,63 @@ int cmd_replay(int argc, char **argv)
         exit_code = OMS_EXIT_USAGE;
         goto out;
     }
-    r = oms_kafka_reader_new(cfg.kafka.brokers, cfg.kafka.props, cfg.kafka.nprops, err,
-                             sizeof err);
+    /* Replay reads a bounded range of every partition as fast as it can.
+     * librdkafka stops fetching a partition while the consumer queue (every
+     * partition forwarded into one) holds queued.min.messages, and 2.0 only
+     * looks again at its next wake-up, up to a second later: with 18
+     * partitions one fetch response (1 MB each) is about the default 100000
+     * messages, which stalled replay for a second at a time. The queue stays
+     * bounded by queued.max.messages.kbytes. The configured properties come
+     * after this one, so they can still override it. */
+    oms_kv props[OMS_CONFIG_MAX_PROPS + 1];
+    size_t np = 0;
+    props[np++] = (oms_kv){"queued.min.messages", "1000000"};
+    for (size_t i = 0; i < cfg.kafka.nprops && np < OMS_ARRAY_LEN(props); i++)
+        props[np++] = cfg.kafka.props[i];
+    r = oms_kafka_reader_new(cfg.kafka.brokers, props, np, err, sizeof err);
     if (!r) {
         fprintf(stderr, "omsctl: %s\n", err);
         exit_code = OMS_EXIT_FAIL;
         goto out;
     }
-    /* learn the partitions (assign validates topics), then compute ranges */
-    int n = oms_kafka_reader_assign(r, topics, ntopics, (int32_t)partition,
-                                    OMS_KAFKA_FROM_BEGINNING, false, 10000, err, sizeof err);
+    /* Learn the partitions with a first reader (assign validates topics and
+     * partitions), assigned at the end so that it fetches nothing: assigned
+     * at the beginning, it prefetched the whole log while the ranges were
+     * computed, all thrown away by the assignment with the real offsets. */
+    int n = oms_kafka_reader_assign(r, topics, ntopics, (int32_t)partition, OMS_KAFKA_FROM_END,
+                                    false, 10000, err, sizeof err);
     if (n < 0) {
         fprintf(stderr, "omsctl: %s (kafka at '%s')\n", err, cfg.kafka.brokers);
         exit_code = OMS_EXIT_FAIL;
         goto out;
     }
     rd_kafka_t *rk = oms_kafka_reader_handle(r);
-    if (rd_kafka_assignment(rk, &l) != RD_KAFKA_RESP_ERR_NO_ERROR) {
+    rd_kafka_topic_partition_list_t *assigned = NULL;
+    if (rd_kafka_assignment(rk, &assigned) != RD_KAFKA_RESP_ERR_NO_ERROR) {
         fprintf(stderr, "omsctl: cannot read the assignment\n");
         exit_code = OMS_EXIT_FAIL;
         goto out;
     }
+    /* a plain copy: the assignment's elements hold references that keep the
+     * reader from being destroyed while the list lives */
+    l = rd_kafka_topic_partition_list_new(assigned->cnt);
+    for (int i = 0; i < assigned->cnt; i++)
+        rd_kafka_topic_partition_list_add(l, assigned->elems[i].topic,
+                                          assigned->elems[i].partition);
+    rd_kafka_topic_partition_list_destroy(assigned);
+    /* Compute the ranges and read with a second reader, not assigned until
+     * then: on the first one's connection each watermark query waits behind
+     * a fetch long-polling at the end (fetch.wait.max.ms, 18 x 50 ms), and
+     * its queue still delivers what that assignment produced (partition-EOF
+     * events claiming the end of the log, which end partitions early). */
+    oms_kafka_reader_free(r);
+    r = oms_kafka_reader_new(cfg.kafka.brokers, props, np, err, sizeof err);
+    if (!r) {
+        fprintf(stderr, "omsctl: %s\n", err);
+        exit_code = OMS_EXIT_FAIL;
+        goto out;
+    }
+    rk = oms_kafka_reader_handle(r);
     parts = calloc((size_t)l->cnt + 1, sizeof *parts);
     rd_kafka_topic_partition_list_t *starts = rd_kafka_topic_partition_list_copy(l);
     rd_kafka_topic_partition_list_t *stops = rd_kafka_topic_partition_list_copy(l);
@@ -352,6 +539,8 @@ int cmd_replay(int argc, char **argv)
         rpart *rp = &parts[nparts++];
         rp->topic = l->elems[i].topic;
         rp->partition = l->elems[i].partition;
+        snprintf(rp->pos, sizeof rp->pos, "%.250s:%d:", rp->topic, (int)rp->partition);
+        rp->poslen = strlen(rp->pos);
         switch (from.kind) {
         case W_OFFSET: rp->start = from.v < lo ? lo : from.v; break;
         case W_TIME: rp->start = starts->elems[i].offset < 0 ? hi : starts->elems[i].offset; break;
@@ -399,107 +588,129 @@ int cmd_replay(int argc, char **argv)
     size_t remaining = 0;
     for (size_t i = 0; i < nparts; i++)
         remaining += !parts[i].done;
+    rd_kafka_queue_t *queue = rd_kafka_queue_get_consumer(rk);
+    rd_kafka_message_t *batch[BATCH];
+    rpart *last = NULL;
+    lines_out lo;
+    bool writing = !p && need_decode;
+    if (writing)
+        lines_start(&lo, out);
     while (remaining > 0 && !ctl_stop) {
-        rd_kafka_message_t *m = oms_kafka_reader_poll(r, 200);
-        if (!m)
-            continue;
-        rpart *rp = NULL;
-        const char *tname = m->rkt ? rd_kafka_topic_name(m->rkt) : "";
-        for (size_t i = 0; i < nparts; i++)
-            if (parts[i].partition == m->partition && strcmp(parts[i].topic, tname) == 0)
-                rp = &parts[i];
-        if (!rp || rp->done) {
-            rd_kafka_message_destroy(m);
-            continue;
+        /* what is there without waiting; when nothing is, wait for one */
+        ssize_t nb = queue ? rd_kafka_consume_batch_queue(queue, 0, batch, BATCH) : 0;
+        if (nb <= 0) {
+            rd_kafka_message_t *one = oms_kafka_reader_poll(r, 200);
+            if (!one)
+                continue;
+            batch[0] = one;
+            nb = 1;
         }
-        if (m->err) {
-            if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+        for (ssize_t bi = 0; bi < nb; bi++) {
+            rd_kafka_message_t *m = batch[bi];
+            if (remaining == 0 || ctl_stop) {
+                rd_kafka_message_destroy(m);
+                continue;
+            }
+            rpart *rp = find_part(parts, nparts, &last, m);
+            if (!rp || rp->done) {
+                rd_kafka_message_destroy(m);
+                continue;
+            }
+            if (m->err) {
+                if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+                    rp->done = true;
+                    remaining--;
+                } else {
+                    fprintf(stderr, "omsctl: kafka: %s\n", rd_kafka_message_errstr(m));
+                }
+                rd_kafka_message_destroy(m);
+                continue;
+            }
+            if (m->offset >= rp->stop) {
                 rp->done = true;
                 remaining--;
-            } else {
-                fprintf(stderr, "omsctl: kafka: %s\n", rd_kafka_message_errstr(m));
+                rd_kafka_message_destroy(m);
+                continue;
             }
+            seen++;
+            char pos[300];
+            format_pos(rp, m->offset, pos);
+            oms_event ev;
+            bool keep = true, decoded = false;
+            if (need_decode) {
+                if (oms_event_decode(events, m->payload, m->len, &ev, err, sizeof err) != OMS_OK) {
+                    undecodable++;
+                    fprintf(stderr, "%somsctl: %s: cannot decode record: %s\n", bar ? "\n" : "",
+                            pos, err);
+                    keep = false;
+                } else {
+                    decoded = true;
+                    keep = matches(&flt, &ev);
+                }
+            }
+            if (keep) {
+                kept++;
+                if (p) {
+                    /* original headers plus where the copy came from */
+                    oms_kafka_header hs[33];
+                    size_t nh = 0;
+                    rd_kafka_headers_t *orig = NULL;
+                    if (rd_kafka_message_headers(m, &orig) == RD_KAFKA_RESP_ERR_NO_ERROR) {
+                        const char *hn;
+                        const void *hv;
+                        size_t hl;
+                        for (size_t i = 0;
+                             nh < 32 && !rd_kafka_header_get_all(orig, i, &hn, &hv, &hl); i++)
+                            hs[nh++] = (oms_kafka_header){hn, hv, hl};
+                    }
+                    hs[nh++] = (oms_kafka_header){"oms.replay.source", pos, strlen(pos)};
+                    if (oms_kafka_produce(p, republish, RD_KAFKA_PARTITION_UA, m->key, m->key_len,
+                                          m->payload, m->len, hs, nh, NULL, 30000, err,
+                                          sizeof err) != OMS_OK) {
+                        fprintf(stderr, "omsctl: --republish: %s\n", err);
+                        exit_code = OMS_EXIT_FAIL;
+                        ctl_stop = 1;
+                    }
+                    oms_kafka_producer_poll(p, 0);
+                } else if (decoded) {
+                    oms_buf *ob = lines_buf(&lo);
+                    if (oms_event_frame_append(&ev, pos, ob) == OMS_OK &&
+                        oms_buf_reserve(ob, 1) == OMS_OK)
+                        ob->p[ob->len++] = '\n';
+                }
+            }
+            if (decoded)
+                oms_event_clear(&ev);
+            int64_t offset = m->offset;
             rd_kafka_message_destroy(m);
-            continue;
-        }
-        if (m->offset >= rp->stop) {
-            rp->done = true;
-            remaining--;
-            rd_kafka_message_destroy(m);
-            continue;
-        }
-        seen++;
-        char pos[300];
-        snprintf(pos, sizeof pos, "%s:%d:%" PRId64, tname, (int)m->partition, m->offset);
-        oms_event ev;
-        bool keep = true, decoded = false;
-        if (need_decode) {
-            if (oms_event_decode(events, m->payload, m->len, &ev, err, sizeof err) != OMS_OK) {
-                undecodable++;
-                fprintf(stderr, "%somsctl: %s: cannot decode record: %s\n", bar ? "\n" : "", pos,
-                        err);
-                keep = false;
-            } else {
-                decoded = true;
-                keep = matches(&flt, &ev);
+            if (offset + 1 >= rp->stop && !rp->done) {
+                rp->done = true;
+                remaining--;
             }
-        }
-        if (keep) {
-            kept++;
-            if (p) {
-                /* original headers plus where the copy came from */
-                oms_kafka_header hs[33];
-                size_t nh = 0;
-                rd_kafka_headers_t *orig = NULL;
-                if (rd_kafka_message_headers(m, &orig) == RD_KAFKA_RESP_ERR_NO_ERROR) {
-                    const char *hn;
-                    const void *hv;
-                    size_t hl;
-                    for (size_t i = 0; nh < 32 && !rd_kafka_header_get_all(orig, i, &hn, &hv, &hl);
-                         i++)
-                        hs[nh++] = (oms_kafka_header){hn, hv, hl};
-                }
-                hs[nh++] = (oms_kafka_header){"oms.replay.source", pos, strlen(pos)};
-                if (oms_kafka_produce(p, republish, RD_KAFKA_PARTITION_UA, m->key, m->key_len,
-                                      m->payload, m->len, hs, nh, NULL, 30000, err,
-                                      sizeof err) != OMS_OK) {
-                    fprintf(stderr, "omsctl: --republish: %s\n", err);
-                    exit_code = OMS_EXIT_FAIL;
-                    ctl_stop = 1;
-                }
-                oms_kafka_producer_poll(p, 0);
-            } else if (decoded) {
-                size_t len;
-                char *s = oms_event_frame_json(&ev, pos, &len);
-                if (s) {
-                    s[len] = '\n';
-                    fwrite(s, 1, len + 1, out);
-                    free(s);
+            if (rate > 0) {
+                uint64_t due = start_ns + seen * 1000000000u / (uint64_t)rate;
+                uint64_t now = oms_mono_ns();
+                if (due > now) {
+                    if (writing) /* while sleeping anyway */
+                        lines_submit(&lo);
+                    struct timespec ts = {(time_t)((due - now) / 1000000000u),
+                                          (long)((due - now) % 1000000000u)};
+                    nanosleep(&ts, NULL);
                 }
             }
-        }
-        if (decoded)
-            oms_event_clear(&ev);
-        int64_t offset = m->offset;
-        rd_kafka_message_destroy(m);
-        if (offset + 1 >= rp->stop && !rp->done) {
-            rp->done = true;
-            remaining--;
-        }
-        if (rate > 0) {
-            uint64_t due = start_ns + seen * 1000000000u / (uint64_t)rate;
-            uint64_t now = oms_mono_ns();
-            if (due > now) {
-                struct timespec ts = {(time_t)((due - now) / 1000000000u),
-                                      (long)((due - now) % 1000000000u)};
-                nanosleep(&ts, NULL);
+            if (bar && oms_mono_ns() - last_bar > 200000000u) {
+                progress(seen, total, start_ns, false);
+                last_bar = oms_mono_ns();
             }
         }
-        if (bar && oms_mono_ns() - last_bar > 200000000u) {
-            progress(seen, total, start_ns, false);
-            last_bar = oms_mono_ns();
-        }
+        /* in big pieces, and as soon as the queue runs dry (caught up) */
+        if (writing && (lines_buf(&lo)->len >= OUT_CHUNK || nb < BATCH))
+            lines_submit(&lo);
     }
+    bool write_failed = writing && !lines_finish(&lo);
+    int write_errno = write_failed ? errno : 0;
+    if (queue)
+        rd_kafka_queue_destroy(queue);
     if (bar)
         progress(seen, total, start_ns, true);
     if (p) {
@@ -512,7 +723,15 @@ int cmd_replay(int argc, char **argv)
             exit_code = OMS_EXIT_FAIL;
         }
     }
-    fflush(out);
+    if (fflush(out) != 0 && !write_failed) {
+        write_failed = true;
+        write_errno = errno;
+    }
+    if (write_failed) {
+        fprintf(stderr, "omsctl: cannot write %s: %s\n", output ? output : "the output",
+                strerror(write_errno));
+        exit_code = OMS_EXIT_FAIL;
+    }
     double secs = (double)(oms_mono_ns() - start_ns) / 1e9;
     FILE *sum = (json && (output || republish)) ? stdout : stderr;
     if (json)

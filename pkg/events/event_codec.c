@@ -6,10 +6,15 @@
  * tests rather than the wire. */
 #include "events/events.h"
 
+#include <inttypes.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "avro/embedded.h"
+#include "events/events_internal.h"
 
 static const char *const writer_files[OMS_EV__COUNT] = {
     [OMS_EV_ORDER_CREATED] = "order_created.v1.avsc",
@@ -19,10 +24,61 @@ static const char *const writer_files[OMS_EV__COUNT] = {
     [OMS_EV_SYSTEM_NOTIFICATION] = "system_notification.v1.avsc",
 };
 
+/* The Parsing Canonical Form of the schemas the fast decoder below reads,
+ * field by field. If a writer schema changes without the decoder, the fast
+ * path turns itself off for that type (oms_events_fast_decode() says so and
+ * a unit test fails) instead of misreading records. */
+static const char *const fast_canonical[OMS_EV__COUNT] = {
+    [OMS_EV_ORDER_CREATED] =
+        "{\"name\":\"oms.events.OrderCreated\",\"type\":\"record\",\"fields\":["
+        "{\"name\":\"eventId\",\"type\":\"string\"},{\"name\":\"type\",\"type\":\"string\"},"
+        "{\"name\":\"occurredAt\",\"type\":\"long\"},{\"name\":\"source\",\"type\":\"string\"},"
+        "{\"name\":\"traceId\",\"type\":[\"null\",\"string\"]},{\"name\":\"orderId\",\"type\":"
+        "\"string\"},{\"name\":\"aliasId\",\"type\":\"string\"},{\"name\":\"userId\",\"type\":"
+        "\"long\"},{\"name\":\"status\",\"type\":\"string\"},{\"name\":\"totalAmount\",\"type\":"
+        "\"double\"},{\"name\":\"items\",\"type\":{\"type\":\"array\",\"items\":{\"name\":"
+        "\"oms.events.OrderItem\",\"type\":\"record\",\"fields\":[{\"name\":\"productId\","
+        "\"type\":\"long\"},{\"name\":\"productName\",\"type\":\"string\"},{\"name\":"
+        "\"quantity\",\"type\":\"int\"},{\"name\":\"price\",\"type\":\"double\"}]}}},{\"name\":"
+        "\"message\",\"type\":[\"null\",\"string\"]}]}",
+    [OMS_EV_ORDER_STATUS_CHANGED] =
+        "{\"name\":\"oms.events.OrderStatusChanged\",\"type\":\"record\",\"fields\":["
+        "{\"name\":\"eventId\",\"type\":\"string\"},{\"name\":\"type\",\"type\":\"string\"},"
+        "{\"name\":\"occurredAt\",\"type\":\"long\"},{\"name\":\"source\",\"type\":\"string\"},"
+        "{\"name\":\"traceId\",\"type\":[\"null\",\"string\"]},{\"name\":\"orderId\",\"type\":"
+        "\"string\"},{\"name\":\"aliasId\",\"type\":\"string\"},{\"name\":\"userId\",\"type\":"
+        "\"long\"},{\"name\":\"status\",\"type\":\"string\"},{\"name\":\"previousStatus\","
+        "\"type\":[\"null\",\"string\"]},{\"name\":\"message\",\"type\":[\"null\",\"string\"]}]}",
+    [OMS_EV_INVENTORY_CHANGED] =
+        "{\"name\":\"oms.events.InventoryChanged\",\"type\":\"record\",\"fields\":["
+        "{\"name\":\"eventId\",\"type\":\"string\"},{\"name\":\"type\",\"type\":\"string\"},"
+        "{\"name\":\"occurredAt\",\"type\":\"long\"},{\"name\":\"source\",\"type\":\"string\"},"
+        "{\"name\":\"traceId\",\"type\":[\"null\",\"string\"]},{\"name\":\"productId\",\"type\":"
+        "\"long\"},{\"name\":\"productName\",\"type\":\"string\"},{\"name\":\"quantity\","
+        "\"type\":\"int\"},{\"name\":\"threshold\",\"type\":\"int\"},{\"name\":\"status\","
+        "\"type\":\"string\"},{\"name\":\"delta\",\"type\":\"int\"}]}",
+    [OMS_EV_USER_NOTIFICATION] =
+        "{\"name\":\"oms.events.UserNotification\",\"type\":\"record\",\"fields\":["
+        "{\"name\":\"eventId\",\"type\":\"string\"},{\"name\":\"type\",\"type\":\"string\"},"
+        "{\"name\":\"occurredAt\",\"type\":\"long\"},{\"name\":\"source\",\"type\":\"string\"},"
+        "{\"name\":\"traceId\",\"type\":[\"null\",\"string\"]},{\"name\":\"userId\",\"type\":"
+        "\"long\"},{\"name\":\"title\",\"type\":\"string\"},{\"name\":\"message\",\"type\":"
+        "\"string\"},{\"name\":\"data\",\"type\":[\"null\",\"string\"]}]}",
+    [OMS_EV_SYSTEM_NOTIFICATION] =
+        "{\"name\":\"oms.events.SystemNotification\",\"type\":\"record\",\"fields\":["
+        "{\"name\":\"eventId\",\"type\":\"string\"},{\"name\":\"type\",\"type\":\"string\"},"
+        "{\"name\":\"occurredAt\",\"type\":\"long\"},{\"name\":\"source\",\"type\":\"string\"},"
+        "{\"name\":\"traceId\",\"type\":[\"null\",\"string\"]},{\"name\":\"title\",\"type\":"
+        "\"string\"},{\"name\":\"message\",\"type\":\"string\"},{\"name\":\"severity\","
+        "\"type\":\"string\"},{\"name\":\"data\",\"type\":[\"null\",\"string\"]}]}",
+};
+
 struct oms_events {
     oms_avro_store *store;
     const oms_avro_schema *writer[OMS_EV__COUNT];
     uint8_t header[OMS_EV__COUNT][OMS_AVRO_SOE_HEADER_LEN];
+    uint64_t fp[OMS_EV__COUNT]; /* of writer[t] */
+    bool fast[OMS_EV__COUNT];   /* records with fp[t] take the fast decoder */
 };
 
 oms_events *oms_events_new(const char *extra_schema_dir, char *errbuf, size_t errlen)
@@ -58,6 +114,14 @@ oms_events *oms_events_new(const char *extra_schema_dir, char *errbuf, size_t er
             goto fail;
         }
         oms_avro_soe_header(fp, e->header[t]);
+        e->fp[t] = fp;
+        /* the generic path reads with the latest schema of the name: fast
+         * only when that is the writer's (then it does not resolve either) */
+        const char *canon = oms_avro_schema_canonical(e->writer[t]);
+        const oms_avro_schema *latest =
+            oms_avro_store_latest(e->store, oms_avro_schema_name(e->writer[t]));
+        e->fast[t] = strcmp(canon, fast_canonical[t]) == 0 && latest &&
+                     strcmp(oms_avro_schema_canonical(latest), canon) == 0;
     }
     return e;
 fail:
@@ -221,8 +285,8 @@ int oms_event_encode(const oms_events *e, const oms_event *ev, uint8_t *out, siz
     return OMS_OK;
 }
 
-int oms_event_decode(const oms_events *e, const uint8_t *buf, size_t len, oms_event *ev,
-                     char *errbuf, size_t errlen)
+int oms_event_decode_generic(const oms_events *e, const uint8_t *buf, size_t len, oms_event *ev,
+                             char *errbuf, size_t errlen)
 {
     memset(ev, 0, sizeof *ev);
     json_t *obj = NULL;
@@ -247,4 +311,451 @@ int oms_event_decode(const oms_events *e, const uint8_t *buf, size_t len, oms_ev
             oms_event_clear(ev);
     }
     return rc;
+}
+
+/* ---- fast decoder ------------------------------------------------------------------
+ *
+ * Reads the body of a record written with fast_canonical[t] straight into
+ * the event, with the generic path's checks in the generic path's order, so
+ * that both return the same code and the same message for every input:
+ *   1. the Avro structure, field by field (pkg/avro's codec.c: varints of at
+ *      most 10 bytes, lengths >= 0 and <= the bytes left, union indexes,
+ *      UTF-8, finite doubles, array block counts against the bytes left),
+ *      then no trailing bytes;
+ *   2. what oms_event_from_json() checks of that JSON (the "type" member
+ *      names this type, eventId has 36 characters, data is a JSON object);
+ *   3. oms_event_validate(), the same function.
+ * Strings are C strings cut at a NUL, as jansson's json_string_value() and
+ * strdup() make them on the generic path. One allocation per event (the
+ * arena): the items array, then every string. Its size is bounded by the
+ * body: a string of n bytes takes at least n + 1 bytes of input (its length
+ * comes first) and an item at least ITEM_MIN. */
+
+#define ITEM_MIN 11 /* encoded OrderItem: long, string, int (1 byte each), double (8) */
+
+typedef struct {
+    const uint8_t *start, *p, *end;
+    char *s; /* next free byte of the arena's string area */
+    oms_order_item *items;
+    size_t maxitems;
+    char msg[256];
+    char path[64];
+} fdec;
+
+#define FD_OFF(d) ((size_t)((d)->p - (d)->start))
+#define FD_LEFT(d) ((size_t)((d)->end - (d)->p))
+
+__attribute__((format(printf, 3, 4))) static int fd_err(fdec *d, int code, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(d->msg, sizeof d->msg, fmt, ap);
+    va_end(ap);
+    return code;
+}
+
+/* the field the failed read belongs to, as codec.c writes the path */
+static int fd_at(fdec *d, int code, const char *field)
+{
+    snprintf(d->path, sizeof d->path, "%s", field);
+    return code;
+}
+
+static int fd_at_item(fdec *d, int code, size_t idx, const char *field)
+{
+    snprintf(d->path, sizeof d->path, "items[%zu].%s", idx, field);
+    return code;
+}
+
+static int fd_varint_slow(fdec *d, uint64_t *out, const char *what)
+{
+    const uint8_t *p = d->p;
+    uint64_t acc = 0;
+    for (unsigned i = 0; i < 10; i++) {
+        if (p >= d->end)
+            return fd_err(d, OMS_ETRUNC, "truncated: %s at offset %zu ends after %u bytes", what,
+                          FD_OFF(d), i);
+        uint8_t b = *p++;
+        if (i == 9) {
+            if (b & 0x80)
+                return fd_err(d, OMS_EINVAL, "%s at offset %zu: varint longer than 10 bytes",
+                              what, FD_OFF(d));
+            if (b > 1)
+                return fd_err(d, OMS_EINVAL, "%s at offset %zu: varint overflows 64 bits", what,
+                              FD_OFF(d));
+        }
+        acc |= (uint64_t)(b & 0x7F) << (7 * i);
+        if (!(b & 0x80)) {
+            d->p = p;
+            *out = acc;
+            return 0;
+        }
+    }
+    return fd_err(d, OMS_EINVAL, "%s at offset %zu: varint longer than 10 bytes", what, FD_OFF(d));
+}
+
+static inline int fd_long(fdec *d, int64_t *v, const char *what)
+{
+    uint64_t u;
+    const uint8_t *p = d->p;
+    if (p < d->end && !(*p & 0x80)) {
+        u = *p;
+        d->p = p + 1;
+    } else {
+        int rc = fd_varint_slow(d, &u, what);
+        if (rc)
+            return rc;
+    }
+    *v = (int64_t)((u >> 1) ^ (0 - (u & 1)));
+    return 0;
+}
+
+static inline int fd_int(fdec *d, int32_t *v)
+{
+    size_t off = FD_OFF(d);
+    int64_t l = 0;
+    int rc = fd_long(d, &l, "int");
+    if (rc)
+        return rc;
+    if (l < INT32_MIN || l > INT32_MAX)
+        return fd_err(d, OMS_EINVAL, "%s at offset %zu: %" PRId64 " does not fit an int", "int",
+                      off, l);
+    *v = (int32_t)l;
+    return 0;
+}
+
+static inline int fd_double(fdec *d, double *v)
+{
+    if (FD_LEFT(d) < 8)
+        return fd_err(d, OMS_ETRUNC, "truncated: need %zu bytes for %s at offset %zu, %zu left",
+                      (size_t)8, "double", FD_OFF(d), FD_LEFT(d));
+    uint64_t u = 0;
+    for (int i = 7; i >= 0; i--)
+        u = u << 8 | d->p[i];
+    double x;
+    memcpy(&x, &u, 8);
+    if (!isfinite(x))
+        return fd_err(d, OMS_EINVAL,
+                      "double at offset %zu is NaN or infinite (not representable in JSON)",
+                      FD_OFF(d));
+    d->p += 8;
+    *v = x;
+    return 0;
+}
+
+/* A string's length prefix: >= 0 and no more than the bytes left. */
+static inline int fd_strlen(fdec *d, size_t *n)
+{
+    size_t off = FD_OFF(d);
+    int64_t l = 0;
+    int rc = fd_long(d, &l, "string");
+    if (rc)
+        return rc;
+    if (l < 0)
+        return fd_err(d, OMS_EINVAL, "negative length %" PRId64 " for %s at offset %zu", l,
+                      "string", off);
+    if ((uint64_t)l > FD_LEFT(d))
+        return fd_err(d, OMS_ETRUNC,
+                      "truncated: need %" PRId64 " bytes for %s at offset %zu, %zu left", l,
+                      "string", FD_OFF(d), FD_LEFT(d));
+    *n = (size_t)l;
+    return 0;
+}
+
+#define HIGH_BITS 0x8080808080808080ull
+
+/* The n string bytes at d->p, when some is not ASCII: UTF-8 or an error. */
+static int fd_utf8(fdec *d, size_t n)
+{
+    size_t bad = oms_ev_utf8_check(d->p, n);
+    if (bad != n)
+        return fd_err(d, OMS_EINVAL, "invalid UTF-8 in %s at offset %zu", "string",
+                      FD_OFF(d) + bad);
+    return 0;
+}
+
+/* A string's bytes, checked, left in the input. */
+static inline int fd_str(fdec *d, const uint8_t **s, size_t *n)
+{
+    int rc = fd_strlen(d, n);
+    if (rc)
+        return rc;
+    uint64_t acc = 0;
+    size_t i = 0;
+    for (; i + 8 <= *n; i += 8) {
+        uint64_t w;
+        memcpy(&w, d->p + i, 8);
+        acc |= w;
+    }
+    for (; i < *n; i++)
+        acc |= d->p[i];
+    if ((acc & HIGH_BITS) && (rc = fd_utf8(d, *n)))
+        return rc;
+    *s = d->p;
+    d->p += *n;
+    return 0;
+}
+
+/* A string copied into the arena as a C string; the copy notes whether
+ * every byte is ASCII, and only when not is the UTF-8 checked. */
+static inline int fd_string(fdec *d, char **out)
+{
+    size_t n = 0;
+    int rc = fd_strlen(d, &n);
+    if (rc)
+        return rc;
+    const uint8_t *s = d->p;
+    char *o = d->s;
+    uint64_t acc = 0;
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        uint64_t w;
+        memcpy(&w, s + i, 8);
+        acc |= w;
+        memcpy(o + i, &w, 8);
+    }
+    for (; i < n; i++) {
+        acc |= s[i];
+        o[i] = (char)s[i];
+    }
+    if ((acc & HIGH_BITS) && (rc = fd_utf8(d, n)))
+        return rc;
+    o[n] = '\0';
+    *out = o;
+    d->s += n + 1;
+    d->p += n;
+    return 0;
+}
+
+/* ["null","string"] */
+static inline int fd_opt_string(fdec *d, char **out)
+{
+    size_t off = FD_OFF(d);
+    int64_t i = 0;
+    int rc = fd_long(d, &i, "union index");
+    if (rc)
+        return rc;
+    if (i < 0 || i >= 2)
+        return fd_err(d, OMS_EINVAL,
+                      "union index %" PRId64 " at offset %zu out of range (%zu branches)", i, off,
+                      (size_t)2);
+    if (i == 0) {
+        *out = NULL;
+        return 0;
+    }
+    return fd_string(d, out);
+}
+
+static int fd_items(fdec *d, oms_event *ev)
+{
+    size_t idx = 0;
+    int rc;
+    for (;;) {
+        size_t off = FD_OFF(d);
+        int64_t n = 0;
+        if ((rc = fd_long(d, &n, "block count")))
+            return rc;
+        if (n < 0) {
+            if (n == INT64_MIN)
+                return fd_err(d, OMS_EINVAL, "invalid %s block count at offset %zu", "array", off);
+            n = -n;
+            int64_t sz = 0;
+            if ((rc = fd_long(d, &sz, "block size")))
+                return rc;
+            if (sz < 0)
+                return fd_err(d, OMS_EINVAL, "negative %s block size %" PRId64 " at offset %zu",
+                              "array", sz, off);
+            if ((uint64_t)sz > FD_LEFT(d))
+                return fd_err(d, OMS_ETRUNC,
+                              "truncated: %s block of %" PRId64 " bytes at offset %zu, %zu left",
+                              "array", sz, off, FD_LEFT(d));
+            /* the generic decoder checks the size and then reads the items
+             * one by one all the same */
+        }
+        if (n == 0)
+            break;
+        if ((uint64_t)n > FD_LEFT(d) / ITEM_MIN)
+            return fd_err(d, OMS_ETRUNC,
+                          "truncated: %s block of %" PRId64
+                          " items at offset %zu cannot fit in %zu bytes left",
+                          "array", n, off, FD_LEFT(d));
+        for (int64_t k = 0; k < n; k++, idx++) {
+            /* cannot happen: each item read took ITEM_MIN bytes at least */
+            if (idx >= d->maxitems)
+                return fd_at(d, fd_err(d, OMS_EINVAL, "more items than bytes"), "items");
+            oms_order_item *it = &d->items[idx];
+            if ((rc = fd_long(d, &it->product_id, "long")))
+                return fd_at_item(d, rc, idx, "productId");
+            if ((rc = fd_string(d, &it->product_name)))
+                return fd_at_item(d, rc, idx, "productName");
+            if ((rc = fd_int(d, &it->quantity)))
+                return fd_at_item(d, rc, idx, "quantity");
+            if ((rc = fd_double(d, &it->price)))
+                return fd_at_item(d, rc, idx, "price");
+        }
+    }
+    ev->nitems = idx;
+    ev->items = idx ? d->items : NULL;
+    return 0;
+}
+
+#define FD(field, call)                                                                            \
+    do {                                                                                           \
+        int rc_ = (call);                                                                          \
+        if (rc_)                                                                                   \
+            return fd_at(d, rc_, field);                                                           \
+    } while (0)
+
+/* Step 1: the Avro structure. Leaves eventId and type in the input. */
+static int fd_body(fdec *d, oms_event_type t, oms_event *ev, const uint8_t **id, size_t *idn,
+                   const uint8_t **type, size_t *typen)
+{
+    FD("eventId", fd_str(d, id, idn));
+    FD("type", fd_str(d, type, typen));
+    FD("occurredAt", fd_long(d, &ev->occurred_at, "long"));
+    FD("source", fd_string(d, &ev->source));
+    FD("traceId", fd_opt_string(d, &ev->trace_id));
+    switch (t) {
+    case OMS_EV_ORDER_CREATED:
+    case OMS_EV_ORDER_STATUS_CHANGED:
+        FD("orderId", fd_string(d, &ev->order_id));
+        FD("aliasId", fd_string(d, &ev->alias_id));
+        FD("userId", fd_long(d, &ev->user_id, "long"));
+        FD("status", fd_string(d, &ev->status));
+        if (t == OMS_EV_ORDER_CREATED) {
+            FD("totalAmount", fd_double(d, &ev->total_amount));
+            int rc = fd_items(d, ev);
+            if (rc)
+                return d->path[0] ? rc : fd_at(d, rc, "items");
+        } else {
+            FD("previousStatus", fd_opt_string(d, &ev->previous_status));
+        }
+        FD("message", fd_opt_string(d, &ev->message));
+        break;
+    case OMS_EV_INVENTORY_CHANGED:
+        FD("productId", fd_long(d, &ev->product_id, "long"));
+        FD("productName", fd_string(d, &ev->product_name));
+        FD("quantity", fd_int(d, &ev->quantity));
+        FD("threshold", fd_int(d, &ev->threshold));
+        FD("status", fd_string(d, &ev->status));
+        FD("delta", fd_int(d, &ev->delta));
+        break;
+    case OMS_EV_USER_NOTIFICATION:
+        FD("userId", fd_long(d, &ev->user_id, "long"));
+        FD("title", fd_string(d, &ev->title));
+        FD("message", fd_string(d, &ev->message));
+        FD("data", fd_opt_string(d, &ev->data_json));
+        break;
+    case OMS_EV_SYSTEM_NOTIFICATION:
+        FD("title", fd_string(d, &ev->title));
+        FD("message", fd_string(d, &ev->message));
+        FD("severity", fd_string(d, &ev->severity));
+        FD("data", fd_opt_string(d, &ev->data_json));
+        break;
+    default:
+        break;
+    }
+    if (d->p != d->end)
+        return fd_err(d, OMS_EINVAL, "trailing garbage: %zu bytes after the datum at offset %zu",
+                      FD_LEFT(d), FD_OFF(d));
+    return 0;
+}
+
+/* from_json's type check: oms_event_type_parse() of the C string names t.
+ * scratch has room for n + 1 bytes. */
+static bool type_names(const uint8_t *s, size_t n, oms_event_type t, char *scratch)
+{
+    const char *name = oms_event_type_name(t);
+    size_t nl = strlen(name);
+    if (n == nl && memcmp(s, name, n) == 0)
+        return true;
+    memcpy(scratch, s, n);
+    scratch[n] = '\0';
+    oms_event_type got;
+    return oms_event_type_parse(scratch, &got) == OMS_OK && got == t;
+}
+
+static int fast_decode(oms_event_type t, const uint8_t *body, size_t blen, oms_event *ev,
+                       char *errbuf, size_t errlen)
+{
+    memset(ev, 0, sizeof *ev);
+    size_t maxitems = t == OMS_EV_ORDER_CREATED ? blen / ITEM_MIN : 0;
+    size_t isz = maxitems * sizeof(oms_order_item);
+    char *arena = malloc(isz + blen + 1);
+    if (!arena) {
+        oms_errf(errbuf, errlen, "out of memory");
+        return OMS_ENOMEM;
+    }
+    fdec d;
+    d.start = d.p = body;
+    d.end = body + blen;
+    d.s = arena + isz;
+    d.items = (oms_order_item *)(void *)arena;
+    d.maxitems = maxitems;
+    d.path[0] = '\0';
+    const uint8_t *id = NULL, *type = NULL;
+    size_t idn = 0, typen = 0;
+    int rc = fd_body(&d, t, ev, &id, &idn, &type, &typen);
+    if (rc) {
+        if (d.path[0])
+            oms_errf(errbuf, errlen, "field '%s': %s", d.path, d.msg);
+        else
+            oms_errf(errbuf, errlen, "%s", d.msg);
+        goto fail;
+    }
+    /* step 2: from_json */
+    if (!type_names(type, typen, t, d.s)) {
+        oms_errf(errbuf, errlen, "type: must be '%s'", oms_event_type_name(t));
+        rc = OMS_EINVAL;
+        goto fail;
+    }
+    if (strnlen((const char *)id, idn) != 36) {
+        oms_errf(errbuf, errlen, "eventId: must be a UUID string");
+        rc = OMS_EINVAL;
+        goto fail;
+    }
+    memcpy(ev->event_id, id, 36);
+    ev->event_id[36] = '\0';
+    if (ev->data_json && !oms_ev_json_is_compact_object(ev->data_json)) {
+        json_t *dj = json_loads(ev->data_json, JSON_DECODE_ANY, NULL);
+        bool ok = dj && json_is_object(dj);
+        json_decref(dj);
+        if (!ok) {
+            oms_errf(errbuf, errlen, "data: must be a JSON object (or its text)");
+            rc = OMS_EINVAL;
+            goto fail;
+        }
+    }
+    ev->type = t;
+    ev->arena = arena;
+    /* step 3, but for the data, just found to be an object */
+    rc = oms_ev_validate(ev, true, errbuf, errlen);
+    if (rc != OMS_OK)
+        oms_event_clear(ev);
+    return rc;
+fail:
+    free(arena);
+    memset(ev, 0, sizeof *ev);
+    return rc;
+}
+
+bool oms_events_fast_decode(const oms_events *e, oms_event_type t)
+{
+    return (unsigned)t < OMS_EV__COUNT && e->fast[t];
+}
+
+int oms_event_decode(const oms_events *e, const uint8_t *buf, size_t len, oms_event *ev,
+                     char *errbuf, size_t errlen)
+{
+    if (buf && len >= OMS_AVRO_SOE_HEADER_LEN && buf[0] == OMS_AVRO_SOE_MAGIC0 &&
+        buf[1] == OMS_AVRO_SOE_MAGIC1) {
+        uint64_t fp = 0;
+        for (int i = 7; i >= 0; i--)
+            fp = fp << 8 | buf[2 + i];
+        for (int t = 0; t < OMS_EV__COUNT; t++)
+            if (e->fp[t] == fp && e->fast[t])
+                return fast_decode((oms_event_type)t, buf + OMS_AVRO_SOE_HEADER_LEN,
+                                   len - OMS_AVRO_SOE_HEADER_LEN, ev, errbuf, errlen);
+    }
+    return oms_event_decode_generic(e, buf, len, ev, errbuf, errlen);
 }

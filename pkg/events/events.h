@@ -4,9 +4,16 @@
  *
  * Pure: no Kafka, no sockets. The encoder is hand-written for the current
  * schema of each type (it runs for every produced event); a unit test keeps
- * it byte-identical to the generic encoder of pkg/avro. Decoding goes through
- * the schema store, so records written with any known schema version are
- * resolved to the current one. */
+ * it byte-identical to the generic encoder of pkg/avro. Decoding has two
+ * paths with one outcome: records written with exactly the schemas the
+ * encoder writes are read by a hand-written reader straight into the struct
+ * (the replay/fan-out hot path); any other known schema version goes through
+ * the schema store and is resolved to the current one (the generic path:
+ * pkg/avro -> jansson -> oms_event_from_json -> oms_event_validate). Both
+ * accept and reject the same records and give the same events; the unit
+ * tests hold the fast path to the generic one. Likewise the WebSocket frame
+ * is written by a hand-made JSON writer whose output is byte-identical to the
+ * jansson-built reference (oms_event_frame_json_generic). */
 #ifndef OMS_EVENTS_H
 #define OMS_EVENTS_H
 
@@ -46,7 +53,12 @@ typedef struct oms_order_item {
  * Strings are NUL-terminated; optional ones may be NULL. Events filled by
  * oms_event_from_json()/oms_event_decode() own their strings and are freed
  * with oms_event_clear(); an event built by hand with borrowed strings must
- * not be cleared. */
+ * not be cleared.
+ * Ownership comes in two forms: arena == NULL (from_json, the generic
+ * decoder): every string and items are separate allocations; arena != NULL
+ * (the fast decoder): all strings and the items array live in that one block.
+ * Either way treat a decoded event's strings as read-only and release the
+ * event only with oms_event_clear() (do not free or replace single fields). */
 typedef struct oms_event {
     oms_event_type type;
     char event_id[37];   /* UUIDv7 text */
@@ -73,6 +85,7 @@ typedef struct oms_event {
     char *title;
     char *severity;  /* SystemNotification: info|warning|critical */
     char *data_json; /* optional JSON text (object) */
+    void *arena;     /* when not NULL: the one block holding every string and items */
 } oms_event;
 
 /* "OrderCreated", ... */
@@ -108,7 +121,7 @@ int oms_event_from_json(const json_t *obj, oms_event_type type, oms_event *out, 
 /* The event's own fields as JSON (the Avro record's shape). New reference. */
 json_t *oms_event_to_json(const oms_event *ev);
 
-/* Free the strings and items of ev and zero it. */
+/* Free the strings and items of ev (or its arena) and zero it. */
 void oms_event_clear(oms_event *ev);
 
 /* ---- the WebSocket shapes (DESIGN §3.1) ------------------------------------- */
@@ -127,8 +140,30 @@ const char *oms_event_rt_type(oms_event_type t);
 json_t *oms_event_realtime(const oms_event *ev, const char *position);
 
 /* The whole frame {"event": NAME, "data": RealTimeEvent} as compact JSON
- * text (malloc'd, caller frees); *len gets its length. NULL on ENOMEM. */
+ * text (malloc'd, NUL-terminated, caller frees); *len gets its length. NULL
+ * on ENOMEM. The text is byte for byte json_dumps(JSON_COMPACT) of
+ * {"event": NAME, "data": oms_event_realtime(ev, position)}. */
 char *oms_event_frame_json(const oms_event *ev, const char *position, size_t *len);
+
+/* A growing text buffer: start it zeroed, free(b.p) when done. p is kept
+ * NUL-terminated after every append (when not NULL). */
+typedef struct oms_buf {
+    char *p;
+    size_t len, cap;
+} oms_buf;
+
+/* Make room for n more bytes (plus a NUL). 0 or OMS_ENOMEM. */
+int oms_buf_reserve(oms_buf *b, size_t n);
+
+/* Append the frame of oms_event_frame_json() to b (no newline): the hot
+ * path of replay and the fan-out, with no allocation once b is big enough.
+ * 0 or OMS_ENOMEM (b is then as it was). */
+int oms_event_frame_append(const oms_event *ev, const char *position, oms_buf *b);
+
+/* The jansson-built frame: the reference the fast writer is held to, and
+ * its fallback for what it does not write itself (data that is not compact
+ * JSON, strings that are not UTF-8, non-finite numbers, unknown types). */
+char *oms_event_frame_json_generic(const oms_event *ev, const char *position, size_t *len);
 
 /* ---- Avro ----------------------------------------------------------------- */
 
@@ -150,8 +185,21 @@ int oms_event_encode(const oms_events *e, const oms_event *ev, uint8_t *out, siz
 
 /* Decode a single-object-encoded record into ev (owning; oms_event_clear it).
  * Returns 0, or the codec's error (OMS_ETRUNC, OMS_EMAGIC, OMS_ENOTFOUND,
- * OMS_EINVAL, OMS_ESCHEMA) with errbuf; ev is zeroed on error. */
+ * OMS_EINVAL, OMS_ESCHEMA) with errbuf; ev is zeroed on error.
+ * Records written with a schema oms_events_fast_decode() is true for are
+ * read by the hand-written reader (one allocation per event); the others go
+ * the generic way. Same return code, same message, same event either way. */
 int oms_event_decode(const oms_events *e, const uint8_t *buf, size_t len, oms_event *ev,
                      char *errbuf, size_t errlen);
+
+/* The generic path alone (schema store, resolution, jansson, from_json,
+ * validate): the reference for the tests. Same contract as above. */
+int oms_event_decode_generic(const oms_events *e, const uint8_t *buf, size_t len, oms_event *ev,
+                             char *errbuf, size_t errlen);
+
+/* Whether records of type t written with its writer schema take the fast
+ * path: the writer schema is the one the hand reader was written for and no
+ * newer version of it is loaded (the generic path would then resolve). */
+bool oms_events_fast_decode(const oms_events *e, oms_event_type t);
 
 #endif
