@@ -10,7 +10,7 @@ pattern=${2:-}
 passed=0
 failed=0
 failures=()
-out=build/test-output
+out=${OMS_TEST_OUTPUT_DIR:-build/test-output}
 mkdir -p "$out"
 
 run_unit() {

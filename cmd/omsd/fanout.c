@@ -4,6 +4,7 @@
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "omsd.h"
 
@@ -86,28 +87,11 @@ static oms_topic_kind kind_of(const omsd *d, const char *topic)
 /* Copy the raw record to the DLQ with why and where from in its headers. */
 static void to_dlq(omsd *d, const rd_kafka_message_t *m, const char *topic, const char *reason)
 {
-    char part[16], off[24];
-    snprintf(part, sizeof part, "%d", (int)m->partition);
-    snprintf(off, sizeof off, "%" PRId64, m->offset);
-    const oms_kafka_header h[] = {
-        {"oms.error", reason, strlen(reason)},
-        {"oms.source.topic", topic, strlen(topic)},
-        {"oms.source.partition", part, strlen(part)},
-        {"oms.source.offset", off, strlen(off)},
-        {"oms.stage", "fanout", 6},
-    };
-    char err[256];
-    if (oms_kafka_produce(d->producer, d->cfg.kafka.topic_dlq, RD_KAFKA_PARTITION_UA, m->key,
-                          m->key_len, m->payload, m->len, h, OMS_ARRAY_LEN(h), NULL, 5000, err,
-                          sizeof err) == OMS_OK)
-        atomic_fetch_add(&d->m.dlq_sent, 1);
-    else
-        oms_log(d->log, OMS_LOG_ERROR, "cannot copy a bad record to the dlq", OMS_LS("error", err),
-                OMS_LS("topic", topic), OMS_LI("partition", m->partition),
-                OMS_LI("offset", m->offset));
+    omsd_dlq_copy(d, d->producer, m, topic, reason, "fanout");
 }
 
-static void handle(omsd *d, rd_kafka_message_t *m)
+/* scratch: the fan-out thread's frame buffer, reused from event to event */
+static void handle(omsd *d, rd_kafka_message_t *m, oms_buf *scratch)
 {
     const char *topic = rd_kafka_topic_name(m->rkt);
     oms_topic_kind kind = kind_of(d, topic);
@@ -127,11 +111,10 @@ static void handle(omsd *d, rd_kafka_message_t *m)
     }
     char pos[300];
     snprintf(pos, sizeof pos, "%s:%d:%" PRId64, topic, (int)m->partition, m->offset);
-    size_t len = 0;
-    char *json = oms_event_frame_json(&ev, pos, &len);
+    scratch->len = 0;
+    int frc = oms_event_frame_append(&ev, pos, scratch);
     omsd_xq_item *it = calloc(1, sizeof *it);
-    omsd_frame *f = json ? omsd_frame_new(json, len) : NULL;
-    free(json);
+    omsd_frame *f = frc == OMS_OK ? omsd_frame_new(scratch->p, scratch->len) : NULL;
     if (!it || !f) {
         free(it);
         free(f);
@@ -195,11 +178,18 @@ static void *fanout_main(void *arg)
             OMS_LS("inventory", d->topics[OMS_TOPIC_INVENTORY]),
             OMS_LS("notifications", d->topics[OMS_TOPIC_NOTIFICATIONS]));
     uint64_t lag_at = 0;
+    oms_buf scratch = {0};
     while (!atomic_load(&d->threads_stop)) {
+        /* backpressure: the service thread is behind, let Kafka hold the rest */
+        if (omsd_xq_backlog(d) > OMSD_XQ_HIGH) {
+            struct timespec ts = {0, 1000000};
+            nanosleep(&ts, NULL);
+            continue;
+        }
         rd_kafka_message_t *m = oms_kafka_reader_poll(r, 100);
         if (m) {
             if (!m->err)
-                handle(d, m);
+                handle(d, m, &scratch);
             else if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
                 oms_log(d->log, OMS_LOG_WARN, "fan-out consumer error",
                         OMS_LS("error", rd_kafka_message_errstr(m)));
@@ -211,6 +201,7 @@ static void *fanout_main(void *arg)
             lag_at = now;
         }
     }
+    free(scratch.p);
     rd_kafka_assign(rk, NULL);
     oms_kafka_reader_free(r);
     return NULL;

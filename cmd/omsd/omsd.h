@@ -24,6 +24,9 @@
 
 extern volatile sig_atomic_t omsd_stop;
 
+/* Clock skew allowed on a token's exp/nbf, at verification and at expiry. */
+#define OMSD_AUTH_LEEWAY_S 5
+
 /* A serialized frame shared by every connection it goes to. Reference
  * counts are touched by the service thread only. */
 typedef struct omsd_frame {
@@ -93,6 +96,7 @@ typedef struct omsd {
     char origin_self[300]; /* our own origin, computed from Host */
 
     omsd_conn *conns; /* WebSocket connections (list) */
+    struct oms_router *router; /* who gets what, for the plain connections */
     size_t nconns;
 
     pthread_mutex_t xq_lock;
@@ -115,6 +119,7 @@ typedef struct omsd {
     char web_root[4096]; /* resolved, "" when there is none */
     bool draining;
     uint64_t drain_deadline_ns;
+    struct omsd_projections *proj; /* projections.c; NULL when disabled */
 } omsd;
 
 /* server.c */
@@ -122,6 +127,9 @@ int omsd_server_start(omsd *d, char *errbuf, size_t errlen);
 int omsd_server_run(omsd *d);
 void omsd_server_stop(omsd *d);
 void omsd_xq_push(omsd *d, omsd_xq_item *it);
+/* Items waiting for the service thread (the fan-out slows down above a bound). */
+size_t omsd_xq_backlog(omsd *d);
+#define OMSD_XQ_HIGH 20000
 
 /* fanout.c */
 int omsd_fanout_prepare(omsd *d, char *errbuf, size_t errlen);
@@ -174,5 +182,25 @@ json_t *omsd_users_online(omsd *d);
 int omsd_user_connections(omsd *d, int64_t user_id);
 size_t omsd_subscribed(omsd *d, unsigned sub);
 json_t *omsd_positions(omsd *d, oms_topic_kind kind);
+
+/* dlq.c: copy a raw record to the dead-letter topic through producer p, with
+ * headers oms.error (reason), oms.source.topic/partition/offset and
+ * oms.stage (stage: "fanout", "projection"). Counts it in dlq_sent, logs a
+ * failure. Returns 0 or the produce error. */
+int omsd_dlq_copy(omsd *d, oms_kafka_producer *p, const rd_kafka_message_t *m, const char *topic,
+                  const char *reason, const char *stage);
+
+/* projections.c: the projection consumer (Kafka -> Postgres read models,
+ * DESIGN §3.4), its own thread with its own group consumer
+ * (kafka.projection_group), Postgres connection and DLQ producer.
+ * start: nothing when projections.enabled is false; 0 or OMS_EIO.
+ * join: after threads_stop is set; commits the batch in hand (bounded
+ * retries), leaves the group, frees everything. */
+int omsd_projections_start(omsd *d);
+void omsd_projections_join(omsd *d);
+/* Health (any thread): adds "projections" to deps (object) and returns
+ * false when projections are enabled and not working (Postgres down or
+ * failing, schema not migrated, no connection yet). */
+bool omsd_projections_health(omsd *d, json_t *deps);
 
 #endif

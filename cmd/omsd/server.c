@@ -5,10 +5,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "gateway/router.h"
 #include "omsd.h"
+#include "socketio.h"
 
 #define MAX_BODY (1u << 20)
-#define WRITES_PER_CALLBACK 32
+#define WRITES_PER_CALLBACK 1024 /* more than XQ_BATCH: writes must outpace dispatch */
 
 struct omsd_conn {
     omsd *d;
@@ -17,7 +19,6 @@ struct omsd_conn {
     /* HTTP transaction */
     char method[8];
     char path[512];
-    char query[1024];
     char *body;
     size_t body_len;
     bool body_too_large;
@@ -30,7 +31,8 @@ struct omsd_conn {
     omsd_conn *next, *prev;
     oms_session sess;
     omsd_frame **q;
-    uint32_t qhead, qlen, qcap;
+    uint32_t qhead, qlen, qcap; /* the ring grows up to server.queue_limit */
+    oms_route route;
     char *rx;
     size_t rxlen, rxcap;
     bool rx_skip;
@@ -38,9 +40,22 @@ struct omsd_conn {
     char close_reason[96];
     bool closing, close_sent;
     lws_sorted_usec_list_t sul_exp;
+    /* Socket.IO (socketio.c): the session this connection serves, as its
+     * held polling GET or its WebSocket; sio_ws marks a Socket.IO WebSocket
+     * (not in d->conns: its session is what fan-out visits) */
+    omsd_sio *sio;
+    bool sio_ws;
 };
 
 static omsd_conn *pending_http; /* service thread only */
+static size_t sio_ws_conns;     /* Socket.IO WebSockets open */
+
+/* The verdict of CONFIRM_UPGRADE, carried on the wsi to ESTABLISHED. */
+typedef struct omsd_upgrade {
+    bool sio;
+    oms_principal who;  /* /events */
+    char sid[64];       /* /socket.io/: the session to upgrade, "" for a new one */
+} omsd_upgrade;
 
 /* ---- cross-thread hand-over ------------------------------------------------------ */
 
@@ -82,12 +97,30 @@ static void drop_queue(omsd_conn *c)
     }
 }
 
+static uint32_t queue_max(const omsd *d)
+{
+    return (uint32_t)(d->cfg.server.queue_limit > 0 ? d->cfg.server.queue_limit : 4096);
+}
+
 /* Queue f (taking a reference). Returns false when the bound is passed: the
  * connection is then closed with 1013 and never slows the others. */
 static bool conn_enqueue(omsd_conn *c, omsd_frame *f)
 {
     if (c->closing)
         return false;
+    if (c->qlen == c->qcap && c->qcap < queue_max(c->d)) {
+        /* most connections never queue much: start small, double on demand */
+        uint32_t ncap = c->qcap * 2 < queue_max(c->d) ? c->qcap * 2 : queue_max(c->d);
+        omsd_frame **nq = malloc((size_t)ncap * sizeof *nq);
+        if (nq) {
+            for (uint32_t i = 0; i < c->qlen; i++)
+                nq[i] = c->q[(c->qhead + i) % c->qcap];
+            free(c->q);
+            c->q = nq;
+            c->qhead = 0;
+            c->qcap = ncap;
+        }
+    }
     if (c->qlen == c->qcap) {
         omsd *d = c->d;
         d->m.overflow_closes++;
@@ -136,6 +169,52 @@ static void apply_out(omsd_conn *c, oms_gw_out *out)
         conn_close(c, out->close_code, out->close_reason);
 }
 
+/* ---- for socketio.c ---------------------------------------------------------------- */
+
+omsd_sio *omsd_conn_sio(const omsd_conn *c)
+{
+    return c->sio;
+}
+
+void omsd_conn_set_sio(omsd_conn *c, omsd_sio *s)
+{
+    c->sio = s;
+}
+
+bool omsd_conn_enqueue(omsd_conn *c, omsd_frame *f)
+{
+    return conn_enqueue(c, f);
+}
+
+void omsd_conn_close(omsd_conn *c, int code, const char *reason)
+{
+    conn_close(c, code, reason);
+}
+
+void omsd_conn_want_write(omsd_conn *c)
+{
+    lws_callback_on_writable(c->wsi);
+}
+
+void omsd_http_reply(omsd_conn *c, int status, const char *content_type, char *body, size_t len)
+{
+    free(c->resp.body);
+    memset(&c->resp, 0, sizeof c->resp);
+    c->resp.status = status;
+    c->resp.content_type = content_type;
+    c->resp.body = body;
+    c->resp.len = body ? len : 0;
+    c->handled = true;
+    c->resp_ready = true;
+    lws_set_timeout(c->wsi, NO_PENDING_TIMEOUT, 0);
+    lws_callback_on_writable(c->wsi);
+}
+
+void omsd_http_hold(omsd_conn *c, int secs)
+{
+    lws_set_timeout(c->wsi, PENDING_TIMEOUT_HTTP_CONTENT, secs);
+}
+
 /* ---- positions and presence ------------------------------------------------------- */
 
 json_t *omsd_positions(omsd *d, oms_topic_kind kind)
@@ -165,6 +244,15 @@ json_t *omsd_users_online(omsd *d)
         json_t *n = json_object_get(byuser, k);
         json_object_set_new(byuser, k, json_integer(n ? json_integer_value(n) + 1 : 1));
     }
+    void *cur = NULL;
+    for (const oms_session *s; (s = omsd_sio_next_session(&cur));) {
+        if (!s->who.user_id)
+            continue;
+        char k[32];
+        snprintf(k, sizeof k, "%" PRId64, s->who.user_id);
+        json_t *n = json_object_get(byuser, k);
+        json_object_set_new(byuser, k, json_integer(n ? json_integer_value(n) + 1 : 1));
+    }
     json_t *users = json_array();
     const char *k;
     json_t *v;
@@ -182,6 +270,9 @@ int omsd_user_connections(omsd *d, int64_t user_id)
     int n = 0;
     for (omsd_conn *c = d->conns; c; c = c->next)
         n += c->sess.who.user_id == user_id;
+    void *cur = NULL;
+    for (const oms_session *s; (s = omsd_sio_next_session(&cur));)
+        n += s->who.user_id == user_id;
     return n;
 }
 
@@ -190,6 +281,9 @@ size_t omsd_subscribed(omsd *d, unsigned sub)
     size_t n = 0;
     for (omsd_conn *c = d->conns; c; c = c->next)
         n += (c->sess.subs & sub) != 0;
+    void *cur = NULL;
+    for (const oms_session *s; (s = omsd_sio_next_session(&cur));)
+        n += (s->subs & sub) != 0;
     return n;
 }
 
@@ -197,25 +291,43 @@ size_t omsd_subscribed(omsd *d, unsigned sub)
 
 static void answer_pending(omsd *d, uint64_t request_id, int err, const char *errstr);
 
+static void deliver(void *conn, void *ud)
+{
+    omsd_conn *c = conn;
+    omsd_xq_item *it = ud;
+    if (!conn_enqueue(c, it->frame))
+        c->d->m.dropped[it->topic]++;
+}
+
 static void dispatch_event(omsd *d, omsd_xq_item *it)
 {
     if (it->partition >= 0 && it->partition < d->nparts[it->topic] &&
         it->offset > d->last_offset[it->topic][it->partition])
         d->last_offset[it->topic][it->partition] = it->offset;
-    for (omsd_conn *c = d->conns; c; c = c->next) {
-        if (!oms_session_wants(&c->sess, it->type, it->user_id))
-            continue;
-        if (!conn_enqueue(c, it->frame))
-            d->m.dropped[it->topic]++;
-    }
+    oms_router_dispatch(d->router, it->type, it->user_id, deliver, it);
+    omsd_sio_dispatch(d, it);
 }
+
+/* Items dispatched per wake-up. Dispatching a whole backlog at once would
+ * let no socket be written meanwhile: every queue, a fast reader's too,
+ * would fill to its bound during a burst. */
+#define XQ_BATCH 128
 
 static void drain_xq(omsd *d, bool dispatch)
 {
     pthread_mutex_lock(&d->xq_lock);
-    omsd_xq_item *it = d->xq_head;
-    d->xq_head = d->xq_tail = NULL;
-    d->xq_len = 0;
+    omsd_xq_item *it = d->xq_head, *last = NULL;
+    size_t n = 0;
+    for (omsd_xq_item *p = it; p && (!dispatch || n < XQ_BATCH); p = p->next, n++)
+        last = p;
+    if (last) {
+        d->xq_head = last->next;
+        last->next = NULL;
+        if (!d->xq_head)
+            d->xq_tail = NULL;
+        d->xq_len -= n;
+    }
+    bool more = d->xq_head != NULL;
     pthread_mutex_unlock(&d->xq_lock);
     while (it) {
         omsd_xq_item *next = it->next;
@@ -229,6 +341,19 @@ static void drain_xq(omsd *d, bool dispatch)
         free(it);
         it = next;
     }
+    /* come back for the rest after the sockets had their turn */
+    if (more && dispatch && d->ctx)
+        lws_cancel_service(d->ctx);
+    if (more && !dispatch)
+        drain_xq(d, false);
+}
+
+size_t omsd_xq_backlog(omsd *d)
+{
+    pthread_mutex_lock(&d->xq_lock);
+    size_t n = d->xq_len;
+    pthread_mutex_unlock(&d->xq_lock);
+    return n;
 }
 
 /* ---- HTTP ----------------------------------------------------------------------- */
@@ -261,17 +386,6 @@ static void request_info(omsd_conn *c)
             break;
         }
     }
-    /* lws splits the query into fragments; rebuild it */
-    c->query[0] = '\0';
-    size_t used = 0;
-    char frag[512];
-    for (int i = 0; lws_hdr_copy_fragment(wsi, frag, sizeof frag, WSI_TOKEN_HTTP_URI_ARGS, i) > 0;
-         i++) {
-        int n = snprintf(c->query + used, sizeof c->query - used, "%s%s", used ? "&" : "", frag);
-        if (n < 0 || (size_t)n >= sizeof c->query - used)
-            break;
-        used += (size_t)n;
-    }
 }
 
 static void set_token_arg(omsd_conn *c, char *out, size_t outlen)
@@ -283,6 +397,64 @@ static void set_token_arg(omsd_conn *c, char *out, size_t outlen)
         out[0] = '\0';
     else if (v != out)
         memmove(out, v, strlen(v) + 1);
+}
+
+/* A query argument by its exact name: 1 (out filled), 0 absent, -1 longer
+ * than outlen allows. */
+static int query_arg(struct lws *wsi, const char *name, char *out, size_t outlen)
+{
+    size_t nl = strlen(name);
+    char frag[1024];
+    out[0] = '\0';
+    for (int i = 0; i < 64; i++) {
+        int fl = lws_hdr_fragment_length(wsi, WSI_TOKEN_HTTP_URI_ARGS, i);
+        if (fl <= 0)
+            break;
+        if ((size_t)fl <= nl)
+            continue;
+        if ((size_t)fl >= sizeof frag) {
+            /* too long for us: only its name matters */
+            if (lws_hdr_copy_fragment(wsi, frag, (int)sizeof frag, WSI_TOKEN_HTTP_URI_ARGS, i) < 0)
+                continue; /* cannot look: not ours to judge, skip it */
+        } else if (lws_hdr_copy_fragment(wsi, frag, (int)sizeof frag, WSI_TOKEN_HTTP_URI_ARGS, i) <
+                   0) {
+            continue;
+        }
+        if (strncmp(frag, name, nl) != 0 || frag[nl] != '=')
+            continue;
+        size_t vl = strlen(frag + nl + 1);
+        if (vl >= outlen)
+            return -1;
+        memcpy(out, frag + nl + 1, vl + 1);
+        return 1;
+    }
+    return 0;
+}
+
+/* What socketio.c needs of a request on /socket.io/. */
+static void sio_request(omsd *d, omsd_conn *c, omsd_sio_req *r, const char *origin,
+                        const char *host, const char *ctype)
+{
+    memset(r, 0, sizeof *r);
+    r->method = c->method;
+    if (query_arg(c->wsi, "EIO", r->eio, sizeof r->eio) < 0)
+        snprintf(r->eio, sizeof r->eio, "?");
+    if (query_arg(c->wsi, "transport", r->transport, sizeof r->transport) < 0)
+        snprintf(r->transport, sizeof r->transport, "?");
+    int sid = query_arg(c->wsi, "sid", r->sid, sizeof r->sid);
+    r->has_sid = sid != 0;
+    r->sid_long = sid < 0;
+    r->origin = origin;
+    r->origin_ok = !origin[0] || omsd_origin_allowed(d, origin, host);
+    r->content_type = ctype;
+    r->body = c->body ? c->body : "";
+    r->body_len = c->body_len;
+    r->body_too_large = c->body_too_large;
+}
+
+static size_t body_limit(const omsd_conn *c)
+{
+    return omsd_sio_path(c->path) ? omsd_sio_max_payload() : MAX_BODY;
 }
 
 /* Run a request through rest.c and arm the answer. */
@@ -300,8 +472,16 @@ static void run_request(omsd *d, omsd_conn *c)
     c->cors[0] = '\0';
     if (origin[0] && omsd_origin_allowed(d, origin, host))
         snprintf(c->cors, sizeof c->cors, "%s", origin);
+    if (omsd_sio_path(c->path)) {
+        char ctype[128];
+        hdr(c->wsi, WSI_TOKEN_HTTP_CONTENT_TYPE, ctype, sizeof ctype);
+        omsd_sio_req r;
+        sio_request(d, c, &r, origin, host, ctype);
+        omsd_sio_http(d, c, &r);
+        return;
+    }
     c->request_id = ++d->next_request_id;
-    omsd_http_req req = {c->method, c->path,  c->query,     auth,          token,
+    omsd_http_req req = {c->method, c->path,  "",     auth,          token,
                          origin,    c->body ? c->body : "", c->body_len, c->request_id};
     memset(&c->resp, 0, sizeof c->resp);
     d->m.rest_requests++;
@@ -395,6 +575,11 @@ static int write_http(omsd *d, omsd_conn *c)
             lws_add_http_header_by_name(c->wsi, (const unsigned char *)"www-authenticate:",
                                         (const unsigned char *)"Bearer", 6, &p, end))
             return 1;
+        /* a body refused unread: the connection cannot carry another request */
+        if (c->body_too_large &&
+            lws_add_http_header_by_name(c->wsi, (const unsigned char *)"connection:",
+                                        (const unsigned char *)"close", 5, &p, end))
+            return 1;
         const char *cc = c->resp.cache_control ? c->resp.cache_control : "no-store";
         if (lws_add_http_header_by_name(c->wsi, (const unsigned char *)"cache-control:",
                                         (const unsigned char *)cc, (int)strlen(cc), &p, end) ||
@@ -420,6 +605,8 @@ static int write_http(omsd *d, omsd_conn *c)
             return 1;
     }
     (void)d;
+    if (c->body_too_large)
+        return -1; /* the rest of the body is still on the wire */
     /* transaction done: reset for the next one on this connection */
     free(c->resp.body);
     memset(&c->resp, 0, sizeof c->resp);
@@ -433,27 +620,32 @@ static int write_http(omsd *d, omsd_conn *c)
     return 0;
 }
 
-/* An upgrade refused: a JSON error with the status, then the connection ends. */
-static int refuse_upgrade(omsd_conn *c, int status, const char *code, const char *message)
+/* An upgrade refused: a JSON body with the status, then the connection ends. */
+static int refuse_upgrade_body(omsd_conn *c, int status, const char *body, size_t len)
 {
-    omsd_http_resp r = {0};
-    omsd_rest_error(&r, status, code, message);
     unsigned char buf[LWS_PRE + 2048];
     unsigned char *start = buf + LWS_PRE, *p = start, *end = buf + sizeof buf - 1;
-    int rc = 1;
     if (!lws_add_http_common_headers(c->wsi, (unsigned)status, "application/json",
-                                     (lws_filepos_t)r.len, &p, end) &&
+                                     (lws_filepos_t)len, &p, end) &&
         (status != 401 ||
          !lws_add_http_header_by_name(c->wsi, (const unsigned char *)"www-authenticate:",
                                       (const unsigned char *)"Bearer", 6, &p, end)) &&
         !lws_finalize_write_http_header(c->wsi, start, &p, end)) {
-        unsigned char *b = malloc(LWS_PRE + r.len);
+        unsigned char *b = malloc(LWS_PRE + len);
         if (b) {
-            memcpy(b + LWS_PRE, r.body, r.len);
-            lws_write(c->wsi, b + LWS_PRE, r.len, LWS_WRITE_HTTP_FINAL);
+            memcpy(b + LWS_PRE, body, len);
+            lws_write(c->wsi, b + LWS_PRE, len, LWS_WRITE_HTTP_FINAL);
             free(b);
         }
     }
+    return 1;
+}
+
+static int refuse_upgrade(omsd_conn *c, int status, const char *code, const char *message)
+{
+    omsd_http_resp r = {0};
+    omsd_rest_error(&r, status, code, message);
+    int rc = refuse_upgrade_body(c, status, r.body ? r.body : "", r.body ? r.len : 0);
     free(r.body);
     return rc;
 }
@@ -495,10 +687,11 @@ static void on_token_expiry(lws_sorted_usec_list_t *sul)
 {
     omsd_conn *c = lws_container_of(sul, omsd_conn, sul_exp);
     int64_t now_s = oms_now_ms() / 1000;
-    if (c->sess.who.exp > now_s) {
+    if (c->sess.who.exp + OMSD_AUTH_LEEWAY_S > now_s) {
         /* refreshed meanwhile */
         lws_sul_schedule(lws_get_context(c->wsi), 0, &c->sul_exp, on_token_expiry,
-                         (lws_usec_t)(c->sess.who.exp - now_s) * LWS_US_PER_SEC);
+                         (lws_usec_t)(c->sess.who.exp + OMSD_AUTH_LEEWAY_S - now_s) *
+                             LWS_US_PER_SEC);
         return;
     }
     conn_send_json_new(c, "error", oms_gw_error("token_expired", "the token expired; reconnect with "
@@ -509,8 +702,10 @@ static void on_token_expiry(lws_sorted_usec_list_t *sul)
 
 static void schedule_expiry(omsd_conn *c)
 {
-    int64_t now_s = oms_now_ms() / 1000;
-    int64_t in = c->sess.who.exp > now_s ? c->sess.who.exp - now_s : 0;
+    /* the same grace the verification allows: a token accepted at the
+     * upgrade is not closed the moment after */
+    int64_t now_s = oms_now_ms() / 1000, end = c->sess.who.exp + OMSD_AUTH_LEEWAY_S;
+    int64_t in = end > now_s ? end - now_s : 0;
     lws_sul_schedule(lws_get_context(c->wsi), 0, &c->sul_exp, on_token_expiry,
                      (lws_usec_t)in * LWS_US_PER_SEC + 1000);
 }
@@ -521,20 +716,38 @@ static oms_gw_env make_env(omsd *d)
     return env;
 }
 
+static void ws_closed(omsd *d, omsd_conn *c);
+
 static int ws_established(omsd *d, omsd_conn *c)
 {
-    oms_principal *verified = lws_get_opaque_user_data(c->wsi);
-    if (!verified)
+    omsd_upgrade *verdict = lws_get_opaque_user_data(c->wsi);
+    if (!verdict)
         return -1; /* every upgrade passes CONFIRM_UPGRADE first */
-    oms_principal who = *verified;
-    free(verified);
+    omsd_upgrade u = *verdict;
+    free(verdict);
     lws_set_opaque_user_data(c->wsi, NULL);
-    c->is_ws = true;
-    c->qcap = (uint32_t)(d->cfg.server.queue_limit > 0 ? d->cfg.server.queue_limit : 4096);
+    oms_principal who = u.who;
+    c->qcap = queue_max(d) < 16 ? queue_max(d) : 16;
     c->q = calloc(c->qcap, sizeof *c->q);
     if (!c->q)
         return -1;
+    c->is_ws = true;
+    if (u.sio) {
+        c->sio_ws = true;
+        sio_ws_conns++;
+        if (omsd_sio_ws_open(d, c, u.sid) != 0) {
+            ws_closed(d, c);
+            return -1;
+        }
+        return 0;
+    }
     oms_session_init(&c->sess, &who, d->cfg.server.rate_limit_per_min, oms_now_ms());
+    if (oms_router_add(d->router, &c->route, c, &c->sess) != OMS_OK) {
+        free(c->q);
+        c->q = NULL;
+        c->is_ws = false;
+        return -1;
+    }
     c->next = d->conns;
     if (d->conns)
         d->conns->prev = c;
@@ -553,14 +766,22 @@ static void ws_closed(omsd *d, omsd_conn *c)
 {
     if (!c->is_ws)
         return;
-    lws_sul_cancel(&c->sul_exp);
-    if (c->prev)
-        c->prev->next = c->next;
-    else if (d->conns == c)
-        d->conns = c->next;
-    if (c->next)
-        c->next->prev = c->prev;
-    d->nconns--;
+    if (c->sio_ws) {
+        if (c->sio)
+            omsd_sio_conn_gone(d, c);
+        c->sio_ws = false;
+        sio_ws_conns--;
+    } else {
+        lws_sul_cancel(&c->sul_exp);
+        oms_router_remove(d->router, &c->route);
+        if (c->prev)
+            c->prev->next = c->next;
+        else if (d->conns == c)
+            d->conns = c->next;
+        if (c->next)
+            c->next->prev = c->prev;
+        d->nconns--;
+    }
     drop_queue(c);
     free(c->q);
     free(c->rx);
@@ -569,20 +790,16 @@ static void ws_closed(omsd *d, omsd_conn *c)
     c->is_ws = false;
 }
 
-static int ws_receive(omsd *d, omsd_conn *c, const char *in, size_t len)
+/* Gather a message's fragments in c->rx: 1 when it is complete, 0 when more
+ * is to come (or it is being skipped), 2 when it passed max (the rest of it
+ * is then skipped), -1 out of memory. */
+static int ws_collect(omsd_conn *c, const char *in, size_t len, size_t max)
 {
-    size_t max = (size_t)d->cfg.server.max_frame_bytes;
     bool final = lws_is_final_fragment(c->wsi) && lws_remaining_packet_payload(c->wsi) == 0;
-    if (c->closing)
-        return 0;
     if (!c->rx_skip && c->rxlen + len > max) {
         c->rx_skip = true;
         c->rxlen = 0;
-        char msg[128];
-        snprintf(msg, sizeof msg, "message over the %zu-byte limit", max);
-        conn_send_json_new(c, "error", oms_gw_error("too_large", msg));
-        conn_close(c, OMS_CLOSE_TOO_BIG, "message too big");
-        return 0;
+        return 2;
     }
     if (c->rx_skip) {
         if (final)
@@ -601,13 +818,48 @@ static int ws_receive(omsd *d, omsd_conn *c, const char *in, size_t len)
     }
     memcpy(c->rx + c->rxlen, in, len);
     c->rxlen += len;
-    if (!final)
+    return final ? 1 : 0;
+}
+
+/* A Socket.IO WebSocket: whole messages go to socketio.c. */
+static int sio_ws_receive(omsd *d, omsd_conn *c, const char *in, size_t len)
+{
+    if (c->closing || !c->sio)
         return 0;
+    int rc = ws_collect(c, in, len, omsd_sio_max_payload());
+    if (rc == 2) {
+        omsd_sio_ws_too_big(d, c);
+        return 0;
+    }
+    if (rc <= 0)
+        return rc;
+    omsd_sio_ws_message(d, c, c->rx, c->rxlen, lws_frame_is_binary(c->wsi) != 0);
+    c->rxlen = 0;
+    return 0;
+}
+
+static int ws_receive(omsd *d, omsd_conn *c, const char *in, size_t len)
+{
+    size_t max = (size_t)d->cfg.server.max_frame_bytes;
+    if (c->closing)
+        return 0;
+    int rc = ws_collect(c, in, len, max);
+    if (rc == 2) {
+        char msg[128];
+        snprintf(msg, sizeof msg, "message over the %zu-byte limit", max);
+        conn_send_json_new(c, "error", oms_gw_error("too_large", msg));
+        conn_close(c, OMS_CLOSE_TOO_BIG, "message too big");
+        return 0;
+    }
+    if (rc <= 0)
+        return rc;
     oms_gw_env env = make_env(d);
     oms_gw_out out;
     memset(&out, 0, sizeof out);
     out.answer = -1;
     oms_session_on_text(&c->sess, &env, c->rx, c->rxlen, &out);
+    if (oms_router_update(d->router, &c->route, &c->sess) != OMS_OK)
+        conn_close(c, OMS_CLOSE_TRY_LATER, "out of memory");
     c->rxlen = 0;
     if (out.n > 0 && strcmp(out.msgs[0].event, "error") == 0 &&
         strcmp(json_string_value(json_object_get(out.msgs[0].data, "code")), "rate_limited") == 0)
@@ -681,6 +933,7 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
     case LWS_CALLBACK_ESTABLISHED:
     case LWS_CALLBACK_RECEIVE:
     case LWS_CALLBACK_SERVER_WRITEABLE:
+    case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE:
     case LWS_CALLBACK_CLOSED:
         c = user;
         if (!c)
@@ -710,6 +963,25 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
         tmp.wsi = wsi;
         c = &tmp;
         request_info(c);
+        if (omsd_sio_path(c->path)) {
+            /* Socket.IO: no token here, auth comes in CONNECT */
+            char origin[300], host[300], body[160];
+            hdr(wsi, WSI_TOKEN_ORIGIN, origin, sizeof origin);
+            hdr(wsi, WSI_TOKEN_HOST, host, sizeof host);
+            omsd_sio_req r;
+            sio_request(d, c, &r, origin, host, "");
+            omsd_upgrade *u = calloc(1, sizeof *u);
+            if (!u)
+                return 1;
+            int status = omsd_sio_confirm_upgrade(d, &r, u->sid, sizeof u->sid, body, sizeof body);
+            if (status) {
+                free(u);
+                return refuse_upgrade_body(c, status, body, strlen(body));
+            }
+            u->sio = true;
+            lws_set_opaque_user_data(wsi, u);
+            return 0;
+        }
         if (strcmp(c->path, "/events") != 0)
             return refuse_upgrade(c, 404, "not_found", "WebSocket endpoint is /events");
         if (d->draining)
@@ -724,10 +996,10 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
         }
         /* lws may drop the headers before ESTABLISHED: carry the verdict on
          * the wsi itself (freed at ESTABLISHED or WSI_DESTROY) */
-        oms_principal *keep = malloc(sizeof *keep);
+        omsd_upgrade *keep = calloc(1, sizeof *keep);
         if (!keep)
             return 1;
-        *keep = who;
+        keep->who = who;
         lws_set_opaque_user_data(wsi, keep);
         return 0;
     }
@@ -743,9 +1015,13 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
             strcmp(c->method, "PATCH") == 0) {
             char cl[32];
             hdr(wsi, WSI_TOKEN_HTTP_CONTENT_LENGTH, cl, sizeof cl);
-            if (cl[0] && strtoull(cl, NULL, 10) > MAX_BODY) {
+            if (cl[0] && strtoull(cl, NULL, 10) > body_limit(c)) {
                 c->body_too_large = true;
-                run_request(d, c);
+                /* answering while the client still sends would make the
+                 * kernel reset the connection under the answer: read and
+                 * drop the body first, unless it is absurdly large */
+                if (strtoull(cl, NULL, 10) / 16 > body_limit(c))
+                    run_request(d, c);
                 return 0;
             }
             if (cl[0] && strtoull(cl, NULL, 10) > 0)
@@ -757,7 +1033,7 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
     case LWS_CALLBACK_HTTP_BODY:
         if (len == 0 || !in)
             return 0;
-        if (c->body_too_large || c->body_len + len > MAX_BODY) {
+        if (c->body_too_large || c->body_len + len > body_limit(c)) {
             c->body_too_large = true;
             return 0;
         }
@@ -777,11 +1053,15 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
         return 0;
 
     case LWS_CALLBACK_HTTP_WRITEABLE:
+        if (c->sio && !c->resp_ready)
+            omsd_sio_get_writeable(d, c); /* a held polling GET */
         return write_http(d, c);
 
     case LWS_CALLBACK_HTTP_DROP_PROTOCOL:
     case LWS_CALLBACK_CLOSED_HTTP:
         {
+            if (c->sio && !c->sio_ws)
+                omsd_sio_conn_gone(d, c);
             unlink_pending(c);
             free(c->body);
             c->body = NULL;
@@ -794,10 +1074,18 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
         return ws_established(d, c);
 
     case LWS_CALLBACK_RECEIVE:
+        if (c->sio_ws)
+            return sio_ws_receive(d, c, in, len);
         return ws_receive(d, c, in, len);
 
     case LWS_CALLBACK_SERVER_WRITEABLE:
         return ws_writeable(d, c);
+
+    case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE:
+        /* the peer answers the close frame we sent ourselves: lws does not
+         * know it went out, and echoing it would be a second close frame
+         * (browsers then report 1006 instead of our code) */
+        return c->close_sent ? -1 : 0;
 
     case LWS_CALLBACK_CLOSED:
         ws_closed(d, c);
@@ -809,7 +1097,9 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
 }
 
 static const struct lws_protocols protocols[] = {
-    {"oms", callback, sizeof(omsd_conn), 65536, 0, NULL, 0},
+    /* rx_buffer_size is per connection: messages larger than this arrive in
+     * pieces, which ws_receive reassembles up to server.max_frame_bytes */
+    {"oms", callback, sizeof(omsd_conn), 1024, 0, NULL, 0},
     {NULL, NULL, 0, 0, 0, NULL, 0},
 };
 
@@ -843,6 +1133,7 @@ static void tick(lws_sorted_usec_list_t *sul)
                 OMS_LI("connections", d->nconns));
         for (omsd_conn *c = d->conns; c; c = c->next)
             conn_close(c, OMS_CLOSE_GOING_AWAY, "server shutting down");
+        omsd_sio_drain(d);
     }
     lws_sul_schedule(d->ctx, 0, sul, tick, 100 * LWS_US_PER_MS);
 }
@@ -869,6 +1160,10 @@ int omsd_server_start(omsd *d, char *errbuf, size_t errlen)
     info.retry_and_idle_policy = &retry_cfg;
     info.options = LWS_SERVER_OPTION_HTTP_HEADERS_SECURITY_BEST_PRACTICES_ENFORCE * 0 |
                    LWS_SERVER_OPTION_VALIDATE_UTF8;
+    /* lws binds every address when IPv6 is on, whatever iface says: an IPv4
+     * host (127.0.0.1 above all) must mean that address only */
+    if (info.iface && strchr(info.iface, ':') == NULL)
+        info.options |= LWS_SERVER_OPTION_DISABLE_IPV6;
     info.max_http_header_data = 8192;
     info.pt_serv_buf_size = 64 * 1024;
     info.timeout_secs = 20;
@@ -879,6 +1174,11 @@ int omsd_server_start(omsd *d, char *errbuf, size_t errlen)
         info.ssl_private_key_filepath = d->cfg.server.tls_key;
     }
     lws_set_log_level(getenv("OMS_LWS_DEBUG") ? LLL_ERR | LLL_WARN | LLL_NOTICE | LLL_INFO : LLL_ERR, NULL);
+    d->router = oms_router_new();
+    if (!d->router) {
+        oms_errf(errbuf, errlen, "out of memory");
+        return OMS_ENOMEM;
+    }
     d->ctx = lws_create_context(&info);
     if (!d->ctx) {
         oms_errf(errbuf, errlen, "cannot listen on %s:%d (port taken, or bad TLS files?)",
@@ -886,6 +1186,7 @@ int omsd_server_start(omsd *d, char *errbuf, size_t errlen)
         return OMS_EIO;
     }
     tick_daemon = d;
+    omsd_sio_init(d);
     d->rate_mark_ns = oms_mono_ns();
     lws_sul_schedule(d->ctx, 0, &sul_tick, tick, 100 * LWS_US_PER_MS);
     return OMS_OK;
@@ -894,7 +1195,8 @@ int omsd_server_start(omsd *d, char *errbuf, size_t errlen)
 int omsd_server_run(omsd *d)
 {
     while (lws_service(d->ctx, 0) >= 0) {
-        if (d->draining && (d->nconns == 0 || oms_mono_ns() > d->drain_deadline_ns))
+        if (d->draining &&
+            ((d->nconns == 0 && sio_ws_conns == 0) || oms_mono_ns() > d->drain_deadline_ns))
             break;
     }
     return 0;
@@ -905,7 +1207,10 @@ void omsd_server_stop(omsd *d)
     if (!d->ctx)
         return;
     lws_sul_cancel(&sul_tick);
+    omsd_sio_free_all(d);
     lws_context_destroy(d->ctx);
+    oms_router_free(d->router);
+    d->router = NULL;
     d->ctx = NULL;
     /* whatever was handed over after the last drain has no one to go to */
     drain_xq(d, false);

@@ -11,7 +11,7 @@ server:
   port: $PORT
   host: 127.0.0.1
   cors_origin: "http://allowed.example"
-  queue_limit: 512
+  queue_limit: 4096
 log:
   format: json
 projections:

@@ -113,6 +113,14 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 function producer(args) {
   return execFileSync(`${env.BIN}/oms-producer`, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
 }
+// The same, without blocking the event loop (clients keep reading meanwhile).
+function producerAsync(args) {
+  const { execFile } = require('node:child_process');
+  return new Promise((resolve, reject) => {
+    execFile(`${env.BIN}/oms-producer`, args, { encoding: 'utf8', maxBuffer: 1 << 26 }, (err, out) =>
+      err ? reject(err) : resolve(out));
+  });
+}
 function kcat(args, input) {
   return execFileSync('kcat', ['-b', env.KAFKA_BROKERS, ...args], { input, encoding: 'latin1' });
 }
@@ -125,4 +133,4 @@ async function metric(name) {
   return sum;
 }
 
-module.exports = { env, PORT, BASE, WS_URL, token, tok, connect, rest, sleep, producer, kcat, metric };
+module.exports = { env, PORT, BASE, WS_URL, token, tok, connect, rest, sleep, producer, producerAsync, kcat, metric };

@@ -1,0 +1,1272 @@
+/* socketio.c — the Socket.IO v4 dialect of DESIGN §3.6: Engine.IO protocol 4
+ * (sessions, HTTP long-polling and WebSocket transports, the upgrade between
+ * them, server-driven heartbeat) and Socket.IO protocol 5 (namespace
+ * /events, events, acks), as in docs/socketio-protocol.md.
+ *
+ * This file only frames: client events go to oms_session_on_message() (the
+ * logic the plain dialect uses too), its answers come back as events or, when
+ * the client asked for an acknowledgement, as the ack. Fan-out events are
+ * framed once per event (`42/events,["order_update",{…}]`) and the frame is
+ * shared by every session it goes to.
+ *
+ * A session (EIO sid) lives in a list and a hash by sid. Its transport is
+ *   polling:   packets wait in the session's queue until a GET takes them
+ *              (joined with \x1e), a GET finding nothing is held;
+ *   websocket: packets go straight to the connection's send queue (server.c),
+ *              which also holds the shared frames by reference.
+ * Timers (lws_sul): heartbeat (ping every pingInterval, close without a pong
+ * within pingTimeout; this also reaps a polling session whose client vanished),
+ * connect timeout, upgrade timeout and the noop tick during an upgrade, and
+ * the token's expiry. Service thread only. */
+#include <ctype.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+
+#include "socketio.h"
+
+#define ID_BYTES 18                 /* random bytes of a sid */
+#define ID_LEN (ID_BYTES / 3 * 4)   /* 24 base64url characters */
+#define NSP "/events"
+#define MAX_NSP 128
+#define MAX_ATTACHMENTS 16
+#define MAX_REFUSALS 10 /* refused CONNECTs before the EIO connection is closed */
+#define HASH_BUCKETS 4096
+#define TEXT_PLAIN "text/plain; charset=UTF-8"
+
+/* close codes of a session's WebSocket */
+enum {
+    CLOSE_NORMAL = 1000,
+    CLOSE_PROTOCOL = 1002,
+};
+
+typedef enum { TR_POLLING, TR_WEBSOCKET } sio_transport;
+
+struct omsd_sio {
+    omsd_sio *next, *prev; /* every session */
+    omsd_sio *hnext;       /* hash chain */
+    char sid[ID_LEN + 1];
+    sio_transport tr;
+    int refs;  /* held by a handler running on it */
+    bool dead; /* closed; freed when refs drops to 0 */
+    /* polling */
+    omsd_conn *get; /* the held GET */
+    omsd_frame **q;
+    uint32_t qhead, qlen, qcap;
+    /* websocket */
+    omsd_conn *ws;    /* the transport (WebSocket sessions, or after the upgrade) */
+    omsd_conn *probe; /* a WebSocket upgrading a polling session */
+    bool probed;      /* 2probe answered */
+    /* timers */
+    bool awaiting_pong;
+    lws_sorted_usec_list_t sul_hb, sul_connect, sul_upgrade, sul_noop, sul_exp;
+    /* namespace /events */
+    bool joined;
+    int refusals; /* CONNECTs refused on this EIO connection */
+    char nsp_sid[ID_LEN + 1];
+    oms_session sess;
+    /* a binary event or ack waiting for its attachments */
+    int att_left;
+    bool att_event;
+    int64_t att_ack;
+    json_t *att_args;
+};
+
+static struct {
+    omsd *d;
+    omsd_sio *all;
+    omsd_sio *hash[HASH_BUCKETS];
+    size_t count;
+    int64_t ping_interval_ms, ping_timeout_ms, connect_timeout_ms, upgrade_timeout_ms;
+    size_t max_payload;
+    uint32_t queue_limit;
+    omsd_frame *f_ping, *f_noop, *f_close, *f_probe;
+} S;
+
+/* ---- settings -------------------------------------------------------------------------- */
+
+static int64_t env_ms(const char *name, int64_t dflt)
+{
+    const char *v = getenv(name);
+    if (!v || !*v)
+        return dflt;
+    char *end;
+    errno = 0;
+    long long n = strtoll(v, &end, 10);
+    if (errno || *end || n < 10 || n > 3600000) {
+        oms_log(S.d->log, OMS_LOG_WARN, "ignoring a bad millisecond value", OMS_LS("variable", name),
+                OMS_LS("value", v));
+        return dflt;
+    }
+    return n;
+}
+
+static omsd_frame *frame_alloc(size_t len)
+{
+    omsd_frame *f = malloc(sizeof *f + LWS_PRE + len + 1);
+    if (!f)
+        return NULL;
+    f->refs = 1;
+    f->topic = -1;
+    f->len = len;
+    return f;
+}
+
+#define FDATA(f) ((char *)(f)->buf + LWS_PRE)
+
+static omsd_frame *frame_text(const char *s)
+{
+    size_t n = strlen(s);
+    omsd_frame *f = frame_alloc(n);
+    if (f)
+        memcpy(FDATA(f), s, n);
+    return f;
+}
+
+void omsd_sio_init(omsd *d)
+{
+    S.d = d;
+    int pi = d->cfg.server.ping_interval_s > 0 ? d->cfg.server.ping_interval_s : 25;
+    int idle = d->cfg.server.idle_timeout_s > 0 ? d->cfg.server.idle_timeout_s : 60;
+    /* the client gives up after pingInterval + pingTimeout without a ping:
+     * that is the plain dialect's idle timeout */
+    S.ping_interval_ms = (int64_t)pi * 1000;
+    S.ping_timeout_ms = idle > pi ? (int64_t)(idle - pi) * 1000 : 20000;
+    S.ping_interval_ms = env_ms("OMS_SIO_PING_INTERVAL_MS", S.ping_interval_ms);
+    S.ping_timeout_ms = env_ms("OMS_SIO_PING_TIMEOUT_MS", S.ping_timeout_ms);
+    S.connect_timeout_ms = env_ms("OMS_SIO_CONNECT_TIMEOUT_MS", 45000);
+    S.upgrade_timeout_ms = 10000;
+    S.max_payload = d->cfg.server.max_frame_bytes > 0 ? (size_t)d->cfg.server.max_frame_bytes
+                                                      : 1000000;
+    S.queue_limit = (uint32_t)(d->cfg.server.queue_limit > 0 ? d->cfg.server.queue_limit : 4096);
+    S.f_ping = frame_text("2");
+    S.f_noop = frame_text("6");
+    S.f_close = frame_text("1");
+    S.f_probe = frame_text("3probe");
+}
+
+bool omsd_sio_path(const char *path)
+{
+    return strcmp(path, "/socket.io/") == 0 || strcmp(path, "/socket.io") == 0;
+}
+
+size_t omsd_sio_max_payload(void)
+{
+    return S.max_payload;
+}
+
+/* ---- sessions ---------------------------------------------------------------------------- */
+
+static int random_id(char out[ID_LEN + 1])
+{
+    static const char a[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    unsigned char raw[ID_BYTES];
+    size_t got = 0;
+    while (got < sizeof raw) {
+        ssize_t n = getrandom(raw + got, sizeof raw - got, 0);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            return -1;
+        }
+        got += (size_t)n;
+    }
+    for (size_t i = 0; i < ID_BYTES / 3; i++) {
+        uint32_t v = (uint32_t)raw[3 * i] << 16 | (uint32_t)raw[3 * i + 1] << 8 | raw[3 * i + 2];
+        out[4 * i] = a[(v >> 18) & 63];
+        out[4 * i + 1] = a[(v >> 12) & 63];
+        out[4 * i + 2] = a[(v >> 6) & 63];
+        out[4 * i + 3] = a[v & 63];
+    }
+    out[ID_LEN] = '\0';
+    return 0;
+}
+
+static unsigned bucket(const char *sid)
+{
+    uint32_t h = 2166136261u;
+    for (; *sid; sid++)
+        h = (h ^ (unsigned char)*sid) * 16777619u;
+    return h & (HASH_BUCKETS - 1);
+}
+
+static omsd_sio *find(const char *sid)
+{
+    if (strlen(sid) != ID_LEN)
+        return NULL;
+    for (omsd_sio *s = S.hash[bucket(sid)]; s; s = s->hnext)
+        if (memcmp(s->sid, sid, ID_LEN) == 0 && !s->dead)
+            return s;
+    return NULL;
+}
+
+static void sched(omsd_sio *s, lws_sorted_usec_list_t *sul, sul_cb_t cb, int64_t ms)
+{
+    if (!s->dead)
+        lws_sul_schedule(S.d->ctx, 0, sul, cb, (lws_usec_t)ms * LWS_US_PER_MS);
+}
+
+static void hold(omsd_sio *s)
+{
+    s->refs++;
+}
+
+static void session_free(omsd_sio *s)
+{
+    while (s->qlen) {
+        omsd_frame_unref(s->q[s->qhead]);
+        s->qhead = (s->qhead + 1) % s->qcap;
+        s->qlen--;
+    }
+    free(s->q);
+    json_decref(s->att_args);
+    free(s);
+}
+
+static void release(omsd_sio *s)
+{
+    if (--s->refs == 0 && s->dead)
+        session_free(s);
+}
+
+static void on_heartbeat(lws_sorted_usec_list_t *sul);
+static void on_connect_timeout(lws_sorted_usec_list_t *sul);
+
+static omsd_sio *session_new(omsd *d, sio_transport tr)
+{
+    omsd_sio *s = calloc(1, sizeof *s);
+    if (!s)
+        return NULL;
+    if (random_id(s->sid) != 0) {
+        free(s);
+        return NULL;
+    }
+    s->tr = tr;
+    s->att_ack = -1;
+    s->next = S.all;
+    if (S.all)
+        S.all->prev = s;
+    S.all = s;
+    unsigned b = bucket(s->sid);
+    s->hnext = S.hash[b];
+    S.hash[b] = s;
+    S.count++;
+    sched(s, &s->sul_hb, on_heartbeat, S.ping_interval_ms);
+    sched(s, &s->sul_connect, on_connect_timeout, S.connect_timeout_ms);
+    (void)d;
+    return s;
+}
+
+static void leave(omsd_sio *s)
+{
+    if (!s->joined)
+        return;
+    s->joined = false;
+    S.d->nconns--;
+    lws_sul_cancel(&s->sul_exp);
+    oms_log(S.d->log, OMS_LOG_DEBUG, "socket.io client left", OMS_LI("userId", s->sess.who.user_id));
+    /* an EIO connection without a namespace does not stay around */
+    sched(s, &s->sul_connect, on_connect_timeout, S.connect_timeout_ms);
+}
+
+/* Answer the held GET with one packet. */
+static void answer_get(omsd_sio *s, const omsd_frame *f)
+{
+    omsd_conn *c = s->get;
+    if (!c)
+        return;
+    s->get = NULL;
+    omsd_conn_set_sio(c, NULL);
+    char *body = malloc(f->len ? f->len : 1);
+    if (body)
+        memcpy(body, FDATA(f), f->len);
+    omsd_http_reply(c, 200, TEXT_PLAIN, body, body ? f->len : 0);
+}
+
+/* Close a session: its WebSocket gets a close frame (code), a held GET gets
+ * get_answer ("1" when the server closes, "6" when the client did). */
+static void session_close(omsd_sio *s, int code, const char *reason, const omsd_frame *get_answer)
+{
+    if (s->dead)
+        return;
+    omsd *d = S.d;
+    s->dead = true;
+    if (s->prev)
+        s->prev->next = s->next;
+    else
+        S.all = s->next;
+    if (s->next)
+        s->next->prev = s->prev;
+    for (omsd_sio **pp = &S.hash[bucket(s->sid)]; *pp; pp = &(*pp)->hnext) {
+        if (*pp == s) {
+            *pp = s->hnext;
+            break;
+        }
+    }
+    S.count--;
+    if (s->joined) {
+        s->joined = false;
+        d->nconns--;
+    }
+    lws_sul_cancel(&s->sul_hb);
+    lws_sul_cancel(&s->sul_connect);
+    lws_sul_cancel(&s->sul_upgrade);
+    lws_sul_cancel(&s->sul_noop);
+    lws_sul_cancel(&s->sul_exp);
+    if (s->ws) {
+        omsd_conn *c = s->ws;
+        s->ws = NULL;
+        omsd_conn_set_sio(c, NULL);
+        omsd_conn_close(c, code, reason);
+    }
+    if (s->probe) {
+        omsd_conn *c = s->probe;
+        s->probe = NULL;
+        omsd_conn_set_sio(c, NULL);
+        omsd_conn_close(c, code, reason);
+    }
+    if (s->get)
+        answer_get(s, get_answer ? get_answer : S.f_close);
+    oms_log(d->log, OMS_LOG_DEBUG, "socket.io session closed", OMS_LS("reason", reason),
+            OMS_LI("userId", s->sess.who.user_id));
+    if (s->refs == 0)
+        session_free(s);
+}
+
+static void protocol_error(omsd_sio *s, const char *why)
+{
+    oms_log(S.d->log, OMS_LOG_DEBUG, "socket.io protocol error, session closed",
+            OMS_LS("error", why));
+    session_close(s, CLOSE_PROTOCOL, "protocol error", S.f_close);
+}
+
+/* Queue a packet on the session (taking a reference). False when it could
+ * not be queued: closing, or the queue bound passed (the session is then
+ * closed and the client reconnects, as a plain client would after 1013). */
+static bool sio_send(omsd_sio *s, omsd_frame *f)
+{
+    if (s->dead || !f)
+        return false;
+    if (s->ws)
+        return omsd_conn_enqueue(s->ws, f);
+    if (s->qlen == s->qcap) {
+        if (s->qcap >= S.queue_limit) {
+            S.d->m.overflow_closes++;
+            oms_log(S.d->log, OMS_LOG_WARN, "slow socket.io client closed: send queue full",
+                    OMS_LI("userId", s->sess.who.user_id), OMS_LI("queued", s->qlen));
+            session_close(s, OMS_CLOSE_TRY_LATER, "send queue overflow, reconnect and resume",
+                          S.f_close);
+            return false;
+        }
+        uint32_t cap = s->qcap ? s->qcap * 2 : 16;
+        if (cap > S.queue_limit)
+            cap = S.queue_limit;
+        omsd_frame **nq = malloc(cap * sizeof *nq);
+        if (!nq)
+            return false;
+        for (uint32_t i = 0; i < s->qlen; i++)
+            nq[i] = s->q[(s->qhead + i) % s->qcap];
+        free(s->q);
+        s->q = nq;
+        s->qcap = cap;
+        s->qhead = 0;
+    }
+    f->refs++;
+    s->q[(s->qhead + s->qlen) % s->qcap] = f;
+    s->qlen++;
+    if (s->get && s->qlen == 1)
+        omsd_conn_want_write(s->get);
+    return true;
+}
+
+/* A packet built here (one reference, given up after queueing). */
+static bool send_new(omsd_sio *s, omsd_frame *f)
+{
+    bool ok = sio_send(s, f);
+    omsd_frame_unref(f);
+    return ok;
+}
+
+/* "4<type><nsp>,<ack id><json>": a Socket.IO packet inside an EIO message.
+ * The namespace "/" is not written. */
+static omsd_frame *sio_frame(char type, const char *nsp, int64_t ack, const json_t *payload)
+{
+    char head[MAX_NSP + 48];
+    bool root = strcmp(nsp, "/") == 0;
+    int hl = snprintf(head, sizeof head, "4%c%s%s", type, root ? "" : nsp, root ? "" : ",");
+    if (ack >= 0)
+        hl += snprintf(head + hl, sizeof head - (size_t)hl, "%" PRId64, ack);
+    char *js = payload ? json_dumps(payload, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
+    size_t jl = js ? strlen(js) : 0;
+    omsd_frame *f = frame_alloc((size_t)hl + jl);
+    if (f) {
+        memcpy(FDATA(f), head, (size_t)hl);
+        if (jl)
+            memcpy(FDATA(f) + hl, js, jl);
+    }
+    free(js);
+    return f;
+}
+
+static void emit_event(omsd_sio *s, const char *event, const json_t *data)
+{
+    json_t *a = data ? json_pack("[sO]", event, data) : json_pack("[s]", event);
+    if (!a)
+        return;
+    send_new(s, sio_frame('2', NSP, -1, a));
+    json_decref(a);
+}
+
+static void emit_ack(omsd_sio *s, int64_t ack, const json_t *data)
+{
+    json_t *a = data ? json_pack("[O]", data) : json_array();
+    if (!a)
+        return;
+    send_new(s, sio_frame('3', NSP, ack, a));
+    json_decref(a);
+}
+
+/* Server-side disconnect of the namespace ("io server disconnect": the
+ * client does not reconnect by itself). */
+static void kick(omsd_sio *s)
+{
+    send_new(s, sio_frame('1', NSP, -1, NULL));
+    leave(s);
+}
+
+/* ---- timers ------------------------------------------------------------------------------ */
+
+static void on_heartbeat(lws_sorted_usec_list_t *sul)
+{
+    omsd_sio *s = lws_container_of(sul, omsd_sio, sul_hb);
+    if (s->awaiting_pong) {
+        session_close(s, CLOSE_NORMAL, "ping timeout", S.f_close);
+        return;
+    }
+    hold(s);
+    s->awaiting_pong = true;
+    sio_send(s, S.f_ping);
+    sched(s, &s->sul_hb, on_heartbeat, S.ping_timeout_ms);
+    release(s);
+}
+
+static void on_connect_timeout(lws_sorted_usec_list_t *sul)
+{
+    omsd_sio *s = lws_container_of(sul, omsd_sio, sul_connect);
+    if (!s->joined)
+        session_close(s, CLOSE_NORMAL, "connect timeout", S.f_close);
+}
+
+static void abandon_upgrade(omsd_sio *s, int code, const char *reason)
+{
+    omsd_conn *c = s->probe;
+    s->probe = NULL;
+    s->probed = false;
+    lws_sul_cancel(&s->sul_upgrade);
+    lws_sul_cancel(&s->sul_noop);
+    if (c) {
+        omsd_conn_set_sio(c, NULL);
+        omsd_conn_close(c, code, reason);
+    }
+}
+
+static void on_upgrade_timeout(lws_sorted_usec_list_t *sul)
+{
+    omsd_sio *s = lws_container_of(sul, omsd_sio, sul_upgrade);
+    abandon_upgrade(s, CLOSE_NORMAL, "upgrade timeout");
+}
+
+/* While upgrading, a GET the client makes before pausing polling is
+ * released with a noop so that the pause can complete. */
+static void on_noop_tick(lws_sorted_usec_list_t *sul)
+{
+    omsd_sio *s = lws_container_of(sul, omsd_sio, sul_noop);
+    if (!s->probe || !s->probed)
+        return;
+    if (s->get)
+        answer_get(s, S.f_noop);
+    sched(s, &s->sul_noop, on_noop_tick, 100);
+}
+
+static void on_expiry(lws_sorted_usec_list_t *sul);
+
+/* The end of a token's validity: exp plus the grace the verification
+ * allows (as on /events). */
+static int64_t token_end(const omsd_sio *s)
+{
+    return s->sess.who.exp + OMSD_AUTH_LEEWAY_S;
+}
+
+static void schedule_expiry(omsd_sio *s)
+{
+    int64_t now_s = oms_now_ms() / 1000;
+    int64_t in = token_end(s) > now_s ? token_end(s) - now_s : 0;
+    if (in > 86400)
+        in = 86400; /* looked at again then */
+    sched(s, &s->sul_exp, on_expiry, in * 1000 + 1);
+}
+
+static void on_expiry(lws_sorted_usec_list_t *sul)
+{
+    omsd_sio *s = lws_container_of(sul, omsd_sio, sul_exp);
+    if (!s->joined)
+        return;
+    if (token_end(s) > oms_now_ms() / 1000) {
+        schedule_expiry(s); /* refreshed meanwhile, or far away */
+        return;
+    }
+    hold(s);
+    json_t *e = oms_gw_error("token_expired",
+                             "the token expired; reconnect with a new one or send refresh_token "
+                             "before expiry");
+    emit_event(s, "error", e);
+    json_decref(e);
+    kick(s);
+    release(s);
+}
+
+/* ---- Socket.IO packets --------------------------------------------------------------------- */
+
+static json_t *env_positions(void *ud, oms_topic_kind kind)
+{
+    return omsd_positions(ud, kind);
+}
+
+static oms_gw_env make_env(void)
+{
+    oms_gw_env env = {S.d->auth, env_positions, S.d, oms_now_ms()};
+    return env;
+}
+
+/* 0, or -1 when this client keeps trying (the caller closes the session). */
+static int refuse_connect(omsd_sio *s, const char *message, const char *code)
+{
+    S.d->m.auth_failures++;
+    if (++s->refusals > MAX_REFUSALS)
+        return -1;
+    json_t *p = json_pack("{s:s,s:{s:s}}", "message", message, "data", "code", code);
+    send_new(s, sio_frame('4', NSP, -1, p));
+    json_decref(p);
+    return 0;
+}
+
+static int sio_connect(omsd_sio *s, const char *nsp, const json_t *auth)
+{
+    omsd *d = S.d;
+    if (strcmp(nsp, NSP) != 0) {
+        json_t *p = json_pack("{s:s}", "message", "Invalid namespace");
+        send_new(s, sio_frame('4', nsp, -1, p));
+        json_decref(p);
+        return 0;
+    }
+    if (s->joined)
+        return -1; /* CONNECT for a joined namespace */
+    const char *tok = json_string_value(json_object_get(auth, "token"));
+    if (!tok || !*tok)
+        return refuse_connect(s, "a token is required: auth: {token: \"<JWT>\"}", "unauthorized");
+    oms_principal who;
+    char err[256];
+    int64_t now = oms_now_ms();
+    int rc = oms_auth_verify(d->auth, tok, now / 1000, &who, err, sizeof err);
+    if (rc != OMS_OK)
+        return refuse_connect(s, err, rc == OMS_EEXPIRED ? "token_expired" : "unauthorized");
+    if (random_id(s->nsp_sid) != 0)
+        return -1;
+    oms_session_init(&s->sess, &who, d->cfg.server.rate_limit_per_min, now);
+    s->joined = true;
+    d->nconns++;
+    d->m.connections_total++;
+    lws_sul_cancel(&s->sul_connect);
+    json_t *p = json_pack("{s:s}", "sid", s->nsp_sid);
+    send_new(s, sio_frame('0', NSP, -1, p));
+    json_decref(p);
+    oms_gw_env env = make_env();
+    json_t *hello = oms_gw_connected(&s->sess, &env);
+    emit_event(s, "connected", hello);
+    json_decref(hello);
+    schedule_expiry(s);
+    oms_log(d->log, OMS_LOG_DEBUG, "socket.io client connected", OMS_LI("userId", who.user_id),
+            OMS_LS("role", oms_role_name(who.role)),
+            OMS_LS("transport", s->tr == TR_POLLING ? "polling" : "websocket"));
+    return 0;
+}
+
+/* A client event [name, data?, ...]: the shared logic answers. */
+static void sio_event(omsd_sio *s, const json_t *args, int64_t ack)
+{
+    omsd *d = S.d;
+    const json_t *n0 = json_array_get(args, 0);
+    char num[48];
+    const char *name = json_string_value(n0);
+    if (!name) {
+        if (json_is_integer(n0))
+            snprintf(num, sizeof num, "%" JSON_INTEGER_FORMAT, json_integer_value(n0));
+        else
+            snprintf(num, sizeof num, "%g", json_number_value(n0));
+        name = num;
+    }
+    oms_gw_env env = make_env();
+    oms_gw_out out;
+    memset(&out, 0, sizeof out);
+    out.answer = -1;
+    if (oms_session_admit(&s->sess, &env, &out))
+        oms_session_on_message(&s->sess, &env, name, json_array_get(args, 1), &out);
+    else
+        d->m.rate_limited++;
+    if (out.exp_changed)
+        schedule_expiry(s);
+    for (int i = 0; i < out.n && !s->dead; i++) {
+        if (ack >= 0 && i == out.answer)
+            emit_ack(s, ack, out.msgs[i].data);
+        else
+            emit_event(s, out.msgs[i].event, out.msgs[i].data);
+    }
+    if (ack >= 0 && out.answer < 0 && !s->dead)
+        emit_ack(s, ack, NULL);
+    if (out.close_code && !s->dead)
+        kick(s);
+    oms_gw_out_clear(&out);
+}
+
+static bool valid_event_args(const json_t *a)
+{
+    static const char *const reserved[] = {"connect",       "connect_error", "disconnect",
+                                           "disconnecting", "newListener",   "removeListener"};
+    if (!json_is_array(a) || json_array_size(a) == 0)
+        return false;
+    const json_t *n0 = json_array_get(a, 0);
+    if (json_is_number(n0))
+        return true;
+    const char *name = json_string_value(n0);
+    if (!name)
+        return false;
+    for (size_t i = 0; i < OMS_ARRAY_LEN(reserved); i++)
+        if (strcmp(name, reserved[i]) == 0)
+            return false;
+    return true;
+}
+
+/* One Socket.IO packet (an EIO message's payload). 0, or -1 for a protocol
+ * error (the caller closes the session). */
+static int sio_packet(omsd_sio *s, const char *p, size_t n)
+{
+    if (s->att_left > 0 || n == 0)
+        return -1; /* text while attachments are awaited, or nothing */
+    int type = p[0] - '0';
+    if (type < 0 || type > 6)
+        return -1;
+    size_t i = 1;
+    int att = 0;
+    if (type == 5 || type == 6) {
+        size_t st = i;
+        while (i < n && isdigit((unsigned char)p[i])) {
+            att = att * 10 + (p[i] - '0');
+            if (att > MAX_ATTACHMENTS)
+                return -1;
+            i++;
+        }
+        if (i == st || i >= n || p[i] != '-')
+            return -1;
+        i++;
+    }
+    char nsp[MAX_NSP + 1] = "/";
+    if (i < n && p[i] == '/') {
+        size_t st = i;
+        while (i < n && p[i] != ',') {
+            if (p[i] < 0x21 || p[i] > 0x7e || i - st >= MAX_NSP)
+                return -1;
+            i++;
+        }
+        memcpy(nsp, p + st, i - st);
+        nsp[i - st] = '\0';
+        if (i < n)
+            i++; /* the comma */
+    }
+    int64_t ack = -1;
+    if (i < n && isdigit((unsigned char)p[i])) {
+        size_t st = i;
+        ack = 0;
+        while (i < n && isdigit((unsigned char)p[i])) {
+            if (i - st >= 15)
+                return -1;
+            ack = ack * 10 + (p[i] - '0');
+            i++;
+        }
+    }
+    json_t *payload = NULL;
+    if (i < n) {
+        json_error_t jerr;
+        payload = json_loadb(p + i, n - i, 0, &jerr);
+        if (!payload)
+            return -1;
+    }
+    bool here = s->joined && strcmp(nsp, NSP) == 0; /* a joined namespace */
+    int rc = 0;
+    switch (type) {
+    case 0: /* CONNECT */
+        if (ack >= 0 || (payload && !json_is_object(payload)))
+            rc = -1;
+        else
+            rc = sio_connect(s, nsp, payload);
+        break;
+    case 1: /* DISCONNECT */
+        if (ack >= 0 || payload || !here)
+            rc = -1;
+        else
+            leave(s);
+        break;
+    case 2: /* EVENT */
+    case 5: /* BINARY_EVENT */
+        if (!here || !valid_event_args(payload)) {
+            rc = -1;
+        } else if (type == 5 && att > 0) {
+            s->att_left = att;
+            s->att_event = true;
+            s->att_ack = ack;
+            s->att_args = json_incref(payload);
+        } else {
+            sio_event(s, payload, ack);
+        }
+        break;
+    case 3: /* ACK: we never ask for one, so the id is unknown: ignored */
+    case 6: /* BINARY_ACK */
+        if (!here || ack < 0 || !json_is_array(payload)) {
+            rc = -1;
+        } else if (type == 6 && att > 0) {
+            s->att_left = att;
+            s->att_event = false;
+        }
+        break;
+    default: /* CONNECT_ERROR comes from servers only */
+        rc = -1;
+        break;
+    }
+    json_decref(payload);
+    return rc;
+}
+
+/* A binary attachment (WebSocket binary frame, polling "b<base64>"). The
+ * buffers themselves are not used: omsd's events are JSON. */
+static int attachment(omsd_sio *s)
+{
+    if (s->att_left <= 0)
+        return -1;
+    if (--s->att_left > 0)
+        return 0;
+    json_t *args = s->att_args;
+    s->att_args = NULL;
+    if (s->att_event && args)
+        sio_event(s, args, s->att_ack);
+    json_decref(args);
+    return 0;
+}
+
+/* One Engine.IO text packet from the session's transport (not the probe). */
+static int eio_packet(omsd_sio *s, const char *p, size_t n)
+{
+    if (n == 0)
+        return -1;
+    switch (p[0]) {
+    case '1': /* close */
+        if (n != 1)
+            return -1;
+        session_close(s, CLOSE_NORMAL, "client closed", S.f_noop);
+        return 0;
+    case '3': /* pong */
+        if (s->awaiting_pong) {
+            s->awaiting_pong = false;
+            sched(s, &s->sul_hb, on_heartbeat, S.ping_interval_ms);
+        }
+        return 0;
+    case '4':
+        return sio_packet(s, p + 1, n - 1);
+    case '6': /* noop */
+        return 0;
+    default: /* open, a client ping (v3 style), upgrade outside a probe, junk */
+        return -1;
+    }
+}
+
+static int b64val(unsigned char ch)
+{
+    if (ch >= 'A' && ch <= 'Z')
+        return ch - 'A';
+    if (ch >= 'a' && ch <= 'z')
+        return ch - 'a' + 26;
+    if (ch >= '0' && ch <= '9')
+        return ch - '0' + 52;
+    if (ch == '+' || ch == '-')
+        return 62;
+    if (ch == '/' || ch == '_')
+        return 63;
+    return -1;
+}
+
+static bool valid_base64(const char *p, size_t n)
+{
+    while (n > 0 && p[n - 1] == '=')
+        n--;
+    for (size_t i = 0; i < n; i++)
+        if (b64val((unsigned char)p[i]) < 0)
+            return false;
+    return n % 4 != 1;
+}
+
+/* ---- polling ----------------------------------------------------------------------------- */
+
+static void http_error(omsd_conn *c, int status, int code, const char *message)
+{
+    char buf[160];
+    int n = snprintf(buf, sizeof buf, "{\"code\":%d,\"message\":\"%s\"}", code, message);
+    omsd_http_reply(c, status, "application/json", strdup(buf), (size_t)n);
+}
+
+static char *open_packet(const omsd_sio *s, size_t *len)
+{
+    char buf[256];
+    int n = snprintf(buf, sizeof buf,
+                     "0{\"sid\":\"%s\",\"upgrades\":%s,\"pingInterval\":%" PRId64
+                     ",\"pingTimeout\":%" PRId64 ",\"maxPayload\":%zu}",
+                     s->sid, s->tr == TR_POLLING ? "[\"websocket\"]" : "[]", S.ping_interval_ms,
+                     S.ping_timeout_ms, S.max_payload);
+    *len = (size_t)n;
+    return strdup(buf);
+}
+
+static int hold_secs(void)
+{
+    return (int)((S.ping_interval_ms + S.ping_timeout_ms) / 1000) + 10;
+}
+
+/* A POST body: packets joined with \x1e. */
+static int post_body(omsd_sio *s, const char *p, size_t n)
+{
+    if (n == 0)
+        return -1;
+    size_t i = 0;
+    while (i <= n && !s->dead) {
+        const char *e = memchr(p + i, 0x1e, n - i);
+        size_t len = e ? (size_t)(e - (p + i)) : n - i;
+        const char *pk = p + i;
+        int rc;
+        if (len > 0 && pk[0] == 'b')
+            rc = valid_base64(pk + 1, len - 1) ? attachment(s) : -1;
+        else
+            rc = eio_packet(s, pk, len);
+        if (rc < 0)
+            return -1;
+        if (!e)
+            break;
+        i += len + 1;
+    }
+    return 0;
+}
+
+void omsd_sio_http(omsd *d, omsd_conn *c, const omsd_sio_req *r)
+{
+    if (r->origin[0] && !r->origin_ok) {
+        d->m.auth_failures++;
+        http_error(c, 403, 4, "Forbidden");
+        return;
+    }
+    if (strcmp(r->method, "OPTIONS") == 0) {
+        omsd_http_reply(c, 204, TEXT_PLAIN, NULL, 0);
+        return;
+    }
+    if (strcmp(r->transport, "polling") != 0) {
+        if (strcmp(r->transport, "websocket") == 0)
+            http_error(c, 400, 3, "Bad request");
+        else
+            http_error(c, 400, 0, "Transport unknown");
+        return;
+    }
+    if (strcmp(r->eio, "4") != 0) {
+        http_error(c, 400, 5, "Unsupported protocol version");
+        return;
+    }
+    if (!r->has_sid) {
+        if (strcmp(r->method, "GET") != 0) {
+            http_error(c, 400, 2, "Bad handshake method");
+            return;
+        }
+        if (d->draining) {
+            http_error(c, 503, 3, "Server shutting down");
+            return;
+        }
+        omsd_sio *s = session_new(d, TR_POLLING);
+        if (!s) {
+            http_error(c, 500, 3, "Cannot create a session");
+            return;
+        }
+        size_t len = 0;
+        char *open = open_packet(s, &len);
+        omsd_http_reply(c, 200, TEXT_PLAIN, open, open ? len : 0);
+        return;
+    }
+    omsd_sio *s = r->sid_long ? NULL : find(r->sid);
+    if (!s) {
+        http_error(c, 400, 1, "Session ID unknown");
+        return;
+    }
+    if (s->tr != TR_POLLING) {
+        http_error(c, 400, 3, "Bad request"); /* upgraded already */
+        return;
+    }
+    hold(s);
+    if (strcmp(r->method, "GET") == 0) {
+        if (s->get) {
+            /* only one GET at a time */
+            http_error(c, 400, 3, "Bad request");
+            protocol_error(s, "overlapping GET");
+        } else {
+            s->get = c;
+            omsd_conn_set_sio(c, s);
+            omsd_http_hold(c, hold_secs());
+            if (s->qlen)
+                omsd_conn_want_write(c);
+        }
+    } else if (strcmp(r->method, "POST") == 0) {
+        if (r->body_too_large) {
+            http_error(c, 413, 3, "Payload too large");
+            protocol_error(s, "POST body over maxPayload");
+        } else if (r->content_type && strncmp(r->content_type, "application/octet-stream", 24) == 0) {
+            http_error(c, 400, 3, "Bad request");
+            protocol_error(s, "binary POST body");
+        } else if (post_body(s, r->body, r->body_len) != 0) {
+            http_error(c, 400, 3, "Bad request");
+            protocol_error(s, "bad packet in a POST body");
+        } else {
+            omsd_http_reply(c, 200, "text/html", strdup("ok"), 2);
+        }
+    } else {
+        http_error(c, 400, 3, "Bad request");
+    }
+    release(s);
+}
+
+void omsd_sio_get_writeable(omsd *d, omsd_conn *c)
+{
+    omsd_sio *s = omsd_conn_sio(c);
+    if (!s || s->get != c || s->qlen == 0)
+        return;
+    /* as many packets as fit in maxPayload, at least one */
+    size_t total = 0;
+    uint32_t k = 0;
+    for (; k < s->qlen; k++) {
+        const omsd_frame *f = s->q[(s->qhead + k) % s->qcap];
+        size_t add = f->len + (k ? 1 : 0);
+        if (k && total + add > S.max_payload)
+            break;
+        total += add;
+    }
+    char *body = malloc(total ? total : 1);
+    if (!body)
+        return;
+    size_t at = 0;
+    for (uint32_t i = 0; i < k; i++) {
+        omsd_frame *f = s->q[s->qhead];
+        if (i)
+            body[at++] = 0x1e;
+        memcpy(body + at, FDATA(f), f->len);
+        at += f->len;
+        if (f->topic >= 0)
+            d->m.delivered[f->topic]++;
+        omsd_frame_unref(f);
+        s->qhead = (s->qhead + 1) % s->qcap;
+        s->qlen--;
+    }
+    s->get = NULL;
+    omsd_conn_set_sio(c, NULL);
+    omsd_http_reply(c, 200, TEXT_PLAIN, body, total);
+}
+
+/* ---- WebSocket --------------------------------------------------------------------------- */
+
+int omsd_sio_confirm_upgrade(omsd *d, const omsd_sio_req *r, char *sid_out, size_t sid_len,
+                             char *body, size_t body_len)
+{
+    int status = 400, code = 3;
+    const char *msg = "Bad request";
+    sid_out[0] = '\0';
+    if (r->origin[0] && !r->origin_ok) {
+        d->m.auth_failures++;
+        status = 403, code = 4, msg = "Forbidden";
+    } else if (d->draining) {
+        status = 503, msg = "Server shutting down";
+    } else if (strcmp(r->transport, "websocket") != 0) {
+        if (strcmp(r->transport, "polling") != 0)
+            code = 0, msg = "Transport unknown";
+    } else if (strcmp(r->eio, "4") != 0) {
+        code = 5, msg = "Unsupported protocol version";
+    } else if (r->has_sid) {
+        omsd_sio *s = r->sid_long ? NULL : find(r->sid);
+        if (!s)
+            code = 1, msg = "Session ID unknown";
+        else if (s->tr == TR_POLLING && !s->probe && sid_len > ID_LEN)
+            status = 0, memcpy(sid_out, s->sid, ID_LEN + 1);
+        /* else: upgraded or upgrading already: one WebSocket per session */
+    } else {
+        status = 0;
+    }
+    if (status)
+        snprintf(body, body_len, "{\"code\":%d,\"message\":\"%s\"}", code, msg);
+    return status;
+}
+
+int omsd_sio_ws_open(omsd *d, omsd_conn *c, const char *sid)
+{
+    if (!sid[0]) {
+        if (d->draining)
+            return -1;
+        omsd_sio *s = session_new(d, TR_WEBSOCKET);
+        if (!s)
+            return -1;
+        s->ws = c;
+        omsd_conn_set_sio(c, s);
+        size_t len = 0;
+        char *open = open_packet(s, &len);
+        omsd_frame *f = open ? frame_alloc(len) : NULL;
+        if (f)
+            memcpy(FDATA(f), open, len);
+        free(open);
+        if (!f) {
+            session_close(s, CLOSE_NORMAL, "out of memory", NULL);
+            return -1;
+        }
+        send_new(s, f);
+        return 0;
+    }
+    omsd_sio *s = find(sid);
+    if (!s || s->tr != TR_POLLING || s->probe)
+        return -1;
+    s->probe = c;
+    s->probed = false;
+    omsd_conn_set_sio(c, s);
+    sched(s, &s->sul_upgrade, on_upgrade_timeout, S.upgrade_timeout_ms);
+    return 0;
+}
+
+/* The switch: the probe becomes the transport, queued packets move to it. */
+static void upgrade(omsd_sio *s)
+{
+    omsd_conn *c = s->probe;
+    s->probe = NULL;
+    s->probed = false;
+    lws_sul_cancel(&s->sul_upgrade);
+    lws_sul_cancel(&s->sul_noop);
+    s->ws = c;
+    s->tr = TR_WEBSOCKET;
+    if (s->get)
+        answer_get(s, S.f_noop);
+    while (s->qlen) {
+        omsd_frame *f = s->q[s->qhead];
+        s->qhead = (s->qhead + 1) % s->qcap;
+        s->qlen--;
+        omsd_conn_enqueue(c, f);
+        omsd_frame_unref(f);
+    }
+    free(s->q);
+    s->q = NULL;
+    s->qcap = s->qhead = 0;
+    oms_log(S.d->log, OMS_LOG_DEBUG, "socket.io session upgraded to websocket",
+            OMS_LI("userId", s->sess.who.user_id));
+}
+
+static void probe_packet(omsd_sio *s, omsd_conn *c, const char *buf, size_t len, bool binary)
+{
+    if (!binary && !s->probed && len == 6 && memcmp(buf, "2probe", 6) == 0) {
+        omsd_conn_enqueue(c, S.f_probe);
+        s->probed = true;
+        if (s->get)
+            answer_get(s, S.f_noop);
+        sched(s, &s->sul_noop, on_noop_tick, 100);
+    } else if (!binary && s->probed && len == 1 && buf[0] == '5') {
+        upgrade(s);
+    } else {
+        abandon_upgrade(s, CLOSE_PROTOCOL, "bad upgrade");
+    }
+}
+
+void omsd_sio_ws_message(omsd *d, omsd_conn *c, const char *buf, size_t len, bool binary)
+{
+    omsd_sio *s = omsd_conn_sio(c);
+    (void)d;
+    if (!s || s->dead)
+        return;
+    hold(s);
+    if (c == s->probe) {
+        probe_packet(s, c, buf, len, binary);
+    } else if (c == s->ws) {
+        int rc = binary ? attachment(s) : eio_packet(s, buf, len);
+        if (rc < 0)
+            protocol_error(s, binary ? "unexpected binary frame" : "bad packet");
+    }
+    release(s);
+}
+
+void omsd_sio_ws_too_big(omsd *d, omsd_conn *c)
+{
+    omsd_sio *s = omsd_conn_sio(c);
+    (void)d;
+    if (!s)
+        return;
+    if (c == s->probe)
+        abandon_upgrade(s, OMS_CLOSE_TOO_BIG, "message too big");
+    else
+        session_close(s, OMS_CLOSE_TOO_BIG, "message too big", S.f_close);
+}
+
+void omsd_sio_conn_gone(omsd *d, omsd_conn *c)
+{
+    omsd_sio *s = omsd_conn_sio(c);
+    (void)d;
+    if (!s)
+        return;
+    omsd_conn_set_sio(c, NULL);
+    if (s->get == c) {
+        s->get = NULL; /* the client gave up on a GET; the heartbeat decides */
+    } else if (s->probe == c) {
+        s->probe = NULL;
+        s->probed = false;
+        lws_sul_cancel(&s->sul_upgrade);
+        lws_sul_cancel(&s->sul_noop);
+    } else if (s->ws == c) {
+        s->ws = NULL;
+        session_close(s, CLOSE_NORMAL, "transport close", S.f_close);
+    }
+}
+
+/* ---- fan-out ------------------------------------------------------------------------------ */
+
+/* End of the JSON object or array starting at p[0] ('{' or '['): the index
+ * just past it, or 0 when it does not close within n. */
+static size_t json_span(const char *p, size_t n)
+{
+    int depth = 0;
+    bool str = false;
+    for (size_t i = 0; i < n; i++) {
+        char ch = p[i];
+        if (str) {
+            if (ch == '\\')
+                i++;
+            else if (ch == '"')
+                str = false;
+        } else if (ch == '"') {
+            str = true;
+        } else if (ch == '{' || ch == '[') {
+            depth++;
+        } else if (ch == '}' || ch == ']') {
+            if (--depth == 0)
+                return i + 1;
+        }
+    }
+    return 0;
+}
+
+/* `42/events,[NAME,DATA]` from the plain frame {"event":NAME,"data":DATA}:
+ * spliced from its bytes when it has exactly that shape (no second
+ * serialization), else re-framed through jansson. */
+static omsd_frame *fanout_frame(const omsd_frame *pf)
+{
+    static const char pre[] = "{\"event\":\"", mid[] = ",\"data\":", head[] = "42/events,[";
+    const char *p = (const char *)pf->buf + LWS_PRE;
+    size_t n = pf->len;
+    size_t k = sizeof pre - 1;
+    if (n > k && memcmp(p, pre, k) == 0 && p[n - 1] == '}') {
+        size_t e = k;
+        while (e < n && p[e] != '"' && p[e] != '\\')
+            e++;
+        size_t d0 = e + sizeof mid; /* past the closing quote and mid */
+        if (e < n && p[e] == '"' && d0 < n && memcmp(p + e + 1, mid, sizeof mid - 1) == 0 &&
+            (p[d0] == '{' || p[d0] == '[') && d0 + json_span(p + d0, n - 1 - d0) == n - 1) {
+            size_t nl = e - k, dl = n - 1 - d0;
+            size_t len = (sizeof head - 1) + 1 + nl + 2 + dl + 1;
+            omsd_frame *f = frame_alloc(len);
+            if (!f)
+                return NULL;
+            char *o = FDATA(f);
+            memcpy(o, head, sizeof head - 1);
+            o += sizeof head - 1;
+            *o++ = '"';
+            memcpy(o, p + k, nl);
+            o += nl;
+            *o++ = '"';
+            *o++ = ',';
+            memcpy(o, p + d0, dl);
+            o += dl;
+            *o = ']';
+            f->topic = pf->topic;
+            return f;
+        }
+    }
+    json_t *j = json_loadb(p, n, 0, NULL);
+    const char *event = json_string_value(json_object_get(j, "event"));
+    json_t *data = json_object_get(j, "data");
+    json_t *a = event ? json_pack("[sO]", event, data ? data : json_null()) : NULL;
+    omsd_frame *f = a ? sio_frame('2', NSP, -1, a) : NULL;
+    if (f)
+        f->topic = pf->topic;
+    json_decref(a);
+    json_decref(j);
+    return f;
+}
+
+void omsd_sio_dispatch(omsd *d, const omsd_xq_item *it)
+{
+    omsd_frame *sf = NULL;
+    omsd_sio *next;
+    for (omsd_sio *s = S.all; s; s = next) {
+        next = s->next;
+        if (!s->joined || !oms_session_wants(&s->sess, it->type, it->user_id))
+            continue;
+        if (!sf && !(sf = fanout_frame(it->frame))) {
+            d->m.dropped[it->topic]++;
+            continue;
+        }
+        if (!sio_send(s, sf))
+            d->m.dropped[it->topic]++;
+    }
+    omsd_frame_unref(sf);
+}
+
+/* ---- life cycle and presence --------------------------------------------------------------- */
+
+void omsd_sio_drain(omsd *d)
+{
+    omsd_sio *next;
+    (void)d;
+    for (omsd_sio *s = S.all; s; s = next) {
+        next = s->next;
+        session_close(s, OMS_CLOSE_GOING_AWAY, "server shutting down", S.f_close);
+    }
+}
+
+void omsd_sio_free_all(omsd *d)
+{
+    while (S.all) {
+        omsd_sio *s = S.all;
+        /* no answer can be written any more: detach, then close */
+        if (s->get) {
+            omsd_conn_set_sio(s->get, NULL);
+            s->get = NULL;
+        }
+        session_close(s, OMS_CLOSE_GOING_AWAY, "server stopped", NULL);
+    }
+    omsd_frame_unref(S.f_ping);
+    omsd_frame_unref(S.f_noop);
+    omsd_frame_unref(S.f_close);
+    omsd_frame_unref(S.f_probe);
+    S.f_ping = S.f_noop = S.f_close = S.f_probe = NULL;
+    (void)d;
+}
+
+const oms_session *omsd_sio_next_session(void **cursor)
+{
+    omsd_sio *s = *cursor ? ((omsd_sio *)*cursor)->next : S.all;
+    while (s && !s->joined)
+        s = s->next;
+    *cursor = s;
+    return s ? &s->sess : NULL;
+}

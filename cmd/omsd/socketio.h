@@ -1,0 +1,81 @@
+/* socketio.h — private interface between server.c (libwebsockets, the
+ * connections) and socketio.c (the Socket.IO v4 dialect: Engine.IO 4 +
+ * Socket.IO 5 on /socket.io/, namespace /events; DESIGN §3.6). Service
+ * thread only, like everything in server.c. */
+#ifndef OMSD_SOCKETIO_H
+#define OMSD_SOCKETIO_H
+
+#include "omsd.h"
+
+typedef struct omsd_sio omsd_sio;
+
+#define OMSD_SIO_ARG_MAX 128 /* longest EIO/transport/sid query value kept */
+
+/* A request on /socket.io/ as server.c read it. Query values: "" when absent;
+ * *_long when present but over OMSD_SIO_ARG_MAX (then treated as invalid). */
+typedef struct omsd_sio_req {
+    const char *method;
+    char eio[OMSD_SIO_ARG_MAX], transport[OMSD_SIO_ARG_MAX], sid[OMSD_SIO_ARG_MAX];
+    bool has_sid, sid_long;
+    const char *origin; /* "" when absent */
+    bool origin_ok;     /* no Origin, or own origin / CORS_ORIGIN */
+    const char *content_type;
+    const char *body;
+    size_t body_len;
+    bool body_too_large; /* over maxPayload: the body was not kept */
+} omsd_sio_req;
+
+/* ---- socketio.c, called by server.c --------------------------------------------- */
+
+/* Reads the settings (config + OMS_SIO_* environment overrides). */
+void omsd_sio_init(omsd *d);
+/* Whether a path is the Socket.IO endpoint ("/socket.io/" or "/socket.io"). */
+bool omsd_sio_path(const char *path);
+/* POST bodies on the endpoint are limited to maxPayload bytes. */
+size_t omsd_sio_max_payload(void);
+/* An HTTP (long-polling) request: answers through omsd_http_reply, at once
+ * or later (a GET held until something is queued). */
+void omsd_sio_http(omsd *d, omsd_conn *c, const omsd_sio_req *r);
+/* A held GET's connection is writeable: fill its answer from the queue. */
+void omsd_sio_get_writeable(omsd *d, omsd_conn *c);
+/* A WebSocket upgrade on the endpoint. 0: accept (sid_out: the session to
+ * upgrade, "" for a new WebSocket-only session); else the HTTP status to
+ * refuse with and its JSON body in body (NUL-terminated). */
+int omsd_sio_confirm_upgrade(omsd *d, const omsd_sio_req *r, char *sid_out, size_t sid_len,
+                             char *body, size_t body_len);
+/* The upgrade is established: a new session, or the probe of sid's. -1 closes. */
+int omsd_sio_ws_open(omsd *d, omsd_conn *c, const char *sid);
+/* One complete WebSocket message on a Socket.IO connection. */
+void omsd_sio_ws_message(omsd *d, omsd_conn *c, const char *buf, size_t len, bool binary);
+/* A WebSocket message over maxPayload: the session is closed (1009). */
+void omsd_sio_ws_too_big(omsd *d, omsd_conn *c);
+/* A connection bound to a session (held GET, WebSocket) is gone. */
+void omsd_sio_conn_gone(omsd *d, omsd_conn *c);
+/* Fan-out: queue an event on every joined session that wants it; the
+ * Socket.IO framing is built once per event, lazily, from it->frame. */
+void omsd_sio_dispatch(omsd *d, const omsd_xq_item *it);
+/* Shutdown: close every session (1001 / EIO close). */
+void omsd_sio_drain(omsd *d);
+/* Before lws_context_destroy: free every session, cancel its timers. */
+void omsd_sio_free_all(omsd *d);
+/* Joined /events sockets, for presence: start with *cursor = NULL; NULL at
+ * the end. */
+const oms_session *omsd_sio_next_session(void **cursor);
+
+/* ---- server.c, called by socketio.c --------------------------------------------- */
+
+omsd_sio *omsd_conn_sio(const omsd_conn *c);
+void omsd_conn_set_sio(omsd_conn *c, omsd_sio *s);
+/* WebSocket send queue: takes a reference; false when not queued (closing
+ * or overflowed: the connection is then closed with 1013). */
+bool omsd_conn_enqueue(omsd_conn *c, omsd_frame *f);
+/* Flush the queue, then send a close frame with code and reason. */
+void omsd_conn_close(omsd_conn *c, int code, const char *reason);
+/* Answer an HTTP request (takes body, malloc'd or NULL). */
+void omsd_http_reply(omsd_conn *c, int status, const char *content_type, char *body, size_t len);
+/* Keep an HTTP request unanswered for at most secs (a held polling GET). */
+void omsd_http_hold(omsd_conn *c, int secs);
+/* Ask for a WRITEABLE callback on the connection. */
+void omsd_conn_want_write(omsd_conn *c);
+
+#endif
