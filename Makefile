@@ -15,15 +15,16 @@ SANFLAGS := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-san
 LDLIBS   := $(PKG_LIBS) -lcrypto -lpthread -lm
 
 PKG_SRCS := $(sort $(wildcard pkg/*/*.c))
-GEN_SRCS := $(BUILD)/gen/schemas_embed.c
+GEN_SRCS := $(BUILD)/gen/schemas_embed.c $(BUILD)/gen/migrations_embed.c
 SCHEMAS  := $(sort $(wildcard schemas/*.avsc))
+MIGRATIONS := $(sort $(wildcard migrations/[0-9]*.sql))
 
 OBJ      := $(BUILD)/obj
 SOBJ     := $(BUILD)/asan
 LIB      := $(BUILD)/liboms.a
 SLIB     := $(BUILD)/liboms-asan.a
-PKG_OBJS  := $(PKG_SRCS:%.c=$(OBJ)/%.o) $(OBJ)/gen/schemas_embed.o
-PKG_SOBJS := $(PKG_SRCS:%.c=$(SOBJ)/%.o) $(SOBJ)/gen/schemas_embed.o
+PKG_OBJS  := $(PKG_SRCS:%.c=$(OBJ)/%.o) $(GEN_SRCS:$(BUILD)/%.c=$(OBJ)/%.o)
+PKG_SOBJS := $(PKG_SRCS:%.c=$(SOBJ)/%.o) $(GEN_SRCS:$(BUILD)/%.c=$(SOBJ)/%.o)
 
 PROGS    := omsd omsctl oms-producer
 BINS     := $(PROGS:%=$(BUILD)/bin/%)
@@ -54,6 +55,9 @@ help:
 $(BUILD)/gen/schemas_embed.c: $(SCHEMAS) scripts/embed-schemas.sh
 	@mkdir -p $(@D)
 	sh scripts/embed-schemas.sh $(SCHEMAS) > $@.tmp && mv $@.tmp $@
+$(BUILD)/gen/migrations_embed.c: $(MIGRATIONS) scripts/embed-migrations.sh
+	@mkdir -p $(@D)
+	sh scripts/embed-migrations.sh $(MIGRATIONS) > $@.tmp && mv $@.tmp $@
 
 $(OBJ)/%.o: %.c $(wildcard pkg/*/*.h)
 	@mkdir -p $(@D)

@@ -24,5 +24,7 @@ int cmd_lag(int argc, char **argv);
 int cmd_completion(int argc, char **argv);
 int cmd_topics(int argc, char **argv);
 int cmd_schemas(int argc, char **argv);
+int cmd_projections(int argc, char **argv);
+int cmd_order(int argc, char **argv);
 
 #endif

@@ -47,6 +47,8 @@ static const oms_cli_command commands[] = {
     {"lag", cmd_lag, "a consumer group's lag per partition"},
     {"topics", cmd_topics, "create the topics of configs/topics.yaml, or list topics"},
     {"schemas", cmd_schemas, "list, show, fingerprint and check Avro schemas"},
+    {"projections", cmd_projections, "Postgres read models: status, migrate, rebuild"},
+    {"order", cmd_order, "one order's story: projection row, status history, its events"},
     {"completion", cmd_completion, "print a bash completion script (omsctl completion bash)"},
     {NULL, NULL, NULL},
 };

@@ -26,8 +26,8 @@ static void help(FILE *out)
             "usage: omsd [--config FILE] [-t] [--dev]\n"
             "\n"
             "The oms daemon: consumes the event topics from Kafka, pushes events to\n"
-            "WebSocket clients (ws://HOST:PORT/events) and serves the REST API\n"
-            "(/websocket/..., /metrics).\n"
+            "WebSocket clients (ws://HOST:PORT/events, Socket.IO on /socket.io/) and\n"
+            "serves the REST API (/websocket/..., /metrics).\n"
             "\n"
             "options:\n"
             "  -c, --config FILE  configuration file (default: $OMS_CONFIG, else built-in\n"
@@ -42,7 +42,13 @@ static void help(FILE *out)
             "\n"
             "Outside --dev, omsd refuses to start without a JWT secret of at least 32\n"
             "bytes (HS256) or a public key file (RS256/ES256).\n"
-            "SIGTERM or SIGINT: stop accepting, close clients with 1001, exit 0.\n");
+            "SIGTERM or SIGINT: stop accepting, close clients with 1001, exit 0.\n"
+            "\n"
+            "Socket.IO v4 clients connect on /socket.io/ (namespace /events, JWT in the\n"
+            "CONNECT auth {token}). Its heartbeat follows server.ping_interval_s (the\n"
+            "pingTimeout is server.idle_timeout_s minus that); for tests these take\n"
+            "milliseconds from the environment: OMS_SIO_PING_INTERVAL_MS,\n"
+            "OMS_SIO_PING_TIMEOUT_MS, OMS_SIO_CONNECT_TIMEOUT_MS (default 45000).\n");
 }
 
 /* The verification key: the HS256 secret or the PEM public key. */
@@ -84,7 +90,8 @@ static int load_key(omsd *d, char *errbuf, size_t errlen)
 static oms_auth *make_auth(omsd *d, char *errbuf, size_t errlen)
 {
     const char *alg = d->cfg.auth.algorithm;
-    oms_auth_opts o = {alg, d->secret, d->secret_len, d->cfg.auth.issuer, d->cfg.auth.audience, 5};
+    oms_auth_opts o = {alg, d->secret, d->secret_len, d->cfg.auth.issuer, d->cfg.auth.audience,
+                          OMSD_AUTH_LEEWAY_S};
     char *pem = NULL;
     if (strcmp(alg, "HS256") != 0) {
         size_t len = 0;
@@ -263,6 +270,7 @@ int main(int argc, char **argv)
     sigaction(SIGTERM, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
     omsd_fanout_start(&d);
+    omsd_projections_start(&d); /* failures show in health (503) */
     pthread_create(&d.poll_thread, NULL, poll_main, &d);
     oms_log(d.log, OMS_LOG_INFO, "omsd listening", OMS_LS("host", d.cfg.server.host),
             OMS_LI("port", d.cfg.server.port), OMS_LS("websocket", "/events"),
@@ -273,6 +281,7 @@ int main(int argc, char **argv)
     oms_log(d.log, OMS_LOG_INFO, "stopping");
     atomic_store(&d.threads_stop, 1);
     omsd_fanout_join(&d);
+    omsd_projections_join(&d);
     pthread_join(d.poll_thread, NULL);
     int left = oms_kafka_producer_free(d.producer, 3000);
     if (left)

@@ -223,7 +223,9 @@ static void health(omsd *d, omsd_http_resp *resp)
 {
     bool kafka = atomic_load(&d->kafka_up), pg = atomic_load(&d->pg_up);
     bool pg_needed = d->cfg.projections.enabled;
-    bool ok = kafka && (pg || !pg_needed);
+    json_t *proj = json_object();
+    bool proj_ok = omsd_projections_health(d, proj);
+    bool ok = kafka && (pg || !pg_needed) && proj_ok;
     json_t *j = json_object();
     json_object_set_new(j, "status", json_string(ok ? "ok" : "unavailable"));
     json_object_set_new(j, "uptimeSeconds", json_integer((oms_now_ms() - d->started_ms) / 1000));
@@ -237,11 +239,15 @@ static void health(omsd *d, omsd_http_resp *resp)
     json_object_set_new(deps, "postgres",
                         json_pack("{s:s,s:b}", "status", pg ? "up" : "down", "required",
                                   pg_needed));
+    json_object_update(deps, proj);
+    json_decref(proj);
     json_object_set_new(j, "dependencies", deps);
     if (!ok) {
         char why[128];
-        snprintf(why, sizeof why, "%s%s%s", kafka ? "" : "kafka",
-                 (!kafka && !(pg || !pg_needed)) ? ", " : "", (pg || !pg_needed) ? "" : "postgres");
+        snprintf(why, sizeof why, "%s%s%s%s%s", kafka ? "" : "kafka",
+                 (!kafka && !(pg || !pg_needed)) ? ", " : "", (pg || !pg_needed) ? "" : "postgres",
+                 (!proj_ok && (!kafka || !(pg || !pg_needed))) ? ", " : "",
+                 proj_ok ? "" : "projections");
         json_object_set_new(j, "failing", json_string(why));
     }
     omsd_rest_json(resp, ok ? 200 : 503, j);

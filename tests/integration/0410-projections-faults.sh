@@ -1,0 +1,90 @@
+#!/usr/bin/env bash
+# Postgres stopped for 10 s mid-stream, then started again: health goes 503
+# and back by itself, Kafka consumption pauses instead of losing data, and
+# the tables end equal to the reference fold. The shared PostgreSQL is never
+# touched: this test runs a throwaway cluster of its own on another port.
+. "$(dirname "$0")/lib.sh"
+. "$ROOT/tests/integration/proj_lib.sh"
+PGROOT=
+pg_own_stop() {
+    [ -n "$PGROOT" ] && [ -f "$PGROOT/data/postmaster.pid" ] &&
+        as_pg "$PGBIN/pg_ctl" -D "$PGROOT/data" -m fast -w -t 30 stop >/dev/null 2>&1
+    return 0
+}
+trap 'proj_cleanup; pg_own_stop; [ -n "$PGROOT" ] && rm -rf "$PGROOT"; finish' EXIT
+
+# initdb and postgres refuse to run as root
+as_pg() {
+    if [ "$(id -u)" -eq 0 ]; then (cd / && runuser -u postgres -- "$@"); else "$@"; fi
+}
+
+# ---- a PostgreSQL of our own (the folder's parents must be traversable by postgres)
+PGROOT=/var/tmp/oms-t-pg-$$-$RANDOM
+PGPORT2=$(free_port)
+mkdir -p "$PGROOT"
+chmod 755 "$PGROOT"
+if [ "$(id -u)" -eq 0 ]; then
+    install -d -o postgres -g postgres -m 700 "$PGROOT/data"
+    install -d -o postgres -g postgres -m 755 "$PGROOT/sock"
+    touch "$PGROOT/pg.log" && chown postgres:postgres "$PGROOT/pg.log"
+else
+    install -d -m 700 "$PGROOT/data"
+    install -d -m 755 "$PGROOT/sock"
+fi
+pg_own_start() {
+    as_pg "$PGBIN/pg_ctl" -D "$PGROOT/data" -l "$PGROOT/pg.log" -w -t 30 \
+        -o "-p $PGPORT2 -k $PGROOT/sock -c listen_addresses=127.0.0.1" start >/dev/null
+}
+check "initdb of a throwaway cluster" as_pg "$PGBIN/initdb" -D "$PGROOT/data" -U postgres \
+    --auth=trust -E UTF8 --locale=C.UTF-8 >"$T/initdb.log" 2>&1
+check "it starts on port $PGPORT2" pg_own_start
+export DATABASE_HOST=127.0.0.1 DATABASE_PORT=$PGPORT2 DATABASE_USER=postgres
+
+check "topics created" proj_config faults
+check "test database created" new_db
+cat >>"$T/omsd.yaml" <<YAML
+projections:
+  batch_size: 500
+  batch_ms: 20
+YAML
+
+check "omsd starts" start_omsd a
+for _ in $(seq 1 50); do [ "$(health_code a)" = 200 ] && break; sleep 0.1; done
+check "health is 200" test "$(health_code a)" = 200
+
+SEED=$RANDOM
+note "seed $SEED"
+"$BIN/oms-producer" simulate --rate 1000 --duration 0 --count 20000 --seed "$SEED" --json-summary \
+    >"$T/sim.json" 2>"$T/sim.err" &
+sim=$!
+sleep 4
+check "events are being applied before the outage" test "$(sql 'SELECT count(*) FROM notifications')" -gt 0
+check "postgres stops" as_pg "$PGBIN/pg_ctl" -D "$PGROOT/data" -m fast -w -t 30 stop
+stopped=$SECONDS
+went_503=0
+while [ $((SECONDS - stopped)) -lt 10 ]; do
+    [ "$(health_code a)" = 503 ] && went_503=1
+    sleep 0.5
+done
+check "health went 503 while postgres was down" test "$went_503" = 1
+curl -s "http://127.0.0.1:$PORT_a/websocket/health" >"$T/health-down.json"
+check "... naming postgres and the projections" grep -q '"failing":"postgres, projections"' \
+    "$T/health-down.json"
+check "omsd keeps running without postgres" kill -0 "$OMSD_PID"
+check "postgres starts again" pg_own_start
+back=0
+for _ in $(seq 1 60); do
+    [ "$(health_code a)" = 200 ] && { back=1; break; }
+    sleep 0.5
+done
+check "health is back to 200 by itself" test "$back" = 1
+wait "$sim"
+check "the producer delivered 20000 events" \
+    python3 -c 'import json,sys; assert json.load(open(sys.argv[1]))["delivered"] == 20000' \
+    "$T/sim.json"
+check "the projections catch up" wait_caught_up 90
+check "the tables equal the reference fold of the topics" compare_reference
+check "the outage was logged and the recovery too" bash -c "grep -q 'projections: cannot apply, consumption paused' '$T/a.log' &&
+    grep -q 'projections: postgres ready' '$T/a.log'"
+check "omsd exits 0 on SIGTERM" stop_omsd "$OMSD_PID"
+check "omsd ran clean under ASan/UBSan" asan_clean "$T/a.log"
