@@ -45,7 +45,8 @@ oms_pg *oms_pg_connect(const oms_config *cfg, const char *app, int connect_timeo
              cfg->database.port, cfg->database.name);
     /* Keywords, never a conninfo string built from pieces: a value with a
      * space or a quote cannot change the meaning. expand_dbname = 0 keeps the
-     * database name a name. Keepalives notice a vanished server. */
+     * database name a name. Keepalives notice a vanished server.
+     * synchronous_commit off: see pg.h (offsets commit with their effects). */
     const char *const keys[] = {"host",
                                 "port",
                                 "user",

@@ -28,7 +28,11 @@ typedef struct oms_pg oms_pg;
 /* Connect with cfg->database (host, port, user, password, name), passed to
  * PQconnectdbParams as keywords. app is the application_name the server
  * shows (pg_stat_activity); connect_timeout_s bounds the attempt (libpq
- * rounds values under 2 up to 2). Statements time out after 60 s.
+ * rounds values under 2 up to 2). Statements time out after 60 s. The
+ * session runs with synchronous_commit off: a COMMIT does not wait for its
+ * WAL flush, so a Postgres crash may lose the last transactions — effects
+ * and offsets together, which the consumers then read and apply again:
+ * still exactly once, only later.
  * Returns NULL + errbuf ("cannot connect to postgres at 'HOST:PORT'
  * database 'NAME': reason"). */
 oms_pg *oms_pg_connect(const oms_config *cfg, const char *app, int connect_timeout_s,

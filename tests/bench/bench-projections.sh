@@ -40,13 +40,15 @@ cleanup() {
 }
 trap cleanup EXIT
 
+# a port nobody listens on, below the ephemeral range (32768-60999) where
+# outgoing connections would take it from under us
 free_port() {
     local p
     for _ in $(seq 1 50); do
-        p=$((20000 + RANDOM % 30000))
+        p=$((20000 + RANDOM % 12000))
         ss -Hltn "sport = :$p" | grep -q . || { echo "$p"; return; }
     done
-    echo $((20000 + RANDOM % 30000))
+    echo $((20000 + RANDOM % 12000))
 }
 
 new_db() { # → NEW_DB

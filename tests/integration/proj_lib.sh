@@ -38,29 +38,44 @@ log:
 YAML
 }
 
+# a port nobody listens on, below the ephemeral range (32768-60999) where
+# outgoing connections would take it from under us
 free_port() {
     local p
     for _ in $(seq 1 50); do
-        p=$((20000 + RANDOM % 30000))
+        p=$((20000 + RANDOM % 12000))
         ss -Hltn "sport = :$p" | grep -q . || { echo "$p"; return; }
     done
-    echo $((20000 + RANDOM % 30000))
+    echo $((20000 + RANDOM % 12000))
 }
 
 # start_omsd NAME [CONFIG]: the ASan omsd in the background on a port of its
 # own, log $T/NAME.log (appended); sets OMSD_PID, PID_NAME and PORT_NAME;
-# waits for /health
+# waits for /health. A port taken in between: another port, three tries.
 start_omsd() {
-    local name=$1 config=${2:-$T/omsd.yaml} port
-    port=$(free_port)
-    eval "PORT_$name=$port"
-    PORT=$port ASAN_OPTIONS=detect_leaks=1:fast_unwind_on_malloc=0 \
-        "$ABIN/omsd" --config "$config" >>"$T/$name.log" 2>&1 &
-    OMSD_PID=$!
-    eval "PID_$name=$OMSD_PID"
-    for _ in $(seq 1 100); do
-        curl -s -o /dev/null "http://127.0.0.1:$port/websocket/health" && return 0
-        sleep 0.1
+    local name=$1 config=${2:-$T/omsd.yaml} port try size
+    for try in 1 2 3; do
+        port=$(free_port)
+        touch "$T/$name.log"
+        size=$(stat -c %s "$T/$name.log")
+        eval "PORT_$name=$port"
+        PORT=$port ASAN_OPTIONS=detect_leaks=1:fast_unwind_on_malloc=0 \
+            "$ABIN/omsd" --config "$config" >>"$T/$name.log" 2>&1 &
+        OMSD_PID=$!
+        eval "PID_$name=$OMSD_PID"
+        for _ in $(seq 1 100); do
+            curl -s -o /dev/null "http://127.0.0.1:$port/websocket/health" && return 0
+            kill -0 "$OMSD_PID" 2>/dev/null || break
+            sleep 0.1
+        done
+        if kill -0 "$OMSD_PID" 2>/dev/null; then
+            return 1
+        fi
+        wait "$OMSD_PID"
+        note "omsd $name did not start on port $port (try $try), see $name-start$try.log"
+        # that failed start is not what the test checks: its output moves aside
+        tail -c +$((size + 1)) "$T/$name.log" >"$T/$name-start$try.log"
+        truncate -s "$size" "$T/$name.log"
     done
     return 1
 }
