@@ -25,6 +25,7 @@
 #include <string.h>
 #include <sys/random.h>
 
+#include "gateway/router.h"
 #include "socketio.h"
 
 #define ID_BYTES 18                 /* random bytes of a sid */
@@ -67,6 +68,7 @@ struct omsd_sio {
     int refusals; /* CONNECTs refused on this EIO connection */
     char nsp_sid[ID_LEN + 1];
     oms_session sess;
+    oms_route route; /* in S.router while joined */
     /* a binary event or ack waiting for its attachments */
     int att_left;
     bool att_event;
@@ -83,6 +85,9 @@ static struct {
     size_t max_payload;
     uint32_t queue_limit;
     omsd_frame *f_ping, *f_noop, *f_close, *f_probe;
+    oms_router *router; /* joined sessions by channel, as for plain connections */
+    omsd_sio **batch;   /* one event's recipients, held while it is sent */
+    size_t nbatch, capbatch;
 } S;
 
 /* ---- settings -------------------------------------------------------------------------- */
@@ -128,6 +133,8 @@ static omsd_frame *frame_text(const char *s)
 void omsd_sio_init(omsd *d)
 {
     S.d = d;
+    if (!S.router)
+        S.router = oms_router_new();
     int pi = d->cfg.server.ping_interval_s > 0 ? d->cfg.server.ping_interval_s : 25;
     int idle = d->cfg.server.idle_timeout_s > 0 ? d->cfg.server.idle_timeout_s : 60;
     /* the client gives up after pingInterval + pingTimeout without a ping:
@@ -264,6 +271,7 @@ static void leave(omsd_sio *s)
     if (!s->joined)
         return;
     s->joined = false;
+    oms_router_remove(S.router, &s->route);
     S.d->nconns--;
     lws_sul_cancel(&s->sul_exp);
     oms_log(S.d->log, OMS_LOG_DEBUG, "socket.io client left", OMS_LI("userId", s->sess.who.user_id));
@@ -308,6 +316,7 @@ static void session_close(omsd_sio *s, int code, const char *reason, const omsd_
     S.count--;
     if (s->joined) {
         s->joined = false;
+        oms_router_remove(S.router, &s->route);
         d->nconns--;
     }
     lws_sul_cancel(&s->sul_hb);
@@ -575,6 +584,8 @@ static int sio_connect(omsd_sio *s, const char *nsp, const json_t *auth)
     if (random_id(s->nsp_sid) != 0)
         return -1;
     oms_session_init(&s->sess, &who, d->cfg.server.rate_limit_per_min, now);
+    if (!S.router || oms_router_add(S.router, &s->route, s, &s->sess) != OMS_OK)
+        return -1;
     s->joined = true;
     d->nconns++;
     d->m.connections_total++;
@@ -615,6 +626,8 @@ static void sio_event(omsd_sio *s, const json_t *args, int64_t ack)
         oms_session_on_message(&s->sess, &env, name, json_array_get(args, 1), &out);
     else
         d->m.rate_limited++;
+    if (s->joined && oms_router_update(S.router, &s->route, &s->sess) != OMS_OK)
+        d->m.dropped[OMS_TOPIC_NOTIFICATIONS]++; /* out of memory: its lists are unchanged */
     if (out.exp_changed)
         schedule_expiry(s);
     for (int i = 0; i < out.n && !s->dead; i++) {
@@ -1213,21 +1226,41 @@ static omsd_frame *fanout_frame(const omsd_frame *pf)
     return f;
 }
 
+static void collect(void *conn, void *ud)
+{
+    (void)ud;
+    if (S.nbatch == S.capbatch) {
+        size_t cap = S.capbatch ? S.capbatch * 2 : 64;
+        omsd_sio **nb = realloc(S.batch, cap * sizeof *nb);
+        if (!nb)
+            return;
+        S.batch = nb;
+        S.capbatch = cap;
+    }
+    omsd_sio *s = conn;
+    hold(s);
+    S.batch[S.nbatch++] = s;
+}
+
 void omsd_sio_dispatch(omsd *d, const omsd_xq_item *it)
 {
+    if (!S.router)
+        return;
+    /* recipients first (held), then the sends: a send may close a session,
+     * which takes it out of the router, and the router must not change
+     * while it is walked */
+    S.nbatch = 0;
+    oms_router_dispatch(S.router, it->type, it->user_id, collect, NULL);
     omsd_frame *sf = NULL;
-    omsd_sio *next;
-    for (omsd_sio *s = S.all; s; s = next) {
-        next = s->next;
-        if (!s->joined || !oms_session_wants(&s->sess, it->type, it->user_id))
-            continue;
-        if (!sf && !(sf = fanout_frame(it->frame))) {
+    for (size_t i = 0; i < S.nbatch; i++) {
+        omsd_sio *s = S.batch[i];
+        if (!sf && !(sf = fanout_frame(it->frame)))
             d->m.dropped[it->topic]++;
-            continue;
-        }
-        if (!sio_send(s, sf))
+        else if (!sio_send(s, sf))
             d->m.dropped[it->topic]++;
+        release(s);
     }
+    S.nbatch = 0;
     omsd_frame_unref(sf);
 }
 
@@ -1259,6 +1292,11 @@ void omsd_sio_free_all(omsd *d)
     omsd_frame_unref(S.f_close);
     omsd_frame_unref(S.f_probe);
     S.f_ping = S.f_noop = S.f_close = S.f_probe = NULL;
+    oms_router_free(S.router);
+    S.router = NULL;
+    free(S.batch);
+    S.batch = NULL;
+    S.capbatch = 0;
     (void)d;
 }
 
