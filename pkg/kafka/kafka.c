@@ -409,6 +409,20 @@ oms_kafka_reader *oms_kafka_reader_new(const char *brokers, const oms_kv *props,
     return r;
 }
 
+static bool all_topics_known(const struct rd_kafka_metadata *md, const char *const *topics,
+                             size_t ntopics)
+{
+    for (size_t t = 0; t < ntopics; t++) {
+        bool found = false;
+        for (int i = 0; i < md->topic_cnt && !found; i++)
+            found = strcmp(md->topics[i].topic, topics[t]) == 0 && !md->topics[i].err &&
+                    md->topics[i].partition_cnt > 0;
+        if (!found)
+            return false;
+    }
+    return true;
+}
+
 int oms_kafka_reader_assign(oms_kafka_reader *r, const char *const *topics, size_t ntopics,
                             int32_t partition, int64_t start, bool start_is_time, int timeout_ms,
                             char *errbuf, size_t errlen)
@@ -418,6 +432,17 @@ int oms_kafka_reader_assign(oms_kafka_reader *r, const char *const *topics, size
     if (err) {
         oms_errf(errbuf, errlen, "cannot read cluster metadata: %s", rd_kafka_err2str(err));
         return OMS_EKAFKA;
+    }
+    /* a topic created a moment ago may not be in every broker's metadata
+     * yet: look again for a little while before calling it missing */
+    for (int tries = 0; tries < 20 && !all_topics_known(md, topics, ntopics); tries++) {
+        rd_kafka_metadata_destroy(md);
+        rd_kafka_poll(r->rk, 100);
+        err = metadata_wait(r->rk, &r->ks, timeout_ms, &md);
+        if (err) {
+            oms_errf(errbuf, errlen, "cannot read cluster metadata: %s", rd_kafka_err2str(err));
+            return OMS_EKAFKA;
+        }
     }
     rd_kafka_topic_partition_list_t *list = rd_kafka_topic_partition_list_new(16);
     int rc = OMS_OK;
