@@ -1,5 +1,6 @@
 /* oms-producer — the domain services' side of the pipeline: emits Avro
- * events to Kafka, one at a time, from a file, or as a live simulation. */
+ * events to Kafka, one at a time, from a file, as a live simulation, or as
+ * the order and inventory services' HTTP API. */
 #include <string.h>
 
 #include "producer.h"
@@ -7,13 +8,15 @@
 static const oms_cli_command commands[] = {
     {"emit", cmd_emit, "encode events given as JSON and produce them to Kafka"},
     {"simulate", cmd_simulate, "simulate orders, stock and notifications at a given rate"},
+    {"serve", cmd_serve, "run the order and inventory services as an HTTP JSON API"},
     {NULL, NULL, NULL},
 };
 
 static void help(FILE *out)
 {
     fprintf(out, "usage: oms-producer COMMAND [options]\n\n"
-                 "Emit order-management events (Avro, single-object encoding) to Kafka.\n\n"
+                 "Emit order-management events (Avro, single-object encoding) to Kafka, or\n"
+                 "serve the order and inventory services that emit them.\n\n"
                  "commands:\n");
     oms_cli_print_commands(out, commands);
     fprintf(out, "\nKafka is reached at --brokers, else $KAFKA_BROKERS, else the config file\n"

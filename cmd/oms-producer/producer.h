@@ -1,4 +1,4 @@
-/* producer.h — what emit and simulate share: configuration, the codec, the
+/* producer.h — what emit and simulate share (serve has serve.h): configuration, the codec, the
  * Kafka producer, the optional record of delivered events, and counters. */
 #ifndef OMS_PRODUCER_H
 #define OMS_PRODUCER_H
@@ -63,5 +63,6 @@ void prod_install_signals(void);
 
 int cmd_emit(int argc, char **argv);
 int cmd_simulate(int argc, char **argv);
+int cmd_serve(int argc, char **argv);
 
 #endif

@@ -42,7 +42,42 @@ typedef struct {
 } sim_slot;
 
 enum { ST_CREATED, ST_CONFIRMED, ST_SHIPPED, ST_DELIVERED, ST_CANCELLED };
-static const char *const statuses[] = {"created", "confirmed", "shipped", "delivered", "cancelled"};
+const char *const oms_sim_order_statuses[OMS_SIM_ORDER_STATUS_COUNT] = {
+    "created", "confirmed", "shipped", "delivered", "cancelled"};
+
+static int status_index(const char *s)
+{
+    for (int i = 0; s && i < OMS_SIM_ORDER_STATUS_COUNT; i++)
+        if (strcmp(s, oms_sim_order_statuses[i]) == 0)
+            return i;
+    return -1;
+}
+
+bool oms_sim_order_status_known(const char *s)
+{
+    return status_index(s) >= 0;
+}
+
+bool oms_sim_order_transition_ok(const char *from, const char *to)
+{
+    int f = status_index(from), t = status_index(to);
+    if (f < 0 || t < 0)
+        return false;
+    if (t == ST_CANCELLED)
+        return f == ST_CREATED || f == ST_CONFIRMED;
+    return f != ST_CANCELLED && t == f + 1;
+}
+
+const char *oms_sim_stock_status(int32_t before, int32_t after, int32_t threshold)
+{
+    if (after == 0)
+        return "out_of_stock";
+    if (after <= threshold)
+        return "low_stock";
+    if (before <= threshold)
+        return "restocked";
+    return "in_stock";
+}
 
 struct oms_sim {
     oms_sim_opts o;
@@ -90,7 +125,7 @@ oms_sim *oms_sim_new(const oms_sim_opts *opts)
     }
     for (int i = 0; i < opts->products; i++) {
         sim_product *p = &s->products[i];
-        p->threshold = 10;
+        p->threshold = OMS_SIM_DEFAULT_THRESHOLD;
         p->quantity = 20 + rnd(s, 80);
         p->price = (double)(100 + rnd(s, 19900)) / 100.0;
         snprintf(p->name, sizeof p->name, "Product %d", i + 1);
@@ -141,13 +176,7 @@ static char *scopy(sim_slot *slot, int i, const char *v)
 
 static const char *stock_status(const sim_product *p, int32_t before)
 {
-    if (p->quantity == 0)
-        return "out_of_stock";
-    if (p->quantity <= p->threshold)
-        return "low_stock";
-    if (before <= p->threshold)
-        return "restocked";
-    return "in_stock";
+    return oms_sim_stock_status(before, p->quantity, p->threshold);
 }
 
 static void stock_change(oms_sim *s, int64_t product_id, int32_t delta)
@@ -184,7 +213,7 @@ static void order_event(oms_sim *s, const sim_order *o, int prev_status)
     ev->order_id = scopy(slot, 0, o->order_id);
     ev->alias_id = scopy(slot, 1, o->alias_id);
     ev->user_id = o->user_id;
-    ev->status = scopy(slot, 2, statuses[o->status]);
+    ev->status = scopy(slot, 2, oms_sim_order_statuses[o->status]);
     if (prev_status < 0) {
         double total = 0;
         for (int i = 0; i < o->nitems; i++) {
@@ -201,7 +230,7 @@ static void order_event(oms_sim *s, const sim_order *o, int prev_status)
         ev->nitems = (size_t)o->nitems;
         ev->total_amount = (double)(int64_t)(total * 100 + 0.5) / 100.0;
     } else {
-        ev->previous_status = scopy(slot, 3, statuses[prev_status]);
+        ev->previous_status = scopy(slot, 3, oms_sim_order_statuses[prev_status]);
         if (o->status == ST_CANCELLED)
             ev->message = scopy(slot, 4, "cancelled by customer");
     }

@@ -9,9 +9,32 @@
 #ifndef OMS_SIM_H
 #define OMS_SIM_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "events/events.h"
+
+/* ---- the domain rules (shared with `oms-producer serve`) ------------------ */
+
+/* The low-stock threshold of a product nobody gave one. */
+#define OMS_SIM_DEFAULT_THRESHOLD 10
+
+/* Order statuses, in lifecycle order; cancelled last. */
+#define OMS_SIM_ORDER_STATUS_COUNT 5
+extern const char *const oms_sim_order_statuses[OMS_SIM_ORDER_STATUS_COUNT];
+
+/* Whether s is one of oms_sim_order_statuses. */
+bool oms_sim_order_status_known(const char *s);
+
+/* Whether an order may move from `from` to `to`: created -> confirmed ->
+ * shipped -> delivered, and created or confirmed -> cancelled. Anything else
+ * (the same status, backwards, skipping, unknown names) is refused. */
+bool oms_sim_order_transition_ok(const char *from, const char *to);
+
+/* The InventoryChanged status of a stock change from `before` to `after`
+ * units with this threshold: out_of_stock at 0, low_stock at or below the
+ * threshold, restocked when it climbs back above it, else in_stock. */
+const char *oms_sim_stock_status(int32_t before, int32_t after, int32_t threshold);
 
 typedef struct oms_sim_opts {
     uint64_t seed;
