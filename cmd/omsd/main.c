@@ -10,7 +10,9 @@
 #include <sys/random.h>
 #include <unistd.h>
 
+#include "notify.h"
 #include "omsd.h"
+#include "pg/pg.h"
 
 volatile sig_atomic_t omsd_stop;
 
@@ -32,8 +34,9 @@ static void help(FILE *out)
             "options:\n"
             "  -c, --config FILE  configuration file (default: $OMS_CONFIG, else built-in\n"
             "                     defaults); environment variables override it:\n"
-            "                     JWT_SECRET, CORS_ORIGIN, DATABASE_HOST, DATABASE_PORT,\n"
-            "                     DATABASE_USER, DATABASE_PASSWORD, DATABASE_NAME,\n"
+            "                     JWT_SECRET, JWT_SECRET_FILE, CORS_ORIGIN, DATABASE_URL,\n"
+            "                     DATABASE_HOST, DATABASE_PORT, DATABASE_USER,\n"
+            "                     DATABASE_PASSWORD, DATABASE_PASSWORD_FILE, DATABASE_NAME,\n"
             "                     KAFKA_BROKERS, PORT, LOG_LEVEL\n"
             "  -t, --test-config  check the configuration and exit (0 ok, 2 invalid)\n"
             "      --dev          development mode: generates a JWT secret when none is set\n"
@@ -43,6 +46,10 @@ static void help(FILE *out)
             "Outside --dev, omsd refuses to start without a JWT secret of at least 32\n"
             "bytes (HS256) or a public key file (RS256/ES256).\n"
             "SIGTERM or SIGINT: stop accepting, close clients with 1001, exit 0.\n"
+            "SIGHUP: re-read the configuration's log.level and the TLS certificate and\n"
+            "key files (new connections get the new certificate).\n"
+            "Under systemd (Type=notify) omsd sends READY=1, RELOADING=1 and STOPPING=1\n"
+            "to $NOTIFY_SOCKET.\n"
             "\n"
             "Socket.IO v4 clients connect on /socket.io/ (namespace /events, JWT in the\n"
             "CONNECT auth {token}). Its heartbeat follows server.ping_interval_s (the\n"
@@ -129,14 +136,7 @@ static void on_delivery(void *ctx, void *opaque, rd_kafka_resp_err_t err, const 
 
 static int pg_ping(const oms_config *c)
 {
-    char port[16];
-    snprintf(port, sizeof port, "%d", c->database.port);
-    const char *const keys[] = {"host", "port", "user", "password", "dbname", "connect_timeout",
-                                NULL};
-    const char *const vals[] = {c->database.host, port, c->database.user,
-                                c->database.password ? c->database.password : "",
-                                c->database.name, "2", NULL};
-    return PQpingParams(keys, vals, 0) == PQPING_OK;
+    return oms_pg_ping(c, 2);
 }
 
 /* Serves the producer's reports and watches the dependencies. */
@@ -159,10 +159,12 @@ static void *poll_main(void *arg)
                     up ? "kafka reachable again" : "kafka unreachable", OMS_LS("error", up ? "" : err));
         atomic_store(&d->kafka_up, up);
         int pg = pg_ping(&d->cfg);
-        if (pg != atomic_load(&d->pg_up))
+        if (pg != atomic_load(&d->pg_up)) {
+            char where[300];
+            oms_pg_describe(&d->cfg, where, sizeof where);
             oms_log(d->log, pg ? OMS_LOG_INFO : OMS_LOG_WARN,
-                    pg ? "postgres reachable" : "postgres unreachable",
-                    OMS_LS("host", d->cfg.database.host), OMS_LI("port", d->cfg.database.port));
+                    pg ? "postgres reachable" : "postgres unreachable", OMS_LS("at", where));
+        }
         atomic_store(&d->pg_up, pg);
     }
     return NULL;
@@ -211,7 +213,8 @@ int main(int argc, char **argv)
         return rc;
     pthread_mutex_init(&d.xq_lock, NULL);
     char err[512];
-    if (oms_config_validate(&d.cfg, err, sizeof err) != OMS_OK || load_key(&d, err, sizeof err) ||
+    if (oms_config_validate(&d.cfg, err, sizeof err) != OMS_OK ||
+        oms_pg_check_config(&d.cfg, err, sizeof err) != OMS_OK || load_key(&d, err, sizeof err) ||
         !(d.auth = make_auth(&d, err, sizeof err))) {
         fprintf(stderr, "omsd: %s\n", err);
         cleanup(&d);
@@ -245,7 +248,8 @@ int main(int argc, char **argv)
     if (!d.events ||
         !(d.producer = oms_kafka_producer_new(d.cfg.kafka.brokers, props, np, on_delivery, &d, err,
                                               sizeof err)) ||
-        omsd_fanout_prepare(&d, err, sizeof err) != OMS_OK) {
+        omsd_fanout_prepare(&d, err, sizeof err) != OMS_OK ||
+        omsd_history_init(&d) != OMS_OK) {
         oms_log(d.log, OMS_LOG_ERROR, "cannot start", OMS_LS("error", err),
                 OMS_LS("brokers", d.cfg.kafka.brokers));
         fprintf(stderr, "omsd: %s\n", err);
@@ -269,24 +273,35 @@ int main(int argc, char **argv)
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
+    omsd_reload_setup(config);
     omsd_fanout_start(&d);
+    if (omsd_resume_reader_start(&d) != OMS_OK)
+        oms_log(d.log, OMS_LOG_ERROR, "resume reader not started: gaps beyond the history "
+                                      "cannot be filled");
+    if (omsd_presence_start(&d) != OMS_OK)
+        oms_log(d.log, OMS_LOG_ERROR, "presence not started: users online is this instance's only");
     omsd_projections_start(&d); /* failures show in health (503) */
     pthread_create(&d.poll_thread, NULL, poll_main, &d);
     oms_log(d.log, OMS_LOG_INFO, "omsd listening", OMS_LS("host", d.cfg.server.host),
             OMS_LI("port", d.cfg.server.port), OMS_LS("websocket", "/events"),
             OMS_LB("tls", d.cfg.server.tls_cert[0] != '\0'), OMS_LB("dev", d.dev));
+    omsd_notify("READY=1\nSTATUS=listening");
 
     omsd_server_run(&d);
 
+    omsd_notify("STOPPING=1");
     oms_log(d.log, OMS_LOG_INFO, "stopping");
     atomic_store(&d.threads_stop, 1);
     omsd_fanout_join(&d);
+    omsd_resume_reader_join(&d);
+    omsd_presence_join(&d);
     omsd_projections_join(&d);
     pthread_join(d.poll_thread, NULL);
     int left = oms_kafka_producer_free(d.producer, 3000);
     if (left)
         oms_log(d.log, OMS_LOG_ERROR, "events not delivered at exit", OMS_LI("count", left));
     omsd_server_stop(&d);
+    omsd_history_free(&d);
     oms_log(d.log, OMS_LOG_INFO, "stopped");
     cleanup(&d);
     return OMS_EXIT_OK;

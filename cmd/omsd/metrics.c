@@ -70,6 +70,24 @@ char *omsd_metrics_text(omsd *d, size_t *len)
     for (int k = 0; k < OMS_TOPIC__COUNT; k++)
         sb_printf(&b, "oms_events_dropped_total{topic=\"%s\"} %" PRIu64 "\n", d->topics[k],
                   d->m.dropped[k]);
+    sb_printf(&b, "# HELP oms_resumes_total Resumes answered, by where the missed events came "
+                  "from or why not.\n"
+                  "# TYPE oms_resumes_total counter\n"
+                  "oms_resumes_total{outcome=\"memory\"} %" PRIu64 "\n"
+                  "oms_resumes_total{outcome=\"kafka\"} %" PRIu64 "\n"
+                  "oms_resumes_total{outcome=\"unrecoverable\"} %" PRIu64 "\n"
+                  "oms_resumes_total{outcome=\"failed\"} %" PRIu64 "\n",
+              d->m.resumes[0], d->m.resumes[1], d->m.resumes[2], d->m.resumes[3]);
+    sb_printf(&b,
+              "# HELP oms_resume_replayed_total Events sent by resumes.\n"
+              "# TYPE oms_resume_replayed_total counter\noms_resume_replayed_total %" PRIu64 "\n"
+              "# HELP oms_resume_read_total Records read back from Kafka for resumes.\n"
+              "# TYPE oms_resume_read_total counter\noms_resume_read_total %" PRIu64 "\n"
+              "# HELP oms_presence_instances omsd instances alive in the presence topic, this "
+              "one included.\n"
+              "# TYPE oms_presence_instances gauge\noms_presence_instances %d\n",
+              d->m.replayed, (uint64_t)atomic_load(&d->m.resume_reads),
+              omsd_presence_instances(d));
     sb_printf(&b,
               "# HELP oms_records_undecodable_total Records that could not be decoded.\n"
               "# TYPE oms_records_undecodable_total counter\noms_records_undecodable_total %" PRIu64

@@ -40,7 +40,9 @@ omsd_frame *omsd_frame_new(const char *data, size_t len);
 void omsd_frame_unref(omsd_frame *f);
 
 /* An item handed to the service thread. */
-typedef enum { XQ_EVENT, XQ_DELIVERY } omsd_xq_kind;
+typedef enum { XQ_EVENT, XQ_DELIVERY, XQ_RESUME } omsd_xq_kind;
+
+struct omsd_rreq;
 
 typedef struct omsd_xq_item {
     struct omsd_xq_item *next;
@@ -56,6 +58,12 @@ typedef struct omsd_xq_item {
     uint64_t request_id;
     int err; /* 0 ok */
     char errstr[128];
+    /* XQ_RESUME: frames read back from Kafka for one resume (in order per
+     * partition), and how the read went (see resume.c) */
+    struct omsd_rreq *req;
+    omsd_frame **frames;
+    size_t nframes;
+    int rstatus;
 } omsd_xq_item;
 
 #define OMSD_MAX_PARTITIONS 256
@@ -74,6 +82,9 @@ typedef struct omsd_metrics {
     uint64_t rate_limited;
     uint64_t rest_requests;
     uint64_t triggers_produced;
+    uint64_t resumes[4];      /* by outcome: recovered from memory, from kafka, not recoverable, failed */
+    uint64_t replayed;        /* events sent by resumes */
+    atomic_uint_fast64_t resume_reads; /* records read back from Kafka for resumes */
 } omsd_metrics;
 
 typedef struct omsd_conn omsd_conn;
@@ -90,6 +101,12 @@ typedef struct omsd {
     int nparts[OMS_TOPIC__COUNT];
     int64_t *last_offset[OMS_TOPIC__COUNT]; /* service thread: last offset seen, -1 none */
     int64_t *start_offset[OMS_TOPIC__COUNT]; /* where fan-out starts (end at boot) */
+    int pbase[OMS_TOPIC__COUNT]; /* flat partition index: pbase[kind] + partition */
+    int nparts_total;
+    struct omsd_hist *hist;      /* resume.c: recent events per partition (service thread) */
+    struct omsd_rreader *rreader; /* resume.c: the Kafka read-back thread */
+    struct omsd_presence *presence; /* presence.c */
+    char instance_id[64];
 
     struct lws_context *ctx;
     struct lws_vhost *vhost;
@@ -121,6 +138,64 @@ typedef struct omsd {
     uint64_t drain_deadline_ns;
     struct omsd_projections *proj; /* projections.c; NULL when disabled */
 } omsd;
+
+/* resume.c — positions and resume (DESIGN §3.5). */
+typedef struct omsd_resume omsd_resume;
+
+/* What a resume needs of the connection it serves (plain or Socket.IO). */
+typedef struct omsd_rsink {
+    /* queue an event frame of the plain dialect (takes a reference); false
+     * when it was not queued (the connection is closing) */
+    bool (*send)(void *conn, omsd_frame *f);
+    uint32_t (*queued)(void *conn); /* frames waiting in its send queue */
+    /* the answer to the resume: `resumed` or `error` (takes data) */
+    void (*answer)(void *conn, const char *event, json_t *data);
+    void (*close)(void *conn, int code, const char *reason);
+} omsd_rsink;
+
+/* Per connection (in omsd_conn and omsd_sio). */
+typedef struct omsd_rstate {
+    /* per partition (flat index): the last offset before live delivery to
+     * this connection began; a resume replays up to there */
+    int64_t *live_from;
+    omsd_resume *rs; /* the resume running, NULL when none */
+} omsd_rstate;
+
+/* At connect (notifications flow from then on). 0 or OMS_ENOMEM. */
+int omsd_rstate_init(omsd *d, omsd_rstate *st);
+/* Subscriptions changed: a topic newly subscribed is live from now. */
+void omsd_rstate_subs(omsd *d, omsd_rstate *st, unsigned old_subs, unsigned new_subs);
+/* At close: cancels a running resume. */
+void omsd_rstate_free(omsd *d, omsd_rstate *st);
+/* A live event for this connection: true when a running resume holds it
+ * back (behind the replay); the caller then does not send it. */
+bool omsd_resume_hold(omsd *d, omsd_rstate *st, omsd_frame *f);
+/* The client's `resume {since}`; s is the session (copied for filtering). */
+void omsd_resume_start(omsd *d, omsd_rstate *st, const oms_session *s, const json_t *since,
+                       const omsd_rsink *ops, void *conn);
+/* The connection's queue went down: send more of the replay. */
+void omsd_resume_pump(omsd *d, omsd_rstate *st);
+/* History of recent events (service thread). */
+int omsd_history_init(omsd *d);
+void omsd_history_add(omsd *d, const omsd_xq_item *it);
+void omsd_history_sweep(omsd *d, int64_t now_ms);
+void omsd_history_free(omsd *d);
+/* XQ_RESUME items, on the service thread. */
+void omsd_resume_xq(omsd *d, omsd_xq_item *it);
+/* The read-back thread. */
+int omsd_resume_reader_start(omsd *d);
+void omsd_resume_reader_join(omsd *d);
+
+/* presence.c — users online across instances, through a compacted topic. */
+int omsd_presence_start(omsd *d);
+void omsd_presence_join(omsd *d); /* after threads_stop; publishes a tombstone */
+/* Service thread, from the tick: hands the local users over (when changed
+ * or at the heartbeat). local: {"userId": connections, ...}, taken. */
+void omsd_presence_publish(omsd *d, json_t *local);
+/* Other live instances' users added into byuser {"userId": n} (any thread). */
+void omsd_presence_merge(omsd *d, json_t *byuser);
+/* Instances seen alive (self included). */
+int omsd_presence_instances(omsd *d);
 
 /* server.c */
 int omsd_server_start(omsd *d, char *errbuf, size_t errlen);
@@ -177,8 +252,10 @@ void omsd_static_init(omsd *d);
 char *omsd_metrics_text(omsd *d, size_t *len);
 json_t *omsd_stats_json(omsd *d);
 
-/* presence, from the connection list (server.c) */
+/* presence (server.c): users online across the cluster; this instance's
+ * own users counted into byuser {"userId": connections} */
 json_t *omsd_users_online(omsd *d);
+void omsd_local_users(omsd *d, json_t *byuser);
 int omsd_user_connections(omsd *d, int64_t user_id);
 size_t omsd_subscribed(omsd *d, unsigned sub);
 json_t *omsd_positions(omsd *d, oms_topic_kind kind);

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "gateway/router.h"
+#include "notify.h"
 #include "omsd.h"
 #include "socketio.h"
 
@@ -33,6 +34,7 @@ struct omsd_conn {
     omsd_frame **q;
     uint32_t qhead, qlen, qcap; /* the ring grows up to server.queue_limit */
     oms_route route;
+    omsd_rstate rst; /* positions and resume (resume.c) */
     char *rx;
     size_t rxlen, rxcap;
     bool rx_skip;
@@ -169,6 +171,32 @@ static void apply_out(omsd_conn *c, oms_gw_out *out)
         conn_close(c, out->close_code, out->close_reason);
 }
 
+/* ---- what a resume needs of a plain connection ---------------------------------------- */
+
+static bool sink_send(void *conn, omsd_frame *f)
+{
+    return conn_enqueue(conn, f);
+}
+
+static uint32_t sink_queued(void *conn)
+{
+    return ((omsd_conn *)conn)->qlen;
+}
+
+static void sink_answer(void *conn, const char *event, json_t *data)
+{
+    conn_send_json_new(conn, event, data);
+}
+
+static void sink_close(void *conn, int code, const char *reason)
+{
+    omsd_conn *c = conn;
+    drop_queue(c);
+    conn_close(c, code, reason);
+}
+
+static const omsd_rsink plain_sink = {sink_send, sink_queued, sink_answer, sink_close};
+
 /* ---- for socketio.c ---------------------------------------------------------------- */
 
 omsd_sio *omsd_conn_sio(const omsd_conn *c)
@@ -179,6 +207,11 @@ omsd_sio *omsd_conn_sio(const omsd_conn *c)
 void omsd_conn_set_sio(omsd_conn *c, omsd_sio *s)
 {
     c->sio = s;
+}
+
+uint32_t omsd_conn_queued(const omsd_conn *c)
+{
+    return c->qlen;
 }
 
 bool omsd_conn_enqueue(omsd_conn *c, omsd_frame *f)
@@ -233,26 +266,32 @@ static json_t *env_positions(void *ud, oms_topic_kind kind)
     return omsd_positions(ud, kind);
 }
 
+static void count_user(json_t *byuser, int64_t user_id)
+{
+    char k[32];
+    snprintf(k, sizeof k, "%" PRId64, user_id);
+    json_t *n = json_object_get(byuser, k);
+    json_object_set_new(byuser, k, json_integer(n ? json_integer_value(n) + 1 : 1));
+}
+
+void omsd_local_users(omsd *d, json_t *byuser)
+{
+    for (omsd_conn *c = d->conns; c; c = c->next)
+        if (c->sess.who.user_id)
+            count_user(byuser, c->sess.who.user_id);
+    void *cur = NULL;
+    for (const oms_session *s; (s = omsd_sio_next_session(&cur));)
+        if (s->who.user_id)
+            count_user(byuser, s->who.user_id);
+}
+
+/* Users online across the cluster: this instance's connections plus the
+ * other live instances' (presence.c). */
 json_t *omsd_users_online(omsd *d)
 {
     json_t *byuser = json_object();
-    for (omsd_conn *c = d->conns; c; c = c->next) {
-        if (!c->sess.who.user_id)
-            continue;
-        char k[32];
-        snprintf(k, sizeof k, "%" PRId64, c->sess.who.user_id);
-        json_t *n = json_object_get(byuser, k);
-        json_object_set_new(byuser, k, json_integer(n ? json_integer_value(n) + 1 : 1));
-    }
-    void *cur = NULL;
-    for (const oms_session *s; (s = omsd_sio_next_session(&cur));) {
-        if (!s->who.user_id)
-            continue;
-        char k[32];
-        snprintf(k, sizeof k, "%" PRId64, s->who.user_id);
-        json_t *n = json_object_get(byuser, k);
-        json_object_set_new(byuser, k, json_integer(n ? json_integer_value(n) + 1 : 1));
-    }
+    omsd_local_users(d, byuser);
+    omsd_presence_merge(d, byuser);
     json_t *users = json_array();
     const char *k;
     json_t *v;
@@ -273,6 +312,12 @@ int omsd_user_connections(omsd *d, int64_t user_id)
     void *cur = NULL;
     for (const oms_session *s; (s = omsd_sio_next_session(&cur));)
         n += s->who.user_id == user_id;
+    json_t *others = json_object();
+    omsd_presence_merge(d, others);
+    char k[32];
+    snprintf(k, sizeof k, "%" PRId64, user_id);
+    n += (int)json_integer_value(json_object_get(others, k));
+    json_decref(others);
     return n;
 }
 
@@ -295,6 +340,8 @@ static void deliver(void *conn, void *ud)
 {
     omsd_conn *c = conn;
     omsd_xq_item *it = ud;
+    if (c->rst.rs && omsd_resume_hold(c->d, &c->rst, it->frame))
+        return; /* behind the replay */
     if (!conn_enqueue(c, it->frame))
         c->d->m.dropped[it->topic]++;
 }
@@ -304,6 +351,7 @@ static void dispatch_event(omsd *d, omsd_xq_item *it)
     if (it->partition >= 0 && it->partition < d->nparts[it->topic] &&
         it->offset > d->last_offset[it->topic][it->partition])
         d->last_offset[it->topic][it->partition] = it->offset;
+    omsd_history_add(d, it);
     oms_router_dispatch(d->router, it->type, it->user_id, deliver, it);
     omsd_sio_dispatch(d, it);
 }
@@ -335,6 +383,8 @@ static void drain_xq(omsd *d, bool dispatch)
             if (dispatch)
                 dispatch_event(d, it);
             omsd_frame_unref(it->frame);
+        } else if (it->kind == XQ_RESUME) {
+            omsd_resume_xq(d, it); /* frees what it carries */
         } else if (dispatch) {
             answer_pending(d, it->request_id, it->err, it->errstr);
         }
@@ -742,7 +792,9 @@ static int ws_established(omsd *d, omsd_conn *c)
         return 0;
     }
     oms_session_init(&c->sess, &who, d->cfg.server.rate_limit_per_min, oms_now_ms());
-    if (oms_router_add(d->router, &c->route, c, &c->sess) != OMS_OK) {
+    if (omsd_rstate_init(d, &c->rst) != OMS_OK ||
+        oms_router_add(d->router, &c->route, c, &c->sess) != OMS_OK) {
+        omsd_rstate_free(d, &c->rst);
         free(c->q);
         c->q = NULL;
         c->is_ws = false;
@@ -774,6 +826,7 @@ static void ws_closed(omsd *d, omsd_conn *c)
     } else {
         lws_sul_cancel(&c->sul_exp);
         oms_router_remove(d->router, &c->route);
+        omsd_rstate_free(d, &c->rst);
         if (c->prev)
             c->prev->next = c->next;
         else if (d->conns == c)
@@ -857,7 +910,10 @@ static int ws_receive(omsd *d, omsd_conn *c, const char *in, size_t len)
     oms_gw_out out;
     memset(&out, 0, sizeof out);
     out.answer = -1;
+    unsigned subs = c->sess.subs;
     oms_session_on_text(&c->sess, &env, c->rx, c->rxlen, &out);
+    if (c->sess.subs != subs)
+        omsd_rstate_subs(d, &c->rst, subs, c->sess.subs);
     if (oms_router_update(d->router, &c->route, &c->sess) != OMS_OK)
         conn_close(c, OMS_CLOSE_TRY_LATER, "out of memory");
     c->rxlen = 0;
@@ -867,6 +923,8 @@ static int ws_receive(omsd *d, omsd_conn *c, const char *in, size_t len)
     if (out.exp_changed)
         schedule_expiry(c);
     apply_out(c, &out);
+    if (out.resume && !c->closing)
+        omsd_resume_start(d, &c->rst, &c->sess, out.resume_since, &plain_sink, c);
     oms_gw_out_clear(&out);
     return 0;
 }
@@ -889,6 +947,11 @@ static int ws_writeable(omsd *d, omsd_conn *c)
             d->m.delivered[f->topic]++;
         omsd_frame_unref(f);
     }
+    /* a replay goes out as the queue empties */
+    if (c->sio_ws)
+        omsd_sio_pump(d, c);
+    else if (c->rst.rs)
+        omsd_resume_pump(d, &c->rst);
     if (c->qlen > 0) {
         lws_callback_on_writable(c->wsi);
         return 0;
@@ -1114,6 +1177,10 @@ static void tick(lws_sorted_usec_list_t *sul)
     omsd *d = tick_daemon;
     uint64_t now = oms_mono_ns();
     if (now - d->rate_mark_ns >= 1000000000u) {
+        omsd_history_sweep(d, oms_now_ms());
+        json_t *local = json_object();
+        omsd_local_users(d, local);
+        omsd_presence_publish(d, local);
         uint64_t consumed = 0, delivered = 0;
         for (int k = 0; k < OMS_TOPIC__COUNT; k++)
             consumed += atomic_load(&d->m.consumed[k]);
@@ -1195,6 +1262,8 @@ int omsd_server_start(omsd *d, char *errbuf, size_t errlen)
 int omsd_server_run(omsd *d)
 {
     while (lws_service(d->ctx, 0) >= 0) {
+        if (omsd_reload_requested && !d->draining)
+            omsd_reload(d); /* SIGHUP: notify.c */
         if (d->draining &&
             ((d->nconns == 0 && sio_ws_conns == 0) || oms_mono_ns() > d->drain_deadline_ns))
             break;

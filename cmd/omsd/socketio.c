@@ -69,6 +69,8 @@ struct omsd_sio {
     char nsp_sid[ID_LEN + 1];
     oms_session sess;
     oms_route route; /* in S.router while joined */
+    omsd_rstate rst;  /* positions and resume (resume.c) */
+    int64_t resume_ack; /* the ack id the resume answers with, -1: an event */
     /* a binary event or ack waiting for its attachments */
     int att_left;
     bool att_event;
@@ -229,6 +231,7 @@ static void session_free(omsd_sio *s)
     }
     free(s->q);
     json_decref(s->att_args);
+    omsd_rstate_free(S.d, &s->rst);
     free(s);
 }
 
@@ -272,6 +275,7 @@ static void leave(omsd_sio *s)
         return;
     s->joined = false;
     oms_router_remove(S.router, &s->route);
+    omsd_rstate_free(S.d, &s->rst);
     S.d->nconns--;
     lws_sul_cancel(&s->sul_exp);
     oms_log(S.d->log, OMS_LOG_DEBUG, "socket.io client left", OMS_LI("userId", s->sess.who.user_id));
@@ -584,8 +588,12 @@ static int sio_connect(omsd_sio *s, const char *nsp, const json_t *auth)
     if (random_id(s->nsp_sid) != 0)
         return -1;
     oms_session_init(&s->sess, &who, d->cfg.server.rate_limit_per_min, now);
-    if (!S.router || oms_router_add(S.router, &s->route, s, &s->sess) != OMS_OK)
+    if (omsd_rstate_init(d, &s->rst) != OMS_OK)
         return -1;
+    if (!S.router || oms_router_add(S.router, &s->route, s, &s->sess) != OMS_OK) {
+        omsd_rstate_free(d, &s->rst);
+        return -1;
+    }
     s->joined = true;
     d->nconns++;
     d->m.connections_total++;
@@ -603,6 +611,8 @@ static int sio_connect(omsd_sio *s, const char *nsp, const json_t *auth)
             OMS_LS("transport", s->tr == TR_POLLING ? "polling" : "websocket"));
     return 0;
 }
+
+static const omsd_rsink *sio_sink(void);
 
 /* A client event [name, data?, ...]: the shared logic answers. */
 static void sio_event(omsd_sio *s, const json_t *args, int64_t ack)
@@ -622,10 +632,13 @@ static void sio_event(omsd_sio *s, const json_t *args, int64_t ack)
     oms_gw_out out;
     memset(&out, 0, sizeof out);
     out.answer = -1;
+    unsigned subs = s->sess.subs;
     if (oms_session_admit(&s->sess, &env, &out))
         oms_session_on_message(&s->sess, &env, name, json_array_get(args, 1), &out);
     else
         d->m.rate_limited++;
+    if (s->sess.subs != subs)
+        omsd_rstate_subs(d, &s->rst, subs, s->sess.subs);
     if (s->joined && oms_router_update(S.router, &s->route, &s->sess) != OMS_OK)
         d->m.dropped[OMS_TOPIC_NOTIFICATIONS]++; /* out of memory: its lists are unchanged */
     if (out.exp_changed)
@@ -636,8 +649,15 @@ static void sio_event(omsd_sio *s, const json_t *args, int64_t ack)
         else
             emit_event(s, out.msgs[i].event, out.msgs[i].data);
     }
-    if (ack >= 0 && out.answer < 0 && !s->dead)
+    if (out.resume && !s->dead && s->joined) {
+        /* answered when the replay is done, as an ack when one was asked */
+        s->resume_ack = ack;
+        hold(s);
+        omsd_resume_start(d, &s->rst, &s->sess, out.resume_since, sio_sink(), s);
+        release(s);
+    } else if (ack >= 0 && out.answer < 0 && !s->dead) {
         emit_ack(s, ack, NULL);
+    }
     if (out.close_code && !s->dead)
         kick(s);
     oms_gw_out_clear(&out);
@@ -993,6 +1013,8 @@ void omsd_sio_get_writeable(omsd *d, omsd_conn *c)
     s->get = NULL;
     omsd_conn_set_sio(c, NULL);
     omsd_http_reply(c, 200, TEXT_PLAIN, body, total);
+    if (s->rst.rs && !s->dead)
+        omsd_resume_pump(d, &s->rst); /* for the next GET */
 }
 
 /* ---- WebSocket --------------------------------------------------------------------------- */
@@ -1226,6 +1248,54 @@ static omsd_frame *fanout_frame(const omsd_frame *pf)
     return f;
 }
 
+/* ---- what a resume needs of a session ---------------------------------------------------- */
+
+static bool rsink_send(void *conn, omsd_frame *f)
+{
+    omsd_sio *s = conn;
+    omsd_frame *sf = fanout_frame(f);
+    bool ok = sf && sio_send(s, sf);
+    omsd_frame_unref(sf);
+    return ok;
+}
+
+static uint32_t rsink_queued(void *conn)
+{
+    omsd_sio *s = conn;
+    return s->ws ? omsd_conn_queued(s->ws) : s->qlen;
+}
+
+static void rsink_answer(void *conn, const char *event, json_t *data)
+{
+    omsd_sio *s = conn;
+    if (!s->dead) {
+        if (s->resume_ack >= 0)
+            emit_ack(s, s->resume_ack, data);
+        else
+            emit_event(s, event, data);
+    }
+    json_decref(data);
+}
+
+static void rsink_close(void *conn, int code, const char *reason)
+{
+    session_close(conn, code, reason, S.f_close);
+}
+
+static const omsd_rsink sio_rsink = {rsink_send, rsink_queued, rsink_answer, rsink_close};
+
+static const omsd_rsink *sio_sink(void)
+{
+    return &sio_rsink;
+}
+
+void omsd_sio_pump(omsd *d, omsd_conn *c)
+{
+    omsd_sio *s = omsd_conn_sio(c);
+    if (s && !s->dead && s->rst.rs)
+        omsd_resume_pump(d, &s->rst);
+}
+
 static void collect(void *conn, void *ud)
 {
     (void)ud;
@@ -1254,6 +1324,10 @@ void omsd_sio_dispatch(omsd *d, const omsd_xq_item *it)
     omsd_frame *sf = NULL;
     for (size_t i = 0; i < S.nbatch; i++) {
         omsd_sio *s = S.batch[i];
+        if (s->rst.rs && omsd_resume_hold(d, &s->rst, it->frame)) {
+            release(s); /* behind its replay */
+            continue;
+        }
         if (!sf && !(sf = fanout_frame(it->frame)))
             d->m.dropped[it->topic]++;
         else if (!sio_send(s, sf))

@@ -54,6 +54,8 @@ void omsd_sio_conn_gone(omsd *d, omsd_conn *c);
 /* Fan-out: queue an event on every joined session that wants it; the
  * Socket.IO framing is built once per event, lazily, from it->frame. */
 void omsd_sio_dispatch(omsd *d, const omsd_xq_item *it);
+/* A Socket.IO WebSocket's queue went down: a running resume sends more. */
+void omsd_sio_pump(omsd *d, omsd_conn *c);
 /* Shutdown: close every session (1001 / EIO close). */
 void omsd_sio_drain(omsd *d);
 /* Before lws_context_destroy: free every session, cancel its timers. */
@@ -69,6 +71,8 @@ void omsd_conn_set_sio(omsd_conn *c, omsd_sio *s);
 /* WebSocket send queue: takes a reference; false when not queued (closing
  * or overflowed: the connection is then closed with 1013). */
 bool omsd_conn_enqueue(omsd_conn *c, omsd_frame *f);
+/* Frames waiting in a WebSocket's send queue. */
+uint32_t omsd_conn_queued(const omsd_conn *c);
 /* Flush the queue, then send a close frame with code and reason. */
 void omsd_conn_close(omsd_conn *c, int code, const char *reason);
 /* Answer an HTTP request (takes body, malloc'd or NULL). */

@@ -7,6 +7,7 @@
  * adding a key is one line here (plus configs/omsd.yaml). */
 #include "config.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,7 +21,7 @@ typedef enum {
     KT_INT,   /* int, within [min, max] */
     KT_INT64, /* int64_t, within [min, max] */
     KT_BOOL,  /* bool: true/false/yes/no/on/off */
-    KT_PROPS, /* kafka.properties: mapping of names to scalars */
+    KT_PROPS, /* mapping of names to scalars: oms_kv[OMS_CONFIG_MAX_PROPS] at off, count at noff */
 } key_type;
 
 typedef struct {
@@ -31,6 +32,7 @@ typedef struct {
     const char *const *allowed; /* KT_ENUM, NULL-terminated */
     const char *sdef;           /* default of KT_STR / KT_ENUM */
     int64_t idef;               /* default of KT_INT / KT_INT64 / KT_BOOL */
+    size_t noff;                /* KT_PROPS: offset of the size_t count */
 } key_desc;
 
 static const char *const log_levels[] = {"debug", "info", "warn", "error", NULL};
@@ -38,11 +40,12 @@ static const char *const log_formats[] = {"auto", "json", "text", NULL};
 static const char *const jwt_algorithms[] = {"HS256", "RS256", "ES256", NULL};
 
 #define OFF(field) offsetof(oms_config, field)
-#define K_STR(p, f, d) {p, KT_STR, OFF(f), 0, 0, NULL, d, 0}
-#define K_ENUM(p, f, list, d) {p, KT_ENUM, OFF(f), 0, 0, list, d, 0}
-#define K_INT(p, f, lo, hi, d) {p, KT_INT, OFF(f), lo, hi, NULL, NULL, d}
-#define K_INT64(p, f, lo, hi, d) {p, KT_INT64, OFF(f), lo, hi, NULL, NULL, d}
-#define K_BOOL(p, f, d) {p, KT_BOOL, OFF(f), 0, 1, NULL, NULL, d}
+#define K_STR(p, f, d) {p, KT_STR, OFF(f), 0, 0, NULL, d, 0, 0}
+#define K_ENUM(p, f, list, d) {p, KT_ENUM, OFF(f), 0, 0, list, d, 0, 0}
+#define K_INT(p, f, lo, hi, d) {p, KT_INT, OFF(f), lo, hi, NULL, NULL, d, 0}
+#define K_INT64(p, f, lo, hi, d) {p, KT_INT64, OFF(f), lo, hi, NULL, NULL, d, 0}
+#define K_BOOL(p, f, d) {p, KT_BOOL, OFF(f), 0, 1, NULL, NULL, d, 0}
+#define K_PROPS(p, f, n) {p, KT_PROPS, OFF(f), 0, 0, NULL, NULL, 0, OFF(n)}
 
 /* Ranges: ports are ports; sizes and periods are positive, with upper
  * bounds that catch a unit mistake (ms typed for s) rather than any real
@@ -61,6 +64,7 @@ static const key_desc config_keys[] = {
     K_STR("server.web_root", server.web_root, "web"),
 
     K_STR("auth.jwt_secret", auth.jwt_secret, ""),
+    K_STR("auth.jwt_secret_file", auth.jwt_secret_file, ""),
     K_ENUM("auth.algorithm", auth.algorithm, jwt_algorithms, "HS256"),
     K_STR("auth.public_key_file", auth.public_key_file, ""),
     K_STR("auth.issuer", auth.issuer, ""),
@@ -71,19 +75,32 @@ static const key_desc config_keys[] = {
     K_STR("kafka.topics.inventory", kafka.topic_inventory, "oms.inventory"),
     K_STR("kafka.topics.notifications", kafka.topic_notifications, "oms.notifications"),
     K_STR("kafka.topics.dlq", kafka.topic_dlq, "oms.dlq"),
+    K_STR("kafka.topics.presence", kafka.topic_presence, "oms.presence"),
     K_STR("kafka.projection_group", kafka.projection_group, "omsd-projections"),
-    {"kafka.properties", KT_PROPS, 0, 0, 0, NULL, NULL, 0},
+    K_PROPS("kafka.properties", kafka.props, kafka.nprops),
 
     K_STR("database.host", database.host, "127.0.0.1"),
     K_INT("database.port", database.port, 1, 65535, 5432),
     K_STR("database.user", database.user, "postgres"),
     K_STR("database.password", database.password, ""),
     K_STR("database.name", database.name, "oms"),
+    K_STR("database.password_file", database.password_file, ""),
+    K_STR("database.url", database.url, ""),
+    K_STR("database.sslmode", database.sslmode, ""),
+    K_STR("database.sslrootcert", database.sslrootcert, ""),
+    K_PROPS("database.params", database.params, database.nparams),
 
     K_BOOL("projections.enabled", projections.enabled, 1),
     K_BOOL("projections.migrate_on_start", projections.migrate_on_start, 1),
     K_INT("projections.batch_size", projections.batch_size, 1, 100000, 1000),
     K_INT("projections.batch_ms", projections.batch_ms, 1, 60000, 50),
+
+    K_INT("resume.history_size", resume.history_size, 0, 10000000, 2000),
+    K_INT("resume.history_ttl_s", resume.history_ttl_s, 0, 86400, 300),
+    K_INT("resume.max_replay", resume.max_replay, 0, 100000000, 100000),
+
+    K_INT("presence.interval_s", presence.interval_s, 1, 3600, 5),
+    K_INT("presence.expiry_s", presence.expiry_s, 2, 86400, 15),
 
     K_ENUM("log.level", log.level, log_levels, "info"),
     K_ENUM("log.format", log.format, log_formats, "auto"),
@@ -98,11 +115,14 @@ static const struct {
     const char *path;
 } config_env[] = {
     {"JWT_SECRET", "auth.jwt_secret"},
+    {"JWT_SECRET_FILE", "auth.jwt_secret_file"},
     {"CORS_ORIGIN", "server.cors_origin"},
+    {"DATABASE_URL", "database.url"},
     {"DATABASE_HOST", "database.host"},
     {"DATABASE_PORT", "database.port"},
     {"DATABASE_USER", "database.user"},
     {"DATABASE_PASSWORD", "database.password"},
+    {"DATABASE_PASSWORD_FILE", "database.password_file"},
     {"DATABASE_NAME", "database.name"},
     {"KAFKA_BROKERS", "kafka.brokers"},
     {"PORT", "server.port"},
@@ -110,6 +130,24 @@ static const struct {
 };
 
 #define CFG_FIELD(cfg, d, type) ((type *)((char *)(cfg) + (d)->off))
+#define CFG_PROPS(cfg, d) ((oms_kv *)((char *)(cfg) + (d)->off))
+#define CFG_NPROPS(cfg, d) ((size_t *)((char *)(cfg) + (d)->noff))
+
+/* A secret and the file holding it: setting one (non-empty) clears the
+ * other, so each level of the configuration replaces the level below. */
+static const struct {
+    const char *value;
+    const char *file;
+    const char *value_env;
+    const char *file_env;
+} secret_pairs[] = {
+    {"auth.jwt_secret", "auth.jwt_secret_file", "JWT_SECRET", "JWT_SECRET_FILE"},
+    {"database.password", "database.password_file", "DATABASE_PASSWORD",
+     "DATABASE_PASSWORD_FILE"},
+};
+
+/* Largest secret file read: a key or a password, never a document. */
+#define SECRET_FILE_MAX 65536
 
 static const key_desc *find_key(const char *path)
 {
@@ -214,6 +252,20 @@ static int store(oms_config *cfg, const key_desc *d, const conv_value *v)
         char **field = CFG_FIELD(cfg, d, char *);
         free(*field);
         *field = copy;
+        for (size_t i = 0; *copy && i < OMS_ARRAY_LEN(secret_pairs); i++) {
+            const char *other = strcmp(d->path, secret_pairs[i].value) == 0  ? secret_pairs[i].file
+                                : strcmp(d->path, secret_pairs[i].file) == 0 ? secret_pairs[i].value
+                                                                             : NULL;
+            const key_desc *od = other ? find_key(other) : NULL;
+            if (!od)
+                continue;
+            char *empty = strdup("");
+            if (!empty)
+                return OMS_ENOMEM;
+            char **of = CFG_FIELD(cfg, od, char *);
+            free(*of);
+            *of = empty;
+        }
         return 0;
     }
     case KT_INT:
@@ -261,12 +313,19 @@ void oms_config_free(oms_config *cfg)
             *field = NULL;
         }
     }
-    for (size_t i = 0; i < cfg->kafka.nprops; i++) {
-        free(cfg->kafka.props[i].key);
-        free(cfg->kafka.props[i].value);
-        cfg->kafka.props[i].key = cfg->kafka.props[i].value = NULL;
+    for (size_t i = 0; i < OMS_ARRAY_LEN(config_keys); i++) {
+        const key_desc *d = &config_keys[i];
+        if (d->type != KT_PROPS)
+            continue;
+        oms_kv *props = CFG_PROPS(cfg, d);
+        size_t *n = CFG_NPROPS(cfg, d);
+        for (size_t j = 0; j < *n; j++) {
+            free(props[j].key);
+            free(props[j].value);
+            props[j].key = props[j].value = NULL;
+        }
+        *n = 0;
     }
-    cfg->kafka.nprops = 0;
 }
 
 /* ---- YAML ---------------------------------------------------------------- */
@@ -349,17 +408,19 @@ static int unknown_key(walk_ctx *w, const yt_node *key, const char *path)
     return OMS_ECONFIG;
 }
 
-static int find_prop(const oms_config *cfg, const char *key, size_t len)
+static int find_prop(oms_config *cfg, const key_desc *d, const char *key, size_t len)
 {
-    for (size_t i = 0; i < cfg->kafka.nprops; i++)
-        if (strlen(cfg->kafka.props[i].key) == len && memcmp(cfg->kafka.props[i].key, key, len) == 0)
+    const oms_kv *props = CFG_PROPS(cfg, d);
+    for (size_t i = 0; i < *CFG_NPROPS(cfg, d); i++)
+        if (strlen(props[i].key) == len && memcmp(props[i].key, key, len) == 0)
             return (int)i;
     return -1;
 }
 
-/* kafka.properties: names and values are passed to librdkafka as they
- * are, merged over what cfg already holds; librdkafka itself rejects the
- * names it does not know when the client is created. */
+/* kafka.properties, database.params: names and values are passed to
+ * librdkafka / libpq as they are, merged over what cfg already holds;
+ * librdkafka itself rejects the names it does not know when the client is
+ * created, pkg/pg (oms_pg_check_config) those libpq does not know. */
 static int walk_props(walk_ctx *w, const key_desc *d, const yt_node *map)
 {
     char got[64];
@@ -367,11 +428,15 @@ static int walk_props(walk_ctx *w, const key_desc *d, const yt_node *map)
         return 0;
     if (map->kind != YT_MAP) {
         oms_errf(w->errbuf, w->errlen,
-                 "%s:%d: %s: expected a mapping of librdkafka properties, got %s", w->name,
-                 map->line, d->path, yt_describe(map, got, sizeof got));
+                 "%s:%d: %s: expected a mapping of %s, got %s", w->name, map->line, d->path,
+                 strncmp(d->path, "kafka.", 6) == 0 ? "librdkafka properties"
+                                                    : "libpq connection parameters",
+                 yt_describe(map, got, sizeof got));
         return OMS_ECONFIG;
     }
-    size_t count = w->cfg->kafka.nprops;
+    oms_kv *props = CFG_PROPS(w->cfg, d);
+    size_t *nprops = CFG_NPROPS(w->cfg, d);
+    size_t count = *nprops;
     for (size_t i = 0; i < map->n; i += 2) {
         const yt_node *k = map->children[i], *v = map->children[i + 1];
         char q[64];
@@ -386,7 +451,7 @@ static int walk_props(walk_ctx *w, const key_desc *d, const yt_node *map)
                      v->line, d->path, k->value, yt_describe(v, got, sizeof got));
             return OMS_ECONFIG;
         }
-        int idx = find_prop(w->cfg, k->value, k->len);
+        int idx = find_prop(w->cfg, d, k->value, k->len);
         if (idx < 0) {
             if (count == OMS_CONFIG_MAX_PROPS) {
                 oms_errf(w->errbuf, w->errlen, "%s:%d: %s: too many properties (at most %d)",
@@ -400,14 +465,14 @@ static int walk_props(walk_ctx *w, const key_desc *d, const yt_node *map)
         char *value = strdup(v->value);
         if (!value)
             return nomem(w);
-        oms_kv *kv = &w->cfg->kafka.props[idx];
-        if ((size_t)idx == w->cfg->kafka.nprops) {
+        oms_kv *kv = &props[idx];
+        if ((size_t)idx == *nprops) {
             kv->key = strdup(k->value);
             if (!kv->key) {
                 free(value);
                 return nomem(w);
             }
-            w->cfg->kafka.nprops++;
+            (*nprops)++;
         } else {
             free(kv->value);
         }
@@ -466,6 +531,37 @@ static int walk_map(walk_ctx *w, const yt_node *map, const char *prefix)
     return 0;
 }
 
+/* The scalar at a dotted path of the document, or NULL. */
+static const yt_node *lookup(const yt_node *map, const char *path)
+{
+    const char *dot = strchr(path, '.');
+    size_t n = dot ? (size_t)(dot - path) : strlen(path);
+    if (!map || map->kind != YT_MAP)
+        return NULL;
+    for (size_t i = 0; i < map->n; i += 2) {
+        const yt_node *k = map->children[i];
+        if (k->len == n && memcmp(k->value, path, n) == 0)
+            return dot ? lookup(map->children[i + 1], dot + 1) : map->children[i + 1];
+    }
+    return NULL;
+}
+
+/* One document setting a secret and its file is ambiguous: which wins? */
+static int check_secret_pairs(const yt_node *root, const char *name, char *errbuf, size_t errlen)
+{
+    for (size_t i = 0; i < OMS_ARRAY_LEN(secret_pairs); i++) {
+        const yt_node *v = lookup(root, secret_pairs[i].value);
+        const yt_node *f = lookup(root, secret_pairs[i].file);
+        if (v && f && v->kind == YT_SCALAR && f->kind == YT_SCALAR && !yt_is_null(v) &&
+            !yt_is_null(f) && v->len && f->len) {
+            oms_errf(errbuf, errlen, "%s:%d: %s and %s are both set: keep one", name, f->line,
+                     secret_pairs[i].value, secret_pairs[i].file);
+            return OMS_ECONFIG;
+        }
+    }
+    return 0;
+}
+
 int oms_config_load_string(oms_config *cfg, const char *yaml, size_t len, const char *name,
                            char *errbuf, size_t errlen)
 {
@@ -485,6 +581,8 @@ int oms_config_load_string(oms_config *cfg, const char *yaml, size_t len, const 
     }
     walk_ctx w = {cfg, name, false, errbuf, errlen};
     rc = walk_map(&w, root, "");
+    if (rc == 0)
+        rc = check_secret_pairs(root, name, errbuf, errlen);
     if (rc == 0) {
         w.apply = true;
         rc = walk_map(&w, root, "");
@@ -507,11 +605,65 @@ int oms_config_load_file(oms_config *cfg, const char *path, char *errbuf, size_t
 
 /* ---- environment --------------------------------------------------------- */
 
+/* Read a secret file named by `what` (a variable or a key) into *out
+ * (heap, NUL-terminated, trailing CR/LF stripped). The content never goes
+ * into a message. */
+static int read_secret_file(const char *what, const char *path, char **out, char *errbuf,
+                            size_t errlen)
+{
+    *out = NULL;
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        oms_errf(errbuf, errlen, "%s: cannot read '%s': %s", what, path, strerror(errno));
+        return OMS_ECONFIG;
+    }
+    char *buf = malloc(SECRET_FILE_MAX + 2);
+    if (!buf) {
+        fclose(f);
+        oms_errf(errbuf, errlen, "%s: out of memory", what);
+        return OMS_ENOMEM;
+    }
+    size_t len = fread(buf, 1, SECRET_FILE_MAX + 1, f);
+    int failed = ferror(f);
+    int saved = errno;
+    fclose(f);
+    if (failed) {
+        /* e.g. a directory: fopen succeeds, reading fails with EISDIR */
+        oms_errf(errbuf, errlen, "%s: cannot read '%s': %s", what, path, strerror(saved));
+        free(buf);
+        return OMS_ECONFIG;
+    }
+    if (len > SECRET_FILE_MAX) {
+        oms_errf(errbuf, errlen, "%s: '%s' is larger than %d bytes: not a secret", what, path,
+                 SECRET_FILE_MAX);
+        free(buf);
+        return OMS_ECONFIG;
+    }
+    /* echo "$secret" > file and Kubernetes/systemd credentials alike */
+    while (len > 0 && (buf[len - 1] == '\n' || buf[len - 1] == '\r'))
+        len--;
+    buf[len] = '\0';
+    if (len == 0) {
+        oms_errf(errbuf, errlen, "%s: '%s' is empty", what, path);
+        free(buf);
+        return OMS_ECONFIG;
+    }
+    if (memchr(buf, '\0', len)) {
+        oms_errf(errbuf, errlen, "%s: '%s' contains a NUL byte", what, path);
+        free(buf);
+        return OMS_ECONFIG;
+    }
+    *out = buf;
+    return 0;
+}
+
 int oms_config_apply_env(oms_config *cfg, char *(*getenv_fn)(const char *), char *errbuf,
                          size_t errlen)
 {
     conv_value vals[OMS_ARRAY_LEN(config_env)];
     const key_desc *descs[OMS_ARRAY_LEN(config_env)];
+    char *secrets[OMS_ARRAY_LEN(secret_pairs)] = {NULL};
+    int rc = 0;
     /* Check every variable before changing anything, like the file. */
     for (size_t i = 0; i < OMS_ARRAY_LEN(config_env); i++) {
         const char *s = getenv_fn(config_env[i].var);
@@ -526,13 +678,52 @@ int oms_config_apply_env(oms_config *cfg, char *(*getenv_fn)(const char *), char
         }
         descs[i] = d;
     }
+    /* The secret files, read before anything changes: the variable's file,
+     * else none when the variable's value is set, else the file's key. */
+    for (size_t i = 0; i < OMS_ARRAY_LEN(secret_pairs); i++) {
+        const char *value = getenv_fn(secret_pairs[i].value_env);
+        const char *file = getenv_fn(secret_pairs[i].file_env);
+        const char *what = secret_pairs[i].file_env;
+        if (value && *value && file && *file) {
+            oms_errf(errbuf, errlen, "%s and %s are both set: keep one", secret_pairs[i].value_env,
+                     secret_pairs[i].file_env);
+            rc = OMS_ECONFIG;
+            goto out;
+        }
+        if (!file || !*file) {
+            if (value && *value)
+                continue;
+            file = *CFG_FIELD(cfg, find_key(secret_pairs[i].file), char *);
+            what = secret_pairs[i].file;
+        }
+        if (file && *file && (rc = read_secret_file(what, file, &secrets[i], errbuf, errlen)))
+            goto out;
+    }
     for (size_t i = 0; i < OMS_ARRAY_LEN(config_env); i++) {
         if (descs[i] && store(cfg, descs[i], &vals[i]) != 0) {
             oms_errf(errbuf, errlen, "%s: out of memory", config_env[i].var);
-            return OMS_ENOMEM;
+            rc = OMS_ENOMEM;
+            goto out;
         }
     }
-    return 0;
+    /* Set the secret itself without store(): it would clear its file key. */
+    for (size_t i = 0; i < OMS_ARRAY_LEN(secret_pairs); i++) {
+        if (!secrets[i])
+            continue;
+        char **field = CFG_FIELD(cfg, find_key(secret_pairs[i].value), char *);
+        free(*field);
+        *field = secrets[i];
+        secrets[i] = NULL;
+    }
+out:
+    for (size_t i = 0; i < OMS_ARRAY_LEN(secret_pairs); i++) {
+        if (secrets[i]) {
+            /* a secret does not linger in freed memory */
+            memset(secrets[i], 0, strlen(secrets[i]));
+            free(secrets[i]);
+        }
+    }
+    return rc;
 }
 
 /* ---- validation ---------------------------------------------------------- */
@@ -582,6 +773,9 @@ int oms_config_validate(const oms_config *cfg, char *errbuf, size_t errlen)
         {"database.name (or DATABASE_NAME)", cfg->database.name},
     };
     for (size_t i = 0; i < OMS_ARRAY_LEN(need); i++) {
+        /* database.url names the server, user and database itself */
+        if (i >= 2 && *cfg->database.url)
+            break;
         if (!*need[i][1]) {
             oms_errf(errbuf, errlen, "%s: must not be empty", need[i][0]);
             return OMS_ECONFIG;
@@ -604,6 +798,21 @@ int oms_config_validate(const oms_config *cfg, char *errbuf, size_t errlen)
                  cfg->server.ping_interval_s, cfg->server.idle_timeout_s);
         return OMS_ECONFIG;
     }
+    static const char *const sslmodes[] = {"disable", "allow", "prefer", "require",
+                                           "verify-ca", "verify-full"};
+    if (*cfg->database.sslmode) {
+        size_t i = 0;
+        while (i < OMS_ARRAY_LEN(sslmodes) && strcmp(sslmodes[i], cfg->database.sslmode) != 0)
+            i++;
+        if (i == OMS_ARRAY_LEN(sslmodes)) {
+            char q[96];
+            oms_errf(errbuf, errlen,
+                     "database.sslmode: expected one of disable, allow, prefer, require, "
+                     "verify-ca, verify-full, got %s",
+                     yt_quote(cfg->database.sslmode, strlen(cfg->database.sslmode), q, sizeof q));
+            return OMS_ECONFIG;
+        }
+    }
     if (strcmp(cfg->auth.algorithm, "HS256") != 0 && !*cfg->auth.public_key_file) {
         oms_errf(errbuf, errlen, "auth.algorithm %s needs auth.public_key_file",
                  cfg->auth.algorithm);
@@ -618,6 +827,7 @@ int oms_config_validate(const oms_config *cfg, char *errbuf, size_t errlen)
         {"kafka.topics.inventory", cfg->kafka.topic_inventory},
         {"kafka.topics.notifications", cfg->kafka.topic_notifications},
         {"kafka.topics.dlq", cfg->kafka.topic_dlq},
+        {"kafka.topics.presence", cfg->kafka.topic_presence},
     };
     for (size_t i = 0; i < OMS_ARRAY_LEN(topics); i++) {
         char q[96];
@@ -634,6 +844,12 @@ int oms_config_validate(const oms_config *cfg, char *errbuf, size_t errlen)
                 return OMS_ECONFIG;
             }
         }
+    }
+    if (cfg->presence.expiry_s <= cfg->presence.interval_s) {
+        oms_errf(errbuf, errlen,
+                 "presence.expiry_s (%d) must be greater than presence.interval_s (%d)",
+                 cfg->presence.expiry_s, cfg->presence.interval_s);
+        return OMS_ECONFIG;
     }
     if (cfg->projections.enabled && !*cfg->kafka.projection_group) {
         oms_errf(errbuf, errlen,

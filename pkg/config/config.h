@@ -37,6 +37,8 @@ typedef struct oms_config {
     } server;
     struct {
         char *jwt_secret;      /* auth.jwt_secret, default ""; env JWT_SECRET */
+        char *jwt_secret_file; /* auth.jwt_secret_file, default ""; env JWT_SECRET_FILE:
+                                  read into jwt_secret by oms_config_apply_env */
         char *algorithm;       /* auth.algorithm: HS256 | RS256 | ES256, default HS256 */
         char *public_key_file; /* auth.public_key_file, default "" */
         char *issuer;          /* auth.issuer, default "" (not checked) */
@@ -48,6 +50,7 @@ typedef struct oms_config {
         char *topic_inventory;    /* kafka.topics.inventory, default "oms.inventory" */
         char *topic_notifications;/* kafka.topics.notifications, default "oms.notifications" */
         char *topic_dlq;          /* kafka.topics.dlq, default "oms.dlq" */
+        char *topic_presence;     /* kafka.topics.presence, default "oms.presence" (compacted) */
         char *projection_group;   /* kafka.projection_group, default "omsd-projections" */
         oms_kv props[OMS_CONFIG_MAX_PROPS]; /* kafka.properties: passed to librdkafka */
         size_t nprops;
@@ -58,6 +61,14 @@ typedef struct oms_config {
         char *user;     /* database.user, default "postgres"; env DATABASE_USER */
         char *password; /* database.password, default ""; env DATABASE_PASSWORD */
         char *name;     /* database.name, default "oms"; env DATABASE_NAME */
+        char *password_file; /* database.password_file, default ""; env
+                                DATABASE_PASSWORD_FILE: read into password */
+        char *url;         /* database.url, default ""; env DATABASE_URL: a libpq
+                              URI or conninfo that takes precedence over the above */
+        char *sslmode;     /* database.sslmode, default "" (libpq's: prefer) */
+        char *sslrootcert; /* database.sslrootcert, default "" */
+        oms_kv params[OMS_CONFIG_MAX_PROPS]; /* database.params: more libpq keywords */
+        size_t nparams;
     } database;
     struct {
         bool enabled;         /* projections.enabled, default true */
@@ -65,6 +76,15 @@ typedef struct oms_config {
         int batch_size;       /* projections.batch_size, default 1000 */
         int batch_ms;         /* projections.batch_ms, default 50 */
     } projections;
+    struct {
+        int history_size;    /* resume.history_size: events kept per partition, default 2000 */
+        int history_ttl_s;   /* resume.history_ttl_s: oldest kept, seconds, default 300 */
+        int max_replay;      /* resume.max_replay: most records one resume reads, default 100000 */
+    } resume;
+    struct {
+        int interval_s; /* presence.interval_s: heartbeat period, default 5 */
+        int expiry_s;   /* presence.expiry_s: silent instance forgotten after, default 15 */
+    } presence;
     struct {
         char *level;  /* log.level: debug|info|warn|error, default "info"; env LOG_LEVEL */
         char *format; /* log.format: auto|json|text, default "auto" */
@@ -86,10 +106,18 @@ int oms_config_load_file(oms_config *cfg, const char *path, char *errbuf, size_t
 int oms_config_load_string(oms_config *cfg, const char *yaml, size_t len, const char *name,
                            char *errbuf, size_t errlen);
 
-/* Apply the environment overrides (JWT_SECRET, CORS_ORIGIN, DATABASE_HOST,
- * DATABASE_PORT, DATABASE_USER, DATABASE_PASSWORD, DATABASE_NAME,
- * KAFKA_BROKERS, PORT, LOG_LEVEL) read through getenv_fn (pass getenv, or
- * a test double). Empty variables are ignored. Returns 0 or OMS_ECONFIG. */
+/* Apply the environment overrides (JWT_SECRET, JWT_SECRET_FILE, CORS_ORIGIN,
+ * DATABASE_URL, DATABASE_HOST, DATABASE_PORT, DATABASE_USER,
+ * DATABASE_PASSWORD, DATABASE_PASSWORD_FILE, DATABASE_NAME, KAFKA_BROKERS,
+ * PORT, LOG_LEVEL) read through getenv_fn (pass getenv, or a test double).
+ * Empty variables are ignored. Then read the secret files: a non-empty
+ * auth.jwt_secret_file / database.password_file replaces auth.jwt_secret /
+ * database.password with the file's content, trailing newlines stripped.
+ * A secret and its file are exclusive at each level (both variables set is
+ * an error); a later level's one replaces an earlier level's other. An
+ * unreadable, empty or oversized (> 64 KiB) file is an error naming the
+ * variable or key and the path, never the content. On error nothing is
+ * changed. Returns 0 or OMS_ECONFIG. */
 int oms_config_apply_env(oms_config *cfg, char *(*getenv_fn)(const char *), char *errbuf,
                          size_t errlen);
 

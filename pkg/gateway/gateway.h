@@ -54,6 +54,11 @@ typedef struct oms_gw_out {
     int close_code;
     char close_reason[96];
     bool exp_changed; /* a refresh_token moved who.exp */
+    /* `resume`: the server replays (DESIGN §3.5) and answers `resumed`
+     * itself; resume_since is data.since (a new reference, NULL when
+     * absent; the server validates it) */
+    bool resume;
+    json_t *resume_since;
 } oms_gw_out;
 
 /* What the session needs from its server. */

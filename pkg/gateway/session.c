@@ -33,6 +33,7 @@ void oms_gw_out_clear(oms_gw_out *out)
 {
     for (int i = 0; i < out->n; i++)
         json_decref(out->msgs[i].data);
+    json_decref(out->resume_since);
     memset(out, 0, sizeof *out);
     out->answer = -1;
 }
@@ -215,9 +216,9 @@ void oms_session_on_message(oms_session *s, const oms_gw_env *env, const char *e
     } else if (strcmp(event, "refresh_token") == 0) {
         refresh_token(s, env, data, out);
     } else if (strcmp(event, "resume") == 0) {
-        /* no history is kept yet: the gap cannot be filled, say so */
-        oms_gw_out_add(out, "resumed", json_pack("{s:b,s:i}", "recovered", 0, "replayed", 0),
-                       true);
+        /* the server holds the history and the log: it answers */
+        out->resume = true;
+        out->resume_since = json_incref(json_object_get(data, "since"));
     } else {
         /* at most 100 bytes of the name, not cutting a UTF-8 sequence (the
          * message must stay valid UTF-8 for json_string) */

@@ -40,13 +40,15 @@ expect_exit() {
 }
 
 # make_topics NAME: writes $T/omsd.yaml and $T/topics.yaml naming topics
-# oms-t-NAME-<random>.{orders,inventory,notifications,dlq}, and creates them.
+# oms-t-NAME-<random>.{orders,inventory,notifications,dlq,presence}, and
+# creates them.
 make_topics() {
     local p="oms-t-$1-$RANDOM$RANDOM"
     TOPIC_ORDERS=$p.orders
     TOPIC_INVENTORY=$p.inventory
     TOPIC_NOTIFICATIONS=$p.notifications
     TOPIC_DLQ=$p.dlq
+    TOPIC_PRESENCE=$p.presence
     cat >"$T/omsd.yaml" <<YAML
 kafka:
   topics:
@@ -54,6 +56,7 @@ kafka:
     inventory: $TOPIC_INVENTORY
     notifications: $TOPIC_NOTIFICATIONS
     dlq: $TOPIC_DLQ
+    presence: $TOPIC_PRESENCE
 YAML
     cat >"$T/topics.yaml" <<YAML
 defaults:
@@ -64,6 +67,10 @@ topics:
   - name: $TOPIC_INVENTORY
   - name: $TOPIC_NOTIFICATIONS
   - name: $TOPIC_DLQ
+  - name: $TOPIC_PRESENCE
+    partitions: 1
+    configs:
+      cleanup.policy: compact
 YAML
     export OMS_CONFIG=$T/omsd.yaml
     "$BIN/omsctl" topics create --file "$T/topics.yaml" >"$T/topics-create.out" 2>&1

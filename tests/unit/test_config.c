@@ -9,6 +9,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "config/config.h"
 
@@ -57,6 +59,11 @@ static void assert_props_equal(const oms_config *a, const oms_config *b)
         assert_string_equal(a->kafka.props[i].key, b->kafka.props[i].key);
         assert_string_equal(a->kafka.props[i].value, b->kafka.props[i].value);
     }
+    assert_int_equal(a->database.nparams, b->database.nparams);
+    for (size_t i = 0; i < a->database.nparams; i++) {
+        assert_string_equal(a->database.params[i].key, b->database.params[i].key);
+        assert_string_equal(a->database.params[i].value, b->database.params[i].value);
+    }
 }
 
 /* Field by field, so a new key that the test forgets fails loudly here. */
@@ -74,6 +81,7 @@ static void assert_config_equal(const oms_config *a, const oms_config *b)
     assert_int_equal(a->server.queue_limit, b->server.queue_limit);
     assert_string_equal(a->server.web_root, b->server.web_root);
     assert_string_equal(a->auth.jwt_secret, b->auth.jwt_secret);
+    assert_string_equal(a->auth.jwt_secret_file, b->auth.jwt_secret_file);
     assert_string_equal(a->auth.algorithm, b->auth.algorithm);
     assert_string_equal(a->auth.public_key_file, b->auth.public_key_file);
     assert_string_equal(a->auth.issuer, b->auth.issuer);
@@ -90,6 +98,10 @@ static void assert_config_equal(const oms_config *a, const oms_config *b)
     assert_string_equal(a->database.user, b->database.user);
     assert_string_equal(a->database.password, b->database.password);
     assert_string_equal(a->database.name, b->database.name);
+    assert_string_equal(a->database.password_file, b->database.password_file);
+    assert_string_equal(a->database.url, b->database.url);
+    assert_string_equal(a->database.sslmode, b->database.sslmode);
+    assert_string_equal(a->database.sslrootcert, b->database.sslrootcert);
     assert_int_equal(a->projections.enabled, b->projections.enabled);
     assert_int_equal(a->projections.migrate_on_start, b->projections.migrate_on_start);
     assert_int_equal(a->projections.batch_size, b->projections.batch_size);
@@ -134,6 +146,12 @@ static void test_defaults(void **state)
     assert_string_equal(c.database.user, "postgres");
     assert_string_equal(c.database.password, "");
     assert_string_equal(c.database.name, "oms");
+    assert_string_equal(c.auth.jwt_secret_file, "");
+    assert_string_equal(c.database.password_file, "");
+    assert_string_equal(c.database.url, "");
+    assert_string_equal(c.database.sslmode, "");
+    assert_string_equal(c.database.sslrootcert, "");
+    assert_int_equal(c.database.nparams, 0);
     assert_true(c.projections.enabled);
     assert_true(c.projections.migrate_on_start);
     assert_int_equal(c.projections.batch_size, 1000);
@@ -618,6 +636,237 @@ static void test_validate(void **state)
     oms_config_free(&c);
 }
 
+/* ---- secrets from files, database connection keys ------------------------------ */
+
+static char secret_dir[64];
+
+/* A file in secret_dir holding len bytes of content; returns its path. */
+static const char *secret_file(const char *name, const char *content, size_t len)
+{
+    static char path[8][128];
+    static int next;
+    char *p = path[next++ % 8];
+    snprintf(p, 128, "%s/%s", secret_dir, name);
+    FILE *f = fopen(p, "wb");
+    assert_non_null(f);
+    assert_int_equal(fwrite(content, 1, len, f), len);
+    fclose(f);
+    return p;
+}
+
+static int secrets_setup(void **state)
+{
+    snprintf(secret_dir, sizeof secret_dir, "%s/oms-test-secrets-XXXXXX",
+             getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
+    return mkdtemp(secret_dir) ? 0 : -1;
+}
+
+static int secrets_teardown(void **state)
+{
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", secret_dir);
+    return system(cmd) == 0 ? 0 : -1;
+}
+
+/* apply_env with env on fresh defaults after yaml; expects rc. */
+static int env_on(oms_config *c, const char *yaml, const char *const *env, char *err)
+{
+    assert_int_equal(oms_config_defaults(c), 0);
+    if (yaml && load(c, yaml, err) != 0)
+        return -100;
+    fake_env = env;
+    int rc = oms_config_apply_env(c, fake_getenv, err, ERRLEN);
+    fake_env = NULL;
+    return rc;
+}
+
+static void test_secret_files(void **state)
+{
+    const char *jwt = secret_file("jwt", "0123456789abcdef0123456789abcdef\n", 33);
+    const char *pw = secret_file("pw", "p@ss word\r\n\n", 12);
+    oms_config c;
+    char err[ERRLEN];
+
+    /* from the environment, trailing newlines stripped */
+    const char *env[] = {"JWT_SECRET_FILE", jwt, "DATABASE_PASSWORD_FILE", pw, NULL};
+    assert_int_equal(env_on(&c, NULL, env, err), 0);
+    assert_string_equal(c.auth.jwt_secret, "0123456789abcdef0123456789abcdef");
+    assert_string_equal(c.auth.jwt_secret_file, jwt);
+    assert_string_equal(c.database.password, "p@ss word");
+    assert_string_equal(c.database.password_file, pw);
+    assert_int_equal(oms_config_validate(&c, err, sizeof err), 0);
+    /* applying again reads again */
+    assert_int_equal(oms_config_apply_env(&c, fake_getenv, err, sizeof err), 0);
+    assert_string_equal(c.auth.jwt_secret, "0123456789abcdef0123456789abcdef");
+    oms_config_free(&c);
+
+    /* from the file's keys */
+    char yaml[512];
+    snprintf(yaml, sizeof yaml, "auth:\n  jwt_secret_file: %s\ndatabase:\n  password_file: %s\n",
+             jwt, pw);
+    assert_int_equal(env_on(&c, yaml, NULL, err), 0);
+    assert_string_equal(c.auth.jwt_secret, "0123456789abcdef0123456789abcdef");
+    assert_string_equal(c.database.password, "p@ss word");
+    oms_config_free(&c);
+
+    /* a secret without a final newline is kept whole; inner newlines stay */
+    const char *raw = secret_file("raw", "a\nb", 3);
+    const char *env2[] = {"JWT_SECRET_FILE", raw, NULL};
+    assert_int_equal(env_on(&c, NULL, env2, err), 0);
+    assert_string_equal(c.auth.jwt_secret, "a\nb");
+    oms_config_free(&c);
+}
+
+/* The error is exactly want (with %s for the path), nothing changed, and
+ * the file's content appears nowhere in the message. */
+static void expect_secret_error(const char *var, const char *path, const char *want_fmt,
+                                const char *content)
+{
+    const char *env[] = {"PORT", "4000", var, path, NULL};
+    oms_config c, def;
+    char err[ERRLEN] = "", want[ERRLEN];
+    assert_int_equal(oms_config_defaults(&def), 0);
+    assert_int_equal(env_on(&c, NULL, env, err), OMS_ECONFIG);
+    snprintf(want, sizeof want, want_fmt, path);
+    assert_string_equal(err, want);
+    if (content && strstr(err, content))
+        fail_msg("the secret leaked into '%s'", err);
+    assert_config_equal(&c, &def);
+    oms_config_free(&c);
+    oms_config_free(&def);
+}
+
+static void test_secret_file_errors(void **state)
+{
+    char missing[128];
+    snprintf(missing, sizeof missing, "%s/missing", secret_dir);
+    expect_secret_error("JWT_SECRET_FILE", missing,
+                        "JWT_SECRET_FILE: cannot read '%s': No such file or directory", NULL);
+    expect_secret_error("DATABASE_PASSWORD_FILE", secret_file("empty", "", 0),
+                        "DATABASE_PASSWORD_FILE: '%s' is empty", NULL);
+    expect_secret_error("JWT_SECRET_FILE", secret_file("newlines", "\n\r\n", 3),
+                        "JWT_SECRET_FILE: '%s' is empty", NULL);
+    expect_secret_error("JWT_SECRET_FILE", secret_dir, "JWT_SECRET_FILE: cannot read '%s': Is a "
+                                                       "directory", NULL);
+    expect_secret_error("JWT_SECRET_FILE", secret_file("nul", "TOPSECRET\0x", 11),
+                        "JWT_SECRET_FILE: '%s' contains a NUL byte", "TOPSECRET");
+    static char big[70000];
+    memset(big, 'S', sizeof big);
+    memcpy(big, "TOPSECRET", 9);
+    expect_secret_error("JWT_SECRET_FILE", secret_file("big", big, sizeof big),
+                        "JWT_SECRET_FILE: '%s' is larger than 65536 bytes: not a secret",
+                        "TOPSECRET");
+    if (geteuid() != 0) { /* root reads anything */
+        const char *locked = secret_file("locked", "TOPSECRET", 9);
+        chmod(locked, 0);
+        expect_secret_error("JWT_SECRET_FILE", locked,
+                            "JWT_SECRET_FILE: cannot read '%s': Permission denied", "TOPSECRET");
+    }
+
+    /* a key in the file names the key */
+    oms_config c;
+    char err[ERRLEN], yaml[256], want[ERRLEN];
+    snprintf(yaml, sizeof yaml, "database:\n  password_file: %s\n", missing);
+    assert_int_equal(env_on(&c, yaml, NULL, err), OMS_ECONFIG);
+    snprintf(want, sizeof want,
+             "database.password_file: cannot read '%s': No such file or directory", missing);
+    assert_string_equal(err, want);
+    oms_config_free(&c);
+}
+
+static void test_secret_precedence(void **state)
+{
+    const char *jwt = secret_file("jwt2", "from-the-file-from-the-file-0123\n", 33);
+    oms_config c;
+    char err[ERRLEN], yaml[256], missing[128];
+    snprintf(missing, sizeof missing, "%s/missing", secret_dir);
+
+    /* both at one level: an error */
+    const char *both[] = {"JWT_SECRET", "x", "JWT_SECRET_FILE", jwt, NULL};
+    assert_int_equal(env_on(&c, NULL, both, err), OMS_ECONFIG);
+    assert_string_equal(err, "JWT_SECRET and JWT_SECRET_FILE are both set: keep one");
+    oms_config_free(&c);
+    const char *both_pw[] = {"DATABASE_PASSWORD", "x", "DATABASE_PASSWORD_FILE", jwt, NULL};
+    assert_int_equal(env_on(&c, NULL, both_pw, err), OMS_ECONFIG);
+    assert_string_equal(err, "DATABASE_PASSWORD and DATABASE_PASSWORD_FILE are both set: keep one");
+    oms_config_free(&c);
+    snprintf(yaml, sizeof yaml, "auth:\n  jwt_secret: abc\n  jwt_secret_file: %s\n", jwt);
+    assert_int_equal(oms_config_defaults(&c), 0);
+    assert_int_equal(load(&c, yaml, err), OMS_ECONFIG);
+    assert_string_equal(err, "x.yaml:3: auth.jwt_secret and auth.jwt_secret_file are both set: "
+                             "keep one");
+    oms_config_free(&c);
+
+    /* the environment's secret replaces the file's key: the file is not read */
+    snprintf(yaml, sizeof yaml, "auth:\n  jwt_secret_file: %s\n", missing);
+    const char *val[] = {"JWT_SECRET", "from-the-environment-0123456789ab", NULL};
+    assert_int_equal(env_on(&c, yaml, val, err), 0);
+    assert_string_equal(c.auth.jwt_secret, "from-the-environment-0123456789ab");
+    assert_string_equal(c.auth.jwt_secret_file, "");
+    oms_config_free(&c);
+
+    /* the environment's file replaces the file's secret */
+    const char *file[] = {"JWT_SECRET_FILE", jwt, NULL};
+    assert_int_equal(env_on(&c, "auth:\n  jwt_secret: in-the-yaml\n", file, err), 0);
+    assert_string_equal(c.auth.jwt_secret, "from-the-file-from-the-file-0123");
+
+    /* a second file replaces the first one's other key */
+    assert_int_equal(load(&c, "auth:\n  jwt_secret: second-file\n", err), 0);
+    assert_string_equal(c.auth.jwt_secret_file, "");
+    assert_string_equal(c.auth.jwt_secret, "second-file");
+    oms_config_free(&c);
+}
+
+static void test_database_connection_keys(void **state)
+{
+    oms_config c;
+    char err[ERRLEN];
+    assert_int_equal(oms_config_defaults(&c), 0);
+    assert_int_equal(load(&c,
+                          "database:\n"
+                          "  url: \"postgresql://omsd@pg.internal:5433/oms?application_name=x\"\n"
+                          "  sslmode: verify-full\n"
+                          "  sslrootcert: /etc/oms/pg-ca.crt\n"
+                          "  params:\n"
+                          "    sslcert: /etc/oms/pg.crt\n"
+                          "    target_session_attrs: read-write\n"
+                          "    connect_timeout: 7\n"
+                          "  host: \"\"\n",
+                          err),
+                     0);
+    assert_string_equal(c.database.url, "postgresql://omsd@pg.internal:5433/oms?application_name=x");
+    assert_string_equal(c.database.sslmode, "verify-full");
+    assert_string_equal(c.database.sslrootcert, "/etc/oms/pg-ca.crt");
+    assert_int_equal(c.database.nparams, 3);
+    assert_string_equal(c.database.params[0].key, "sslcert");
+    assert_string_equal(c.database.params[2].key, "connect_timeout");
+    assert_string_equal(c.database.params[2].value, "7");
+    /* the URL names the server: an empty host is fine then */
+    assert_int_equal(oms_config_validate(&c, err, sizeof err), 0);
+    /* a second file merges params */
+    assert_int_equal(load(&c, "database:\n  params:\n    connect_timeout: 9\n", err), 0);
+    assert_int_equal(c.database.nparams, 3);
+    assert_string_equal(c.database.params[2].value, "9");
+    /* DATABASE_URL wins over the file */
+    const char *env[] = {"DATABASE_URL", "host=other dbname=x", NULL};
+    fake_env = env;
+    assert_int_equal(oms_config_apply_env(&c, fake_getenv, err, sizeof err), 0);
+    fake_env = NULL;
+    assert_string_equal(c.database.url, "host=other dbname=x");
+    oms_config_free(&c);
+
+    expect_invalid("database:\n  sslmode: verify_full\n",
+                   "database.sslmode: expected one of disable, allow, prefer, require, verify-ca, "
+                   "verify-full, got 'verify_full'");
+    expect_invalid("database:\n  host: \"\"\n",
+                   "database.host (or DATABASE_HOST): must not be empty");
+    expect_error("database:\n  params: [a, b]\n",
+                 "x.yaml:2: database.params: expected a mapping of libpq connection parameters, "
+                 "got a sequence");
+    expect_error("database:\n  params:\n    sslmode: [a]\n",
+                 "x.yaml:3: database.params.sslmode: expected a value, got a sequence");
+}
+
 /* ---- topics.yaml ------------------------------------------------------------- */
 
 static void test_topics_shipped_file(void **state)
@@ -627,7 +876,7 @@ static void test_topics_shipped_file(void **state)
     int rc = oms_topics_load_file(&tl, "configs/topics.yaml", err, sizeof err);
     if (rc)
         fail_msg("configs/topics.yaml: %s", err);
-    assert_int_equal(tl.count, 4);
+    assert_int_equal(tl.count, 5);
     const char *names[] = {"oms.orders", "oms.inventory", "oms.notifications", "oms.dlq"};
     for (size_t i = 0; i < 4; i++) {
         assert_string_equal(tl.topics[i].name, names[i]);
@@ -638,6 +887,12 @@ static void test_topics_shipped_file(void **state)
     assert_int_equal(tl.topics[3].nconfigs, 1);
     assert_string_equal(tl.topics[3].configs[0].key, "retention.ms");
     assert_string_equal(tl.topics[3].configs[0].value, "1209600000");
+    /* presence: one compacted partition */
+    assert_string_equal(tl.topics[4].name, "oms.presence");
+    assert_int_equal(tl.topics[4].partitions, 1);
+    assert_int_equal(tl.topics[4].nconfigs, 1);
+    assert_string_equal(tl.topics[4].configs[0].key, "cleanup.policy");
+    assert_string_equal(tl.topics[4].configs[0].value, "compact");
 
     /* the topic names match omsd.yaml's defaults */
     oms_config c;
@@ -646,6 +901,7 @@ static void test_topics_shipped_file(void **state)
     assert_string_equal(tl.topics[1].name, c.kafka.topic_inventory);
     assert_string_equal(tl.topics[2].name, c.kafka.topic_notifications);
     assert_string_equal(tl.topics[3].name, c.kafka.topic_dlq);
+    assert_string_equal(tl.topics[4].name, c.kafka.topic_presence);
     oms_config_free(&c);
     oms_topics_free(&tl);
     assert_null(tl.topics);
@@ -783,9 +1039,13 @@ int main(void)
         cmocka_unit_test(test_env_empty_and_unset_ignored),
         cmocka_unit_test(test_env_bad_values),
         cmocka_unit_test(test_validate),
+        cmocka_unit_test(test_secret_files),
+        cmocka_unit_test(test_secret_file_errors),
+        cmocka_unit_test(test_secret_precedence),
+        cmocka_unit_test(test_database_connection_keys),
         cmocka_unit_test(test_topics_shipped_file),
         cmocka_unit_test(test_topics_defaults_and_merge),
         cmocka_unit_test(test_topics_errors),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return cmocka_run_group_tests(tests, secrets_setup, secrets_teardown);
 }

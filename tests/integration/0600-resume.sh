@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# Positions, resume and many instances (DESIGN §3.4-3.5): three omsd (ASan
+# builds) against the same topics; node `ws` clients disconnect, miss
+# events, reconnect to the same or another instance and resume; presence
+# and broadcasts across instances; a slow client resumes after 1013.
+. "$(dirname "$0")/lib.sh"
+
+check "topics created" make_topics resume
+export JWT_SECRET="test-secret-test-secret-test-secret-0123"
+base=$((20000 + RANDOM % 20000))
+PORT_A=$base PORT_B=$((base + 1)) PORT_C=$((base + 2))
+# B keeps almost no history: its resumes read Kafka
+for inst in A:$PORT_A:5000 B:$PORT_B:20 C:$PORT_C:5000; do
+    IFS=: read -r name port hist <<<"$inst"
+    cp "$T/omsd.yaml" "$T/omsd-$name.yaml"
+    cat >>"$T/omsd-$name.yaml" <<YAML
+server:
+  port: $port
+  host: 127.0.0.1
+  queue_limit: 256
+resume:
+  history_size: $hist
+presence:
+  interval_s: 1
+  expiry_s: 4
+log:
+  format: json
+projections:
+  enabled: false
+YAML
+done
+
+expect_exit 0 "omsd -t accepts the resume and presence keys" "$ABIN/omsd" -t --config "$T/omsd-A.yaml"
+printf 'presence:\n  interval_s: 5\n  expiry_s: 5\n' >"$T/bad.yaml"
+expect_exit 2 "omsd -t refuses presence.expiry_s <= interval_s" "$ABIN/omsd" -t --config "$T/bad.yaml"
+check "... and says why" grep -q "presence.expiry_s (5) must be greater" "$T/last.err"
+printf 'resume:\n  history_size: -1\n' >"$T/bad.yaml"
+expect_exit 2 "omsd -t refuses a negative resume.history_size" "$ABIN/omsd" -t --config "$T/bad.yaml"
+
+start() { # NAME
+    local port
+    port=$(eval echo "\$PORT_$1")
+    "$ABIN/omsd" --config "$T/omsd-$1.yaml" >>"$T/omsd-$1.log" 2>&1 &
+    eval "PID_$1=$!"
+    for _ in $(seq 1 150); do
+        curl -sf "http://127.0.0.1:$port/websocket/health" >/dev/null && return 0
+        sleep 0.1
+    done
+    return 1
+}
+check "instance A up" start A
+check "instance B up" start B
+check "instance C up" start C
+
+(cd tests/node && OMS_PORT=$PORT_A PORT_A=$PORT_A PORT_B=$PORT_B PORT_C=$PORT_C \
+    PID_A=$PID_A PID_B=$PID_B PID_C=$PID_C BIN=$BIN OMS_CONFIG=$T/omsd.yaml \
+    KAFKA_LIBS="$OMS_STATE/kafka/libs" T="$T" \
+    TOPIC_ORDERS=$TOPIC_ORDERS TOPIC_INVENTORY=$TOPIC_INVENTORY \
+    TOPIC_NOTIFICATIONS=$TOPIC_NOTIFICATIONS \
+    timeout 600 node --test --test-reporter=tap --test-concurrency=1 resume.test.js) >"$T/node.tap" 2>&1
+grep -E '^(not )?ok ' "$T/node.tap"
+grep -B2 -A30 '^not ok' "$T/node.tap" | sed 's/^/# /' | head -80
+
+for name in A B C; do
+    pid=$(eval echo "\$PID_$name")
+    if kill -0 "$pid" 2>/dev/null; then
+        kill -TERM "$pid"
+        wait "$pid"
+        check "instance $name exits 0 after SIGTERM" test $? -eq 0
+    else
+        wait "$pid" 2>/dev/null
+    fi
+done
+for name in A B C; do
+    if grep -qE "AddressSanitizer|LeakSanitizer|runtime error" "$T/omsd-$name.log"; then
+        not_ok "instance $name ran clean under ASan/UBSan"
+        grep -A20 -E "AddressSanitizer|LeakSanitizer|runtime error" "$T/omsd-$name.log" | head -40 | sed 's/^/# /'
+    else
+        ok "instance $name ran clean under ASan/UBSan"
+    fi
+done
