@@ -32,7 +32,7 @@ typedef struct api {
     "  --url URL          omsd's address (default: $OMS_URL, else http://127.0.0.1:PORT\n"         \
     "                     with PORT from the configuration)\n"                                     \
     "  --token JWT        bearer token (default: $OMS_TOKEN, else one minted as admin\n"           \
-    "                     from JWT_SECRET / auth.jwt_secret when set)\n"                           \
+    "                     from JWT_SECRET, JWT_SECRET_FILE or auth.jwt_secret[_file])\n"          \
     "  --json             print omsd's JSON answer as it is\n"                                     \
     "  --config FILE      configuration file (default: $OMS_CONFIG, none)\n"                       \
     "  --timeout SECONDS  give up after this long (default 10)\n"                                  \
@@ -112,7 +112,7 @@ static long api_call(api *a, const char *method, const char *path, const char *b
     }
     if (r->status == 401)
         fprintf(stderr, "omsctl: omsd refused the token: %s (set --token or OMS_TOKEN, or "
-                        "JWT_SECRET to mint one)\n",
+                        "JWT_SECRET or JWT_SECRET_FILE to mint one)\n",
                 oms_http_error_message(r) ? oms_http_error_message(r) : "unauthorized");
     else if (r->status == 403)
         fprintf(stderr, "omsctl: not allowed: %s (this needs another role)\n",
@@ -641,13 +641,14 @@ int cmd_token(int argc, char **argv)
         case 'h':
             printf("usage: omsctl token --sub USER_ID --role ROLE [--ttl 1h] [--secret S]\n\n"
                    "Mint an HS256 JWT for testing and scripts, signed with --secret, else\n"
-                   "JWT_SECRET / auth.jwt_secret. It carries sub and userId (USER_ID), role,\n"
-                   "iat, exp, and iss/aud when configured.\n\n"
+                   "JWT_SECRET, JWT_SECRET_FILE or auth.jwt_secret[_file]. It carries sub\n"
+                   "and userId (USER_ID), role, iat, exp, and iss/aud when configured.\n\n"
                    "options:\n"
                    "  --sub USER_ID   the user id (a positive integer)\n"
                    "  --role ROLE     customer, staff, admin or service\n"
                    "  --ttl DURATION  lifetime: 90, 90s, 15m, 8h, 7d (default 1h)\n"
-                   "  --secret S      signing secret (default: $JWT_SECRET, config)\n"
+                   "  --secret S      signing secret (default: $JWT_SECRET, the file\n"
+                   "                  $JWT_SECRET_FILE, config)\n"
                    "  --config FILE   configuration file (default: $OMS_CONFIG, none)\n"
                    "  -h, --help      this help\n\n"
                    "exit status: 0 ok, 2 usage (bad flag, no secret)\n");
@@ -681,7 +682,7 @@ int cmd_token(int argc, char **argv)
         secret = cfg.auth.jwt_secret;
     if (!secret || !*secret) {
         oms_config_free(&cfg);
-        return oms_cli_usage_error(pc, "no secret: set --secret or JWT_SECRET");
+        return oms_cli_usage_error(pc, "no secret: set --secret, JWT_SECRET or JWT_SECRET_FILE");
     }
     char *t = oms_auth_mint_hs256((const unsigned char *)secret, strlen(secret), uid, role, ttl,
                                   oms_now_ms() / 1000, cfg.auth.issuer, cfg.auth.audience);

@@ -44,8 +44,9 @@ static void projections_help(FILE *out)
             "  --config FILE      configuration file (default: $OMS_CONFIG, none)\n"
             "  -h, --help         this help\n"
             "\n"
-            "Postgres is reached with database.* of the config or DATABASE_HOST, DATABASE_PORT,\n"
-            "DATABASE_USER, DATABASE_PASSWORD, DATABASE_NAME.\n"
+            "Postgres is reached with database.* of the config or DATABASE_URL, else\n"
+            "DATABASE_HOST, DATABASE_PORT, DATABASE_USER, DATABASE_PASSWORD (or\n"
+            "DATABASE_PASSWORD_FILE), DATABASE_NAME.\n"
             "exit status: 0 ok, 1 postgres or kafka failed, rebuild cancelled or not caught up\n"
             "in time, 2 usage\n");
 }
@@ -61,8 +62,8 @@ static oms_pg *connect_pg(const oms_config *cfg)
     char err[512];
     oms_pg *pg = oms_pg_connect(cfg, "omsctl", 5, err, sizeof err);
     if (!pg)
-        fprintf(stderr, "omsctl: %s (is postgres running? set DATABASE_HOST, DATABASE_PORT, "
-                        "DATABASE_NAME or database.* in the config)\n",
+        fprintf(stderr, "omsctl: %s (is postgres running? set DATABASE_URL, or DATABASE_HOST, "
+                        "DATABASE_PORT, DATABASE_NAME, or database.* in the config)\n",
                 err);
     return pg;
 }
@@ -298,11 +299,13 @@ static int do_migrate(oms_config *cfg, const opts *o)
 
 static bool confirm(const oms_config *cfg)
 {
+    char where[300];
+    oms_pg_describe(cfg, where, sizeof where); /* database.url aware, no password */
     fprintf(stderr,
             "This empties orders, order_status_history, inventory and notifications in\n"
-            "database '%s' at '%s:%d' and has omsd fold the whole log again.\n"
+            "%s and has omsd fold the whole log again.\n"
             "Continue? [y/N] ",
-            cfg->database.name, cfg->database.host, cfg->database.port);
+            where);
     fflush(stderr);
     char line[32];
     if (!fgets(line, sizeof line, stdin))

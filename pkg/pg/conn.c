@@ -30,6 +30,139 @@ static void chomp(char *s)
     *w = '\0';
 }
 
+/* The keywords given to libpq, in order: later ones win, and an empty
+ * value is skipped (libpq falls back to its PG* variables and defaults). */
+#define PG_MAX_KEYS (24 + OMS_CONFIG_MAX_PROPS)
+typedef struct {
+    const char *keys[PG_MAX_KEYS + 1];
+    const char *vals[PG_MAX_KEYS + 1];
+    int n;
+    int expand; /* expand_dbname: the URL is the dbname */
+    char port[16], timeout[16];
+} pg_conn_params;
+
+static void add(pg_conn_params *p, const char *k, const char *v)
+{
+    if (v && *v && p->n < PG_MAX_KEYS) {
+        p->keys[p->n] = k;
+        p->vals[p->n] = v;
+        p->n++;
+    }
+    p->keys[p->n] = NULL;
+    p->vals[p->n] = NULL;
+}
+
+/* Keywords, never a conninfo string built from pieces: a value with a space
+ * or a quote cannot change the meaning. Without database.url, expand_dbname
+ * = 0 keeps the database name a name; with it, the URL comes last so its
+ * own parameters win over ours. Keepalives notice a vanished server.
+ * synchronous_commit off: see pg.h (offsets commit with their effects). */
+static void conn_params(const oms_config *cfg, const char *app, int connect_timeout_s,
+                        pg_conn_params *p)
+{
+    memset(p, 0, sizeof *p);
+    snprintf(p->port, sizeof p->port, "%d", cfg->database.port);
+    snprintf(p->timeout, sizeof p->timeout, "%d", connect_timeout_s > 0 ? connect_timeout_s : 5);
+    const char *url = cfg->database.url ? cfg->database.url : "";
+    if (!*url) {
+        add(p, "host", cfg->database.host);
+        add(p, "port", p->port);
+        add(p, "user", cfg->database.user);
+        add(p, "dbname", cfg->database.name);
+    }
+    add(p, "password", cfg->database.password);
+    add(p, "application_name", app ? app : "oms");
+    add(p, "connect_timeout", p->timeout);
+    add(p, "client_encoding", "UTF8");
+    add(p, "options", "-c statement_timeout=60000 -c synchronous_commit=off");
+    add(p, "keepalives", "1");
+    add(p, "keepalives_idle", "10");
+    add(p, "keepalives_interval", "5");
+    add(p, "keepalives_count", "3");
+    add(p, "sslmode", cfg->database.sslmode);
+    add(p, "sslrootcert", cfg->database.sslrootcert);
+    for (size_t i = 0; i < cfg->database.nparams; i++)
+        add(p, cfg->database.params[i].key, cfg->database.params[i].value);
+    if (*url) {
+        add(p, "dbname", url);
+        p->expand = 1;
+    }
+}
+
+void oms_pg_describe(const oms_config *cfg, char *buf, size_t len)
+{
+    const char *url = cfg->database.url ? cfg->database.url : "";
+    if (!*url) {
+        snprintf(buf, len, "'%s:%d' database '%s'", cfg->database.host, cfg->database.port,
+                 cfg->database.name);
+        return;
+    }
+    /* Only host, port and dbname: the URL may hold a password. */
+    const char *host = "", *port = "", *db = "";
+    PQconninfoOption *opts = PQconninfoParse(url, NULL);
+    for (PQconninfoOption *o = opts; o && o->keyword; o++) {
+        if (!o->val)
+            continue;
+        if (strcmp(o->keyword, "host") == 0 || (strcmp(o->keyword, "hostaddr") == 0 && !*host))
+            host = o->val;
+        else if (strcmp(o->keyword, "port") == 0)
+            port = o->val;
+        else if (strcmp(o->keyword, "dbname") == 0)
+            db = o->val;
+    }
+    if (!opts)
+        snprintf(buf, len, "database.url (unparsable)");
+    else
+        snprintf(buf, len, "'%s%s%s' database '%s' (database.url)", *host ? host : "local socket",
+                 *port ? ":" : "", port, *db ? db : "(default)");
+    PQconninfoFree(opts);
+}
+
+int oms_pg_check_config(const oms_config *cfg, char *errbuf, size_t errlen)
+{
+    const char *url = cfg->database.url ? cfg->database.url : "";
+    if (*url) {
+        char *err = NULL;
+        PQconninfoOption *opts = PQconninfoParse(url, &err);
+        if (!opts) {
+            char msg[256];
+            snprintf(msg, sizeof msg, "%s", err ? err : "out of memory");
+            chomp(msg);
+            PQfreemem(err);
+            /* libpq's message names the part at fault, never the password */
+            oms_errf(errbuf, errlen, "database.url (or DATABASE_URL): %s", msg);
+            return OMS_ECONFIG;
+        }
+        PQconninfoFree(opts);
+    }
+    PQconninfoOption *defs = PQconndefaults();
+    if (!defs) {
+        oms_errf(errbuf, errlen, "out of memory");
+        return OMS_ENOMEM;
+    }
+    int rc = OMS_OK;
+    for (size_t i = 0; i < cfg->database.nparams && rc == OMS_OK; i++) {
+        const char *k = cfg->database.params[i].key;
+        const PQconninfoOption *o = defs;
+        while (o->keyword && strcmp(o->keyword, k) != 0)
+            o++;
+        if (!o->keyword) {
+            oms_errf(errbuf, errlen, "database.params: '%s' is not a libpq connection parameter",
+                     k);
+            rc = OMS_ECONFIG;
+        }
+    }
+    PQconninfoFree(defs);
+    return rc;
+}
+
+bool oms_pg_ping(const oms_config *cfg, int connect_timeout_s)
+{
+    pg_conn_params p;
+    conn_params(cfg, "oms-ping", connect_timeout_s, &p);
+    return PQpingParams(p.keys, p.vals, p.expand) == PQPING_OK;
+}
+
 oms_pg *oms_pg_connect(const oms_config *cfg, const char *app, int connect_timeout_s,
                        char *errbuf, size_t errlen)
 {
@@ -38,44 +171,10 @@ oms_pg *oms_pg_connect(const oms_config *cfg, const char *app, int connect_timeo
         oms_errf(errbuf, errlen, "out of memory");
         return NULL;
     }
-    char port[16], timeout[16];
-    snprintf(port, sizeof port, "%d", cfg->database.port);
-    snprintf(timeout, sizeof timeout, "%d", connect_timeout_s > 0 ? connect_timeout_s : 5);
-    snprintf(pg->where, sizeof pg->where, "'%s:%d' database '%s'", cfg->database.host,
-             cfg->database.port, cfg->database.name);
-    /* Keywords, never a conninfo string built from pieces: a value with a
-     * space or a quote cannot change the meaning. expand_dbname = 0 keeps the
-     * database name a name. Keepalives notice a vanished server.
-     * synchronous_commit off: see pg.h (offsets commit with their effects). */
-    const char *const keys[] = {"host",
-                                "port",
-                                "user",
-                                "password",
-                                "dbname",
-                                "application_name",
-                                "connect_timeout",
-                                "client_encoding",
-                                "options",
-                                "keepalives",
-                                "keepalives_idle",
-                                "keepalives_interval",
-                                "keepalives_count",
-                                NULL};
-    const char *const vals[] = {cfg->database.host,
-                                port,
-                                cfg->database.user,
-                                cfg->database.password ? cfg->database.password : "",
-                                cfg->database.name,
-                                app ? app : "oms",
-                                timeout,
-                                "UTF8",
-                                "-c statement_timeout=60000 -c synchronous_commit=off",
-                                "1",
-                                "10",
-                                "5",
-                                "3",
-                                NULL};
-    pg->conn = PQconnectdbParams(keys, vals, 0);
+    oms_pg_describe(cfg, pg->where, sizeof pg->where);
+    pg_conn_params p;
+    conn_params(cfg, app, connect_timeout_s, &p);
+    pg->conn = PQconnectdbParams(p.keys, p.vals, p.expand);
     if (!pg->conn || PQstatus(pg->conn) != CONNECTION_OK) {
         char msg[512];
         snprintf(msg, sizeof msg, "%s", pg->conn ? PQerrorMessage(pg->conn) : "out of memory");

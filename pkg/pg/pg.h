@@ -25,7 +25,8 @@
 
 typedef struct oms_pg oms_pg;
 
-/* Connect with cfg->database (host, port, user, password, name), passed to
+/* Connect with cfg->database (host, port, user, password, name; or url,
+ * which takes precedence; then sslmode, sslrootcert and params), passed to
  * PQconnectdbParams as keywords. app is the application_name the server
  * shows (pg_stat_activity); connect_timeout_s bounds the attempt (libpq
  * rounds values under 2 up to 2). Statements time out after 60 s. The
@@ -38,6 +39,18 @@ typedef struct oms_pg oms_pg;
 oms_pg *oms_pg_connect(const oms_config *cfg, const char *app, int connect_timeout_s,
                        char *errbuf, size_t errlen);
 void oms_pg_free(oms_pg *pg);
+
+/* Check what libpq can check without connecting: database.url parses and
+ * every database.params name is a libpq keyword. Returns 0 or OMS_ECONFIG
+ * with errbuf ("database.params: 'sslmod' is not a libpq connection
+ * parameter"); messages never hold the URL (it may carry a password). */
+int oms_pg_check_config(const oms_config *cfg, char *errbuf, size_t errlen);
+
+/* "'HOST:PORT' database 'NAME'" for messages, without any password. */
+void oms_pg_describe(const oms_config *cfg, char *buf, size_t len);
+
+/* True when the server accepts connections (PQping; no authentication). */
+bool oms_pg_ping(const oms_config *cfg, int connect_timeout_s);
 
 /* False once the connection is lost: free it and connect again. */
 bool oms_pg_connected(const oms_pg *pg);

@@ -428,6 +428,47 @@ static void test_migrations_embedded(void **state)
         assert_non_null(strstr(sql, tables[i]));
 }
 
+/* ---- connection settings (no server needed) ------------------------------------------ */
+
+static void test_conn_config(void **state)
+{
+    oms_config c;
+    char err[512], where[300];
+    assert_int_equal(oms_config_defaults(&c), 0);
+    oms_pg_describe(&c, where, sizeof where);
+    assert_string_equal(where, "'127.0.0.1:5432' database 'oms'");
+    assert_int_equal(oms_pg_check_config(&c, err, sizeof err), 0);
+
+    /* the URL's password never shows */
+    free(c.database.url);
+    c.database.url = strdup("postgresql://omsd:TOPSECRET@pg.internal:5433/orders?sslmode=require");
+    oms_pg_describe(&c, where, sizeof where);
+    assert_string_equal(where, "'pg.internal:5433' database 'orders' (database.url)");
+    assert_int_equal(oms_pg_check_config(&c, err, sizeof err), 0);
+    free(c.database.url);
+    c.database.url = strdup("postgresql://omsd:TOPSECRET@pg.internal:5433/oms?sslmod=require");
+    assert_int_equal(oms_pg_check_config(&c, err, sizeof err), OMS_ECONFIG);
+    assert_string_equal(err, "database.url (or DATABASE_URL): invalid URI query parameter: "
+                             "\"sslmod\"");
+    assert_null(strstr(err, "TOPSECRET"));
+    free(c.database.url);
+    c.database.url = strdup("host=x password=TOPSECRET port");
+    assert_int_equal(oms_pg_check_config(&c, err, sizeof err), OMS_ECONFIG);
+    assert_null(strstr(err, "TOPSECRET"));
+    free(c.database.url);
+    c.database.url = strdup("");
+
+    /* database.params: libpq's keywords only */
+    c.database.params[0] = (oms_kv){strdup("sslcert"), strdup("/x.crt")};
+    c.database.params[1] = (oms_kv){strdup("sslmod"), strdup("require")};
+    c.database.nparams = 1;
+    assert_int_equal(oms_pg_check_config(&c, err, sizeof err), 0);
+    c.database.nparams = 2;
+    assert_int_equal(oms_pg_check_config(&c, err, sizeof err), OMS_ECONFIG);
+    assert_string_equal(err, "database.params: 'sslmod' is not a libpq connection parameter");
+    oms_config_free(&c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -440,6 +481,7 @@ int main(void)
         cmocka_unit_test(test_order_items_json),
         cmocka_unit_test(test_cursor_arrays),
         cmocka_unit_test(test_position),
+        cmocka_unit_test(test_conn_config),
         cmocka_unit_test(test_migrations_embedded),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
