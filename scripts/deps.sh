@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
 # Installs what oms needs to build, test and run its local stack (idempotent):
 #   1. missing Debian packages (apt-get update only when something is missing;
-#      chromium is the browser of the web console's tests);
+#      chromium is the browser of the web console's tests; clang and its
+#      runtime libraries build the libFuzzer targets of tests/fuzz);
 #   2. the Apache Kafka broker jars from Maven Central into $OMS_STATE/kafka/libs
-#      (re-fetched only when scripts/kafka-pom.xml changes).
+#      (re-fetched only when scripts/kafka-pom.xml changes);
+#   3. Python tools from PyPI into the venv $OMS_STATE/venv (kubernetes-validate,
+#      which checks deploy/k8s offline; nginx-light above runs deploy/nginx).
 # Fast (well under a second) when everything is already there.
 set -euo pipefail
 
@@ -21,6 +24,8 @@ PACKAGES=(
   openjdk-17-jre-headless maven
   ca-certificates curl procps psmisc iproute2
   chromium
+  nginx-light python3-venv
+  clang libclang-rt-14-dev
 )
 
 # The end-to-end tests drive omsd with Node client libraries; machines that
@@ -114,10 +119,28 @@ install_node_modules() {
   echo "$sum" >"$dir/node_modules/.oms-stamp"
 }
 
+# Python tools, pinned, in a venv of Debian's python3 (PEP 668: never into
+# the system's site-packages). Re-installed only when the pins change.
+PY_TOOLS=(kubernetes-validate==1.37.0)
+install_python_tools() {
+  local venv="$STATE/venv" want
+  want="${PY_TOOLS[*]}"
+  if [ -x "$venv/bin/python3" ] && [ "$(cat "$venv/.oms-stamp" 2>/dev/null)" = "$want" ]; then
+    return 0
+  fi
+  log "installing ${PY_TOOLS[*]} into $venv"
+  rm -rf "$venv"
+  /usr/bin/python3 -m venv "$venv" || die "python3 -m venv failed (python3-venv missing?)"
+  "$venv/bin/pip" install -q --disable-pip-version-check "${PY_TOOLS[@]}" </dev/null \
+    || die "pip install ${PY_TOOLS[*]} failed"
+  echo "$want" >"$venv/.oms-stamp"
+}
+
 main() {
   [ "$#" -eq 0 ] || die "usage: deps.sh (no arguments; honours OMS_STATE)"
   install_packages
   install_kafka_jars
+  install_python_tools
   install_node_modules
   log "all dependencies present"
 }

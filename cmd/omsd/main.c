@@ -225,6 +225,8 @@ int main(int argc, char **argv)
         cleanup(&d);
         return OMS_EXIT_OK;
     }
+    /* early: a SIGHUP during start-up is kept for the service loop, not fatal */
+    omsd_reload_setup(config);
     oms_log_level level = OMS_LOG_INFO;
     oms_log_format format = OMS_LOG_FORMAT_AUTO;
     oms_log_level_parse(d.cfg.log.level, &level);
@@ -273,7 +275,6 @@ int main(int argc, char **argv)
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
-    omsd_reload_setup(config);
     omsd_fanout_start(&d);
     if (omsd_resume_reader_start(&d) != OMS_OK)
         oms_log(d.log, OMS_LOG_ERROR, "resume reader not started: gaps beyond the history "

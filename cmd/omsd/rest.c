@@ -299,7 +299,11 @@ void omsd_rest_handle(omsd *d, const omsd_http_req *req, omsd_http_resp *resp)
         return;
     }
     oms_principal who;
-    if (strcmp(p, "/websocket/health") == 0) {
+    if (strcmp(p, "/livez") == 0) {
+        /* liveness: the service thread answers; dependencies are for health */
+        if (method_ok(req, "GET", resp))
+            omsd_rest_json(resp, 200, json_pack("{s:s}", "status", "alive"));
+    } else if (strcmp(p, "/websocket/health") == 0) {
         if (method_ok(req, "GET", resp))
             health(d, resp);
     } else if (strcmp(p, "/metrics") == 0) {
