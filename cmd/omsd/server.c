@@ -17,16 +17,8 @@ struct omsd_conn {
     omsd *d;
     struct lws *wsi;
     bool is_ws;
-    /* HTTP transaction */
-    char method[8];
-    char path[512];
-    char *body;
-    size_t body_len;
-    bool body_too_large;
-    omsd_http_resp resp;
-    bool handled, resp_ready, headers_sent;
-    char cors[300];
-    uint64_t request_id;
+    /* HTTP transaction (NULL on a WebSocket: idle connections stay small) */
+    struct omsd_http *h;
     omsd_conn *pending_next; /* deferred HTTP answers */
     /* WebSocket */
     omsd_conn *next, *prev;
@@ -48,6 +40,20 @@ struct omsd_conn {
     omsd_sio *sio;
     bool sio_ws;
 };
+
+/* An HTTP request and its answer; allocated for HTTP callbacks, freed when
+ * the connection becomes a WebSocket or closes. */
+typedef struct omsd_http {
+    char method[8];
+    char path[512];
+    char *body;
+    size_t body_len;
+    bool body_too_large;
+    omsd_http_resp resp;
+    bool handled, resp_ready, headers_sent;
+    char cors[300];
+    uint64_t request_id;
+} omsd_http;
 
 static omsd_conn *pending_http; /* service thread only */
 static size_t sio_ws_conns;     /* Socket.IO WebSockets open */
@@ -231,14 +237,14 @@ void omsd_conn_want_write(omsd_conn *c)
 
 void omsd_http_reply(omsd_conn *c, int status, const char *content_type, char *body, size_t len)
 {
-    free(c->resp.body);
-    memset(&c->resp, 0, sizeof c->resp);
-    c->resp.status = status;
-    c->resp.content_type = content_type;
-    c->resp.body = body;
-    c->resp.len = body ? len : 0;
-    c->handled = true;
-    c->resp_ready = true;
+    free(c->h->resp.body);
+    memset(&c->h->resp, 0, sizeof c->h->resp);
+    c->h->resp.status = status;
+    c->h->resp.content_type = content_type;
+    c->h->resp.body = body;
+    c->h->resp.len = body ? len : 0;
+    c->h->handled = true;
+    c->h->resp_ready = true;
     lws_set_timeout(c->wsi, NO_PENDING_TIMEOUT, 0);
     lws_callback_on_writable(c->wsi);
 }
@@ -428,11 +434,11 @@ static void hdr(struct lws *wsi, enum lws_token_indexes t, char *buf, int len)
 static void request_info(omsd_conn *c)
 {
     struct lws *wsi = c->wsi;
-    c->method[0] = '\0';
+    c->h->method[0] = '\0';
     for (size_t i = 0; i < OMS_ARRAY_LEN(methods); i++) {
         if (lws_hdr_total_length(wsi, methods[i].token) > 0) {
-            snprintf(c->method, sizeof c->method, "%s", methods[i].name);
-            hdr(wsi, methods[i].token, c->path, sizeof c->path);
+            snprintf(c->h->method, sizeof c->h->method, "%s", methods[i].name);
+            hdr(wsi, methods[i].token, c->h->path, sizeof c->h->path);
             break;
         }
     }
@@ -486,7 +492,7 @@ static void sio_request(omsd *d, omsd_conn *c, omsd_sio_req *r, const char *orig
                         const char *host, const char *ctype)
 {
     memset(r, 0, sizeof *r);
-    r->method = c->method;
+    r->method = c->h->method;
     if (query_arg(c->wsi, "EIO", r->eio, sizeof r->eio) < 0)
         snprintf(r->eio, sizeof r->eio, "?");
     if (query_arg(c->wsi, "transport", r->transport, sizeof r->transport) < 0)
@@ -497,32 +503,32 @@ static void sio_request(omsd *d, omsd_conn *c, omsd_sio_req *r, const char *orig
     r->origin = origin;
     r->origin_ok = !origin[0] || omsd_origin_allowed(d, origin, host);
     r->content_type = ctype;
-    r->body = c->body ? c->body : "";
-    r->body_len = c->body_len;
-    r->body_too_large = c->body_too_large;
+    r->body = c->h->body ? c->h->body : "";
+    r->body_len = c->h->body_len;
+    r->body_too_large = c->h->body_too_large;
 }
 
 static size_t body_limit(const omsd_conn *c)
 {
-    return omsd_sio_path(c->path) ? omsd_sio_max_payload() : MAX_BODY;
+    return omsd_sio_path(c->h->path) ? omsd_sio_max_payload() : MAX_BODY;
 }
 
 /* Run a request through rest.c and arm the answer. */
 static void run_request(omsd *d, omsd_conn *c)
 {
     /* lws may report the end of an empty body after we already answered */
-    if (c->handled)
+    if (c->h->handled)
         return;
-    c->handled = true;
+    c->h->handled = true;
     char auth[4096], origin[300], host[300], token[4096];
     hdr(c->wsi, WSI_TOKEN_HTTP_AUTHORIZATION, auth, sizeof auth);
     hdr(c->wsi, WSI_TOKEN_ORIGIN, origin, sizeof origin);
     hdr(c->wsi, WSI_TOKEN_HOST, host, sizeof host);
     set_token_arg(c, token, sizeof token);
-    c->cors[0] = '\0';
+    c->h->cors[0] = '\0';
     if (origin[0] && omsd_origin_allowed(d, origin, host))
-        snprintf(c->cors, sizeof c->cors, "%s", origin);
-    if (omsd_sio_path(c->path)) {
+        snprintf(c->h->cors, sizeof c->h->cors, "%s", origin);
+    if (omsd_sio_path(c->h->path)) {
         char ctype[128];
         hdr(c->wsi, WSI_TOKEN_HTTP_CONTENT_TYPE, ctype, sizeof ctype);
         omsd_sio_req r;
@@ -530,22 +536,22 @@ static void run_request(omsd *d, omsd_conn *c)
         omsd_sio_http(d, c, &r);
         return;
     }
-    c->request_id = ++d->next_request_id;
-    omsd_http_req req = {c->method, c->path,  "",     auth,          token,
-                         origin,    c->body ? c->body : "", c->body_len, c->request_id};
-    memset(&c->resp, 0, sizeof c->resp);
+    c->h->request_id = ++d->next_request_id;
+    omsd_http_req req = {c->h->method, c->h->path,  "",     auth,          token,
+                         origin,    c->h->body ? c->h->body : "", c->h->body_len, c->h->request_id};
+    memset(&c->h->resp, 0, sizeof c->h->resp);
     d->m.rest_requests++;
-    if (c->body_too_large)
-        omsd_rest_error(&c->resp, 413, "too_large", "request body over 1 MiB");
+    if (c->h->body_too_large)
+        omsd_rest_error(&c->h->resp, 413, "too_large", "request body over 1 MiB");
     else
-        omsd_rest_handle(d, &req, &c->resp);
-    if (c->resp.deferred) {
+        omsd_rest_handle(d, &req, &c->h->resp);
+    if (c->h->resp.deferred) {
         c->pending_next = pending_http;
         pending_http = c;
         lws_set_timeout(c->wsi, PENDING_TIMEOUT_HTTP_CONTENT, 20);
         return;
     }
-    c->resp_ready = true;
+    c->h->resp_ready = true;
     lws_callback_on_writable(c->wsi);
 }
 
@@ -562,20 +568,20 @@ static void unlink_pending(omsd_conn *c)
 static void answer_pending(omsd *d, uint64_t request_id, int err, const char *errstr)
 {
     for (omsd_conn *c = pending_http; c; c = c->pending_next) {
-        if (c->request_id != request_id)
+        if (c->h->request_id != request_id)
             continue;
         unlink_pending(c);
         if (err) {
-            free(c->resp.body);
+            free(c->h->resp.body);
             char msg[256];
             snprintf(msg, sizeof msg, "kafka did not acknowledge the event: %s", errstr);
-            omsd_rest_error(&c->resp, 503, "unavailable", msg);
+            omsd_rest_error(&c->h->resp, 503, "unavailable", msg);
         } else {
             d->m.triggers_produced++;
-            c->resp.status = 202;
+            c->h->resp.status = 202;
         }
-        c->resp.deferred = false;
-        c->resp_ready = true;
+        c->h->resp.deferred = false;
+        c->h->resp_ready = true;
         lws_set_timeout(c->wsi, NO_PENDING_TIMEOUT, 0);
         lws_callback_on_writable(c->wsi);
         return;
@@ -584,25 +590,25 @@ static void answer_pending(omsd *d, uint64_t request_id, int err, const char *er
 
 static int write_http(omsd *d, omsd_conn *c)
 {
-    if (!c->resp_ready)
+    if (!c->h->resp_ready)
         return 0;
     unsigned char buf[LWS_PRE + 2048];
     unsigned char *start = buf + LWS_PRE, *p = start, *end = buf + sizeof buf - 1;
-    if (!c->headers_sent) {
-        const char *ctype = c->resp.content_type ? c->resp.content_type : "application/json";
-        if (lws_add_http_common_headers(c->wsi, (unsigned)c->resp.status, ctype,
-                                        (lws_filepos_t)c->resp.len, &p, end))
+    if (!c->h->headers_sent) {
+        const char *ctype = c->h->resp.content_type ? c->h->resp.content_type : "application/json";
+        if (lws_add_http_common_headers(c->wsi, (unsigned)c->h->resp.status, ctype,
+                                        (lws_filepos_t)c->h->resp.len, &p, end))
             return 1;
-        if (c->cors[0]) {
+        if (c->h->cors[0]) {
             if (lws_add_http_header_by_name(c->wsi,
                                             (const unsigned char *)"access-control-allow-origin:",
-                                            (const unsigned char *)c->cors, (int)strlen(c->cors),
+                                            (const unsigned char *)c->h->cors, (int)strlen(c->h->cors),
                                             &p, end) ||
                 lws_add_http_header_by_name(c->wsi, (const unsigned char *)"vary:",
                                             (const unsigned char *)"Origin", 6, &p, end))
                 return 1;
         }
-        if (strcmp(c->method, "OPTIONS") == 0 && c->cors[0]) {
+        if (strcmp(c->h->method, "OPTIONS") == 0 && c->h->cors[0]) {
             static const char am[] = "GET, POST, OPTIONS";
             static const char ah[] = "Authorization, Content-Type";
             if (lws_add_http_header_by_name(c->wsi,
@@ -616,21 +622,21 @@ static int write_http(omsd *d, omsd_conn *c)
                                             (const unsigned char *)"600", 3, &p, end))
                 return 1;
         }
-        if (c->resp.allow[0] &&
+        if (c->h->resp.allow[0] &&
             lws_add_http_header_by_name(c->wsi, (const unsigned char *)"allow:",
-                                        (const unsigned char *)c->resp.allow,
-                                        (int)strlen(c->resp.allow), &p, end))
+                                        (const unsigned char *)c->h->resp.allow,
+                                        (int)strlen(c->h->resp.allow), &p, end))
             return 1;
-        if (c->resp.status == 401 &&
+        if (c->h->resp.status == 401 &&
             lws_add_http_header_by_name(c->wsi, (const unsigned char *)"www-authenticate:",
                                         (const unsigned char *)"Bearer", 6, &p, end))
             return 1;
         /* a body refused unread: the connection cannot carry another request */
-        if (c->body_too_large &&
+        if (c->h->body_too_large &&
             lws_add_http_header_by_name(c->wsi, (const unsigned char *)"connection:",
                                         (const unsigned char *)"close", 5, &p, end))
             return 1;
-        const char *cc = c->resp.cache_control ? c->resp.cache_control : "no-store";
+        const char *cc = c->h->resp.cache_control ? c->h->resp.cache_control : "no-store";
         if (lws_add_http_header_by_name(c->wsi, (const unsigned char *)"cache-control:",
                                         (const unsigned char *)cc, (int)strlen(cc), &p, end) ||
             lws_add_http_header_by_name(c->wsi, (const unsigned char *)"x-content-type-options:",
@@ -638,33 +644,33 @@ static int write_http(omsd *d, omsd_conn *c)
             return 1;
         if (lws_finalize_write_http_header(c->wsi, start, &p, end))
             return 1;
-        c->headers_sent = true;
-        if (c->resp.len > 0 && strcmp(c->method, "HEAD") != 0) {
+        c->h->headers_sent = true;
+        if (c->h->resp.len > 0 && strcmp(c->h->method, "HEAD") != 0) {
             lws_callback_on_writable(c->wsi);
             return 0;
         }
-    } else if (c->resp.len > 0) {
+    } else if (c->h->resp.len > 0) {
         /* the body: one final write (lws buffers what the socket does not take) */
-        unsigned char *b = malloc(LWS_PRE + c->resp.len);
+        unsigned char *b = malloc(LWS_PRE + c->h->resp.len);
         if (!b)
             return 1;
-        memcpy(b + LWS_PRE, c->resp.body, c->resp.len);
-        int n = lws_write(c->wsi, b + LWS_PRE, c->resp.len, LWS_WRITE_HTTP_FINAL);
+        memcpy(b + LWS_PRE, c->h->resp.body, c->h->resp.len);
+        int n = lws_write(c->wsi, b + LWS_PRE, c->h->resp.len, LWS_WRITE_HTTP_FINAL);
         free(b);
         if (n < 0)
             return 1;
     }
     (void)d;
-    if (c->body_too_large)
+    if (c->h->body_too_large)
         return -1; /* the rest of the body is still on the wire */
     /* transaction done: reset for the next one on this connection */
-    free(c->resp.body);
-    memset(&c->resp, 0, sizeof c->resp);
-    free(c->body);
-    c->body = NULL;
-    c->body_len = 0;
-    c->body_too_large = false;
-    c->handled = c->resp_ready = c->headers_sent = false;
+    free(c->h->resp.body);
+    memset(&c->h->resp, 0, sizeof c->h->resp);
+    free(c->h->body);
+    c->h->body = NULL;
+    c->h->body_len = 0;
+    c->h->body_too_large = false;
+    c->h->handled = c->h->resp_ready = c->h->headers_sent = false;
     if (lws_http_transaction_completed(c->wsi))
         return -1;
     return 0;
@@ -715,7 +721,7 @@ static int ws_auth(omsd *d, omsd_conn *c, oms_principal *who, char *err, size_t 
         *code = "forbidden_origin";
         return 403;
     }
-    omsd_http_req req = {"GET", c->path, "", auth, token, origin, "", 0, 0};
+    omsd_http_req req = {"GET", c->h->path, "", auth, token, origin, "", 0, 0};
     omsd_http_resp r = {0};
     if (omsd_rest_auth(d, &req, who, &r) != 0) {
         json_t *j = json_loadb(r.body, r.len, 0, NULL);
@@ -768,8 +774,19 @@ static oms_gw_env make_env(omsd *d)
 
 static void ws_closed(omsd *d, omsd_conn *c);
 
+static void http_free(omsd_conn *c)
+{
+    if (!c->h)
+        return;
+    free(c->h->body);
+    free(c->h->resp.body);
+    free(c->h);
+    c->h = NULL;
+}
+
 static int ws_established(omsd *d, omsd_conn *c)
 {
+    http_free(c); /* a WebSocket from now on */
     omsd_upgrade *verdict = lws_get_opaque_user_data(c->wsi);
     if (!verdict)
         return -1; /* every upgrade passes CONFIRM_UPGRADE first */
@@ -777,7 +794,7 @@ static int ws_established(omsd *d, omsd_conn *c)
     free(verdict);
     lws_set_opaque_user_data(c->wsi, NULL);
     oms_principal who = u.who;
-    c->qcap = queue_max(d) < 16 ? queue_max(d) : 16;
+    c->qcap = queue_max(d) < 4 ? queue_max(d) : 4;
     c->q = calloc(c->qcap, sizeof *c->q);
     if (!c->q)
         return -1;
@@ -1010,6 +1027,17 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
         break;
     }
     switch (reason) {
+    case LWS_CALLBACK_HTTP:
+    case LWS_CALLBACK_HTTP_BODY:
+    case LWS_CALLBACK_HTTP_BODY_COMPLETION:
+    case LWS_CALLBACK_HTTP_WRITEABLE:
+        if (!c->h && !(c->h = calloc(1, sizeof *c->h)))
+            return -1;
+        break;
+    default:
+        break;
+    }
+    switch (reason) {
     case LWS_CALLBACK_EVENT_WAIT_CANCELLED:
         drain_xq(d, true);
         return 0;
@@ -1021,12 +1049,15 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
             return 0;
         /* no per-session memory is bound yet at this point */
         omsd_conn tmp;
+        omsd_http th;
         memset(&tmp, 0, sizeof tmp);
+        memset(&th, 0, sizeof th);
         tmp.d = d;
         tmp.wsi = wsi;
+        tmp.h = &th;
         c = &tmp;
         request_info(c);
-        if (omsd_sio_path(c->path)) {
+        if (omsd_sio_path(c->h->path)) {
             /* Socket.IO: no token here, auth comes in CONNECT */
             char origin[300], host[300], body[160];
             hdr(wsi, WSI_TOKEN_ORIGIN, origin, sizeof origin);
@@ -1045,7 +1076,7 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
             lws_set_opaque_user_data(wsi, u);
             return 0;
         }
-        if (strcmp(c->path, "/events") != 0)
+        if (strcmp(c->h->path, "/events") != 0)
             return refuse_upgrade(c, 404, "not_found", "WebSocket endpoint is /events");
         if (d->draining)
             return refuse_upgrade(c, 503, "unavailable", "omsd is shutting down");
@@ -1074,12 +1105,12 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
 
     case LWS_CALLBACK_HTTP:
         request_info(c);
-        if (strcmp(c->method, "POST") == 0 || strcmp(c->method, "PUT") == 0 ||
-            strcmp(c->method, "PATCH") == 0) {
+        if (strcmp(c->h->method, "POST") == 0 || strcmp(c->h->method, "PUT") == 0 ||
+            strcmp(c->h->method, "PATCH") == 0) {
             char cl[32];
             hdr(wsi, WSI_TOKEN_HTTP_CONTENT_LENGTH, cl, sizeof cl);
             if (cl[0] && strtoull(cl, NULL, 10) > body_limit(c)) {
-                c->body_too_large = true;
+                c->h->body_too_large = true;
                 /* answering while the client still sends would make the
                  * kernel reset the connection under the answer: read and
                  * drop the body first, unless it is absurdly large */
@@ -1096,18 +1127,18 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
     case LWS_CALLBACK_HTTP_BODY:
         if (len == 0 || !in)
             return 0;
-        if (c->body_too_large || c->body_len + len > body_limit(c)) {
-            c->body_too_large = true;
+        if (c->h->body_too_large || c->h->body_len + len > body_limit(c)) {
+            c->h->body_too_large = true;
             return 0;
         }
         {
-            char *nb = realloc(c->body, c->body_len + len + 1);
+            char *nb = realloc(c->h->body, c->h->body_len + len + 1);
             if (!nb)
                 return -1;
-            c->body = nb;
-            memcpy(c->body + c->body_len, in, len);
-            c->body_len += len;
-            c->body[c->body_len] = '\0';
+            c->h->body = nb;
+            memcpy(c->h->body + c->h->body_len, in, len);
+            c->h->body_len += len;
+            c->h->body[c->h->body_len] = '\0';
         }
         return 0;
 
@@ -1116,7 +1147,7 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
         return 0;
 
     case LWS_CALLBACK_HTTP_WRITEABLE:
-        if (c->sio && !c->resp_ready)
+        if (c->sio && !c->h->resp_ready)
             omsd_sio_get_writeable(d, c); /* a held polling GET */
         return write_http(d, c);
 
@@ -1126,10 +1157,7 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
             if (c->sio && !c->sio_ws)
                 omsd_sio_conn_gone(d, c);
             unlink_pending(c);
-            free(c->body);
-            c->body = NULL;
-            free(c->resp.body);
-            c->resp.body = NULL;
+            http_free(c);
         }
         return 0;
 
@@ -1162,7 +1190,7 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
 static const struct lws_protocols protocols[] = {
     /* rx_buffer_size is per connection: messages larger than this arrive in
      * pieces, which ws_receive reassembles up to server.max_frame_bytes */
-    {"oms", callback, sizeof(omsd_conn), 1024, 0, NULL, 0},
+    {"oms", callback, sizeof(omsd_conn), 512, 0, NULL, 0},
     {NULL, NULL, 0, 0, 0, NULL, 0},
 };
 
