@@ -36,6 +36,7 @@ TOOL_SRCS := $(sort $(wildcard tests/tools/*.c))
 TOOL_BINS := $(TOOL_SRCS:tests/tools/%.c=$(BUILD)/tests/tools/%)
 
 .PHONY: all deps stack-up stack-down stack-env demo unit test integration bench clean help asan tools check-deps
+.PHONY: fuzz fuzz-build fuzz-replay fuzz-test-bins
 
 all: $(BINS)
 
@@ -49,6 +50,10 @@ help:
 	@echo "make unit       unit tests (ASan+UBSan)"
 	@echo "make test       deps, stack, unit and integration tests"
 	@echo "make bench      benchmarks against the local stack"
+	@echo "make drills     failure drills on a 3-broker cluster of their own (tests/drills/)"
+	@echo "make soak       the pipeline under steady load for SOAK_MINUTES (10): omsd RSS and fds"
+	@echo "make fuzz       build the libFuzzer targets of tests/fuzz and run each FUZZ_SECONDS (60)"
+	@echo "make fuzz-replay run the fuzz corpora and crash inputs as regression tests (ASan)"
 	@echo "make clean      remove build outputs"
 
 # ---- build -------------------------------------------------------------
@@ -105,6 +110,52 @@ tools: $(TOOL_BINS)
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
 
+# ---- fuzzing (tests/fuzz/README.md) -----------------------------------------
+# build/fuzz/T: libFuzzer targets (clang); build/fuzz-replay/T: the same
+# harness with a plain main() over the corpus and crash inputs (ASan+UBSan).
+FUZZ_CC      ?= clang
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS := ws_frame rest jwt avro socketio config
+FUZZ_FLAGS   := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+FUZZ_HAVE_CC := $(shell command -v $(FUZZ_CC) 2>/dev/null)
+FOBJ         := $(BUILD)/fuzz/obj
+FLIB         := $(BUILD)/fuzz/liboms-fuzz.a
+FUZZ_BINS    := $(FUZZ_TARGETS:%=$(BUILD)/fuzz/%)
+FUZZ_REPLAY_BINS := $(FUZZ_TARGETS:%=$(BUILD)/fuzz-replay/%)
+FUZZ_DEPS    := tests/fuzz/fuzz.h tests/fuzz/fuzz_tokens.c $(wildcard cmd/omsd/*.[ch])
+FUZZ_INC     := -Itests/fuzz -Icmd/omsd
+
+# pkg/ is held to -Werror by the main build already; clang's extra warnings
+# must not stop the fuzz build
+$(FOBJ)/%.o: %.c $(wildcard pkg/*/*.h)
+	@mkdir -p $(@D)
+	@echo "  CC fuzz $<"
+	@$(FUZZ_CC) $(BASEFLAGS) -Wno-error $(FUZZ_FLAGS) -fsanitize=fuzzer-no-link -c $< -o $@
+$(FOBJ)/gen/%.o: $(BUILD)/gen/%.c
+	@mkdir -p $(@D)
+	@$(FUZZ_CC) $(BASEFLAGS) -Wno-error $(FUZZ_FLAGS) -fsanitize=fuzzer-no-link -c $< -o $@
+$(FLIB): $(PKG_SRCS:%.c=$(FOBJ)/%.o) $(GEN_SRCS:$(BUILD)/%.c=$(FOBJ)/%.o)
+	@rm -f $@
+	@ar rcs $@ $^
+$(FUZZ_BINS): $(BUILD)/fuzz/%: tests/fuzz/fuzz_%.c $(FUZZ_DEPS) $(FLIB)
+	@mkdir -p $(@D)
+	@echo "  LINK    $@"
+	@$(FUZZ_CC) $(BASEFLAGS) $(FUZZ_INC) $(FUZZ_FLAGS) -fsanitize=fuzzer -o $@ $< \
+		tests/fuzz/fuzz_tokens.c $(FLIB) $(LDLIBS)
+$(FUZZ_REPLAY_BINS): $(BUILD)/fuzz-replay/%: tests/fuzz/fuzz_%.c tests/fuzz/replay.c $(FUZZ_DEPS) $(SLIB)
+	@mkdir -p $(@D)
+	@echo "  LINK    $@"
+	@$(CC) $(BASEFLAGS) $(FUZZ_INC) $(SANFLAGS) -o $@ $< tests/fuzz/replay.c \
+		tests/fuzz/fuzz_tokens.c $(SLIB) $(LDLIBS)
+
+fuzz-build: $(FUZZ_BINS)
+# what make test needs: the replays always, the fuzzers when clang is there
+fuzz-test-bins: $(FUZZ_REPLAY_BINS) $(if $(FUZZ_HAVE_CC),$(FUZZ_BINS))
+fuzz-replay: $(FUZZ_REPLAY_BINS)
+	@for t in $(FUZZ_TARGETS); do $(BUILD)/fuzz-replay/$$t tests/fuzz/corpus/$$t tests/fuzz/crashes/$$t || exit 1; done
+fuzz: $(FUZZ_BINS)
+	bash tests/fuzz/run.sh --seconds $(FUZZ_SECONDS) --merge $(FUZZ_TARGETS)
+
 # ---- dependencies and the local stack ----------------------------------
 deps:
 	bash scripts/deps.sh
@@ -127,11 +178,11 @@ demo: deps
 unit: $(UNIT_BINS)
 	bash tests/run.sh --unit
 
-integration: all $(ASAN_BINS) $(TOOL_BINS)
+integration: all $(ASAN_BINS) $(TOOL_BINS) fuzz-test-bins
 	bash tests/run.sh --integration
 
 test: deps
-	$(MAKE) all asan tools $(UNIT_BINS)
+	$(MAKE) all asan tools $(UNIT_BINS) fuzz-test-bins
 	bash scripts/stack.sh up
 	bash tests/run.sh --all
 
@@ -139,6 +190,18 @@ bench: deps
 	$(MAKE) all tools
 	bash scripts/stack.sh up
 	bash tests/bench/run.sh $(BENCH)
+
+# failure drills (issue #9): their own 3-broker cluster and PostgreSQL
+.PHONY: drills soak
+drills: deps
+	$(MAKE) all
+	bash tests/drills/run.sh $(DRILLS)
+
+SOAK_MINUTES ?= 10
+soak: deps
+	$(MAKE) all
+	bash scripts/stack.sh up
+	SOAK_MINUTES=$(SOAK_MINUTES) bash tests/soak/run.sh
 
 clean:
 	rm -rf $(BUILD)
