@@ -264,6 +264,27 @@ test('roles: customers see only their orders, staff all, inventory only staff (S
   for (const c of [c1, c2, st, sv]) c.close();
 });
 
+test('resume over Socket.IO (polling and WebSocket): the missed events, then the ack', async () => {
+  for (const transports of [['polling'], ['websocket']]) {
+    const a = await sio(cust1, { transports });
+    const sub = await a.ack('subscribe_to_orders');
+    const since = sub.positions; // "seen everything up to here"
+    a.close();
+    const missed = [];
+    for (let i = 0; i < 5; i++) missed.push(await orderFor(1));
+    await orderFor(2); // not customer 1's
+    await sleep(300);
+    const b = await sio(cust1, { transports });
+    await b.ack('subscribe_to_orders');
+    const r = await b.ack('resume', { since }, 10000);
+    assert.deepEqual(r, { recovered: true, replayed: 5 }, transports[0]);
+    // each order on its own partition (keyed by orderId): order holds per partition
+    const got = b.all('order_update').map((f) => f.data.data.orderId);
+    assert.deepEqual([...got].sort(), [...missed].sort(), `${transports[0]}: the missed orders, before the ack`);
+    b.close();
+  }
+});
+
 test('acks: the answer comes as the ack argument, not as a separate event', async () => {
   const s = await sio(cust1, { transports: ['websocket'] });
   const p = await s.ack('ping');
@@ -278,7 +299,9 @@ test('acks: the answer comes as the ack argument, not as a separate event', asyn
   const bad = await s.ack('unsubscribe', { type: 'nonsense' });
   assert.equal(bad.code, 'bad_request');
   const res = await s.ack('resume', { since: [] });
-  assert.equal(res.recovered, false);
+  assert.deepEqual(res, { recovered: true, replayed: 0 }, 'nothing named, nothing missed');
+  const lost = await s.ack('resume', { since: ['no-such-topic.orders:0:5'] });
+  assert.equal(lost.recovered, false);
   const refreshed = await s.ack('refresh_token', { token: tok('customer', 1, { ttl: 600 }) });
   assert.match(refreshed.expiresAt, /Z$/);
   await sleep(200);
