@@ -70,6 +70,12 @@ char *omsd_metrics_text(omsd *d, size_t *len)
     for (int k = 0; k < OMS_TOPIC__COUNT; k++)
         sb_printf(&b, "oms_events_dropped_total{topic=\"%s\"} %" PRIu64 "\n", d->topics[k],
                   d->m.dropped[k]);
+    sb_printf(&b,
+              "# HELP oms_connections_refused_address_total WebSocket upgrades refused: too many "
+              "from one client address.\n"
+              "# TYPE oms_connections_refused_address_total counter\n"
+              "oms_connections_refused_address_total %" PRIu64 "\n",
+              d->m.address_refused);
     sb_printf(&b, "# HELP oms_resumes_total Resumes answered, by where the missed events came "
                   "from or why not.\n"
                   "# TYPE oms_resumes_total counter\n"

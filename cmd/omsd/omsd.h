@@ -80,6 +80,7 @@ typedef struct omsd_metrics {
     uint64_t connections_total;
     uint64_t auth_failures;
     uint64_t rate_limited;
+    uint64_t address_refused; /* upgrades refused: server.max_connections_per_address */
     uint64_t rest_requests;
     uint64_t triggers_produced;
     uint64_t resumes[4];      /* by outcome: recovered from memory, from kafka, not recoverable, failed */

@@ -39,6 +39,7 @@ struct omsd_conn {
      * (not in d->conns: its session is what fan-out visits) */
     omsd_sio *sio;
     bool sio_ws;
+    struct addr_count *addr; /* its client address's count (WebSockets) */
 };
 
 /* An HTTP request and its answer; allocated for HTTP callbacks, freed when
@@ -57,6 +58,101 @@ typedef struct omsd_http {
 
 static omsd_conn *pending_http; /* service thread only */
 static size_t sio_ws_conns;     /* Socket.IO WebSockets open */
+
+/* ---- WebSockets per client address (server.max_connections_per_address) ---------------- */
+
+typedef struct addr_count {
+    struct addr_count *next;
+    uint32_t n;
+    char addr[64];
+} addr_count;
+
+#define ADDR_BUCKETS 4096
+static addr_count *addr_tab[ADDR_BUCKETS];
+
+static unsigned addr_hash(const char *a)
+{
+    unsigned h = 2166136261u;
+    for (; *a; a++)
+        h = (h ^ (unsigned char)*a) * 16777619u;
+    return h % ADDR_BUCKETS;
+}
+
+static addr_count *addr_find(const char *a, bool create)
+{
+    unsigned b = addr_hash(a);
+    for (addr_count *e = addr_tab[b]; e; e = e->next)
+        if (strcmp(e->addr, a) == 0)
+            return e;
+    if (!create)
+        return NULL;
+    addr_count *e = calloc(1, sizeof *e);
+    if (!e)
+        return NULL;
+    snprintf(e->addr, sizeof e->addr, "%s", a);
+    e->next = addr_tab[b];
+    addr_tab[b] = e;
+    return e;
+}
+
+static void addr_release(omsd_conn *c)
+{
+    addr_count *e = c->addr;
+    c->addr = NULL;
+    if (!e || --e->n > 0)
+        return;
+    unsigned b = addr_hash(e->addr);
+    for (addr_count **pp = &addr_tab[b]; *pp; pp = &(*pp)->next) {
+        if (*pp == e) {
+            *pp = e->next;
+            free(e);
+            return;
+        }
+    }
+}
+
+static void addr_free_all(void)
+{
+    for (int b = 0; b < ADDR_BUCKETS; b++) {
+        while (addr_tab[b]) {
+            addr_count *e = addr_tab[b];
+            addr_tab[b] = e->next;
+            free(e);
+        }
+    }
+}
+
+/* Whether one more WebSocket from this peer is allowed (0) or the status to
+ * refuse with (429 and why in msg). */
+static int addr_check(omsd *d, struct lws *wsi, char *msg, size_t msglen)
+{
+    int max = d->cfg.server.max_conns_per_address;
+    if (max <= 0)
+        return 0;
+    char a[64];
+    if (!lws_get_peer_simple(wsi, a, sizeof a))
+        return 0;
+    addr_count *e = addr_find(a, false);
+    if (e && e->n >= (uint32_t)max) {
+        snprintf(msg, msglen,
+                 "too many connections from %s: at most %d (server.max_connections_per_address)", a,
+                 max);
+        return 429;
+    }
+    return 0;
+}
+
+static void addr_take(omsd_conn *c)
+{
+    char a[64];
+    if (c->d->cfg.server.max_conns_per_address <= 0 || !lws_get_peer_simple(c->wsi, a, sizeof a))
+        return;
+    addr_count *e = addr_find(a, true);
+    if (e) {
+        e->n++;
+        c->addr = e;
+    }
+}
 
 /* The verdict of CONFIRM_UPGRADE, carried on the wsi to ESTABLISHED. */
 typedef struct omsd_upgrade {
@@ -799,6 +895,7 @@ static int ws_established(omsd *d, omsd_conn *c)
     if (!c->q)
         return -1;
     c->is_ws = true;
+    addr_take(c);
     if (u.sio) {
         c->sio_ws = true;
         sio_ws_conns++;
@@ -812,6 +909,7 @@ static int ws_established(omsd *d, omsd_conn *c)
     if (omsd_rstate_init(d, &c->rst) != OMS_OK ||
         oms_router_add(d->router, &c->route, c, &c->sess) != OMS_OK) {
         omsd_rstate_free(d, &c->rst);
+        addr_release(c);
         free(c->q);
         c->q = NULL;
         c->is_ws = false;
@@ -835,6 +933,7 @@ static void ws_closed(omsd *d, omsd_conn *c)
 {
     if (!c->is_ws)
         return;
+    addr_release(c);
     if (c->sio_ws) {
         if (c->sio)
             omsd_sio_conn_gone(d, c);
@@ -1057,6 +1156,11 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
         tmp.h = &th;
         c = &tmp;
         request_info(c);
+        char amsg[200];
+        if (addr_check(d, wsi, amsg, sizeof amsg)) {
+            d->m.address_refused++;
+            return refuse_upgrade(c, 429, "too_many_connections", amsg);
+        }
         if (omsd_sio_path(c->h->path)) {
             /* Socket.IO: no token here, auth comes in CONNECT */
             char origin[300], host[300], body[160];
@@ -1306,6 +1410,7 @@ void omsd_server_stop(omsd *d)
     lws_sul_cancel(&sul_tick);
     omsd_sio_free_all(d);
     lws_context_destroy(d->ctx);
+    addr_free_all();
     oms_router_free(d->router);
     d->router = NULL;
     d->ctx = NULL;

@@ -61,6 +61,7 @@ static const key_desc config_keys[] = {
     K_INT("server.idle_timeout_s", server.idle_timeout_s, 1, 86400, 60),
     K_INT("server.rate_limit_per_min", server.rate_limit_per_min, 1, 1000000, 100),
     K_INT("server.queue_limit", server.queue_limit, 1, 10000000, 4096),
+    K_INT("server.max_connections_per_address", server.max_conns_per_address, 0, 10000000, 1000),
     K_STR("server.web_root", server.web_root, "web"),
 
     K_STR("auth.jwt_secret", auth.jwt_secret, ""),

@@ -33,6 +33,7 @@ typedef struct oms_config {
         int idle_timeout_s;      /* server.idle_timeout_s, default 60 */
         int rate_limit_per_min;  /* server.rate_limit_per_min, default 100 */
         int queue_limit;         /* server.queue_limit, messages per connection, default 4096 */
+        int max_conns_per_address; /* server.max_connections_per_address, default 1000, 0 = no limit */
         char *web_root;          /* server.web_root, default "web" */
     } server;
     struct {

@@ -89,8 +89,9 @@ server:
   host: "127.0.0.1"
   port: $PORT
   queue_limit: $ql
+  max_connections_per_address: 0
 kafka:
-  topics: {orders: $P.orders, inventory: $P.inventory, notifications: $P.notifications, dlq: $P.dlq}
+  topics: {orders: $P.orders, inventory: $P.inventory, notifications: $P.notifications, dlq: $P.dlq, presence: $P.presence}
 projections: {enabled: false}
 log: {format: json}
 YAML

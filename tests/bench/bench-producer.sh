@@ -17,7 +17,7 @@ new_topics() { # prefix → config + topics
     local p=$1
     cat >"$T/$p.yaml" <<YAML
 kafka:
-  topics: {orders: $p.orders, inventory: $p.inventory, notifications: $p.notifications, dlq: $p.dlq}
+  topics: {orders: $p.orders, inventory: $p.inventory, notifications: $p.notifications, dlq: $p.dlq, presence: $p.presence}
 YAML
     cat >"$T/$p-topics.yaml" <<YAML
 defaults: {partitions: 6, replication_factor: 1}

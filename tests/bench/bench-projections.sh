@@ -61,7 +61,7 @@ new_db() { # → NEW_DB
 cat >"$T/omsd.yaml" <<YAML
 server: {host: 127.0.0.1}
 kafka:
-  topics: {orders: $P.orders, inventory: $P.inventory, notifications: $P.notifications, dlq: $P.dlq}
+  topics: {orders: $P.orders, inventory: $P.inventory, notifications: $P.notifications, dlq: $P.dlq, presence: $P.presence}
 log: {format: json}
 projections: {batch_size: $BATCH}
 YAML

@@ -33,7 +33,7 @@ ns() { date +%s%N; }
 P="oms-bench-rp-$RANDOM$RANDOM"
 cat >"$T/oms.yaml" <<YAML
 kafka:
-  topics: {orders: $P.orders, inventory: $P.inventory, notifications: $P.notifications, dlq: $P.dlq}
+  topics: {orders: $P.orders, inventory: $P.inventory, notifications: $P.notifications, dlq: $P.dlq, presence: $P.presence}
 YAML
 cat >"$T/topics.yaml" <<YAML
 defaults: {partitions: 6, replication_factor: 1}

@@ -54,8 +54,9 @@ server:
   host: "127.0.0.1"
   port: $PORT
   queue_limit: 262144
+  max_connections_per_address: 0
 kafka:
-  topics: {orders: $P.orders, inventory: $P.inventory, notifications: $P.notifications, dlq: $P.dlq}
+  topics: {orders: $P.orders, inventory: $P.inventory, notifications: $P.notifications, dlq: $P.dlq, presence: $P.presence}
 projections: {enabled: false}
 log: {format: json}
 YAML
