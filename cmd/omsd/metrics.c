@@ -1,5 +1,6 @@
 /* metrics.c — /metrics (Prometheus text format) and /websocket/stats. */
 #include <inttypes.h>
+#include <malloc.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -70,6 +71,13 @@ char *omsd_metrics_text(omsd *d, size_t *len)
     for (int k = 0; k < OMS_TOPIC__COUNT; k++)
         sb_printf(&b, "oms_events_dropped_total{topic=\"%s\"} %" PRIu64 "\n", d->topics[k],
                   d->m.dropped[k]);
+    struct mallinfo2 mi = mallinfo2();
+    sb_printf(&b,
+              "# HELP oms_heap_in_use_bytes Heap memory allocated and not freed (malloc).\n"
+              "# TYPE oms_heap_in_use_bytes gauge\noms_heap_in_use_bytes %zu\n"
+              "# HELP oms_heap_free_bytes Heap memory freed but kept by the allocator.\n"
+              "# TYPE oms_heap_free_bytes gauge\noms_heap_free_bytes %zu\n",
+              mi.uordblks + mi.hblkhd, mi.fordblks);
     sb_printf(&b,
               "# HELP oms_connections_refused_address_total WebSocket upgrades refused: too many "
               "from one client address.\n"

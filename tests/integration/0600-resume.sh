@@ -9,15 +9,17 @@ check "topics created" make_topics resume
 export JWT_SECRET="test-secret-test-secret-test-secret-0123"
 base=$((20000 + RANDOM % 20000))
 PORT_A=$base PORT_B=$((base + 1)) PORT_C=$((base + 2))
-# B keeps almost no history: its resumes read Kafka
-for inst in A:$PORT_A:5000 B:$PORT_B:20 C:$PORT_C:5000; do
-    IFS=: read -r name port hist <<<"$inst"
+# B keeps almost no history: its resumes read Kafka; it also holds the
+# witnesses, which must never be closed for falling behind (a big queue),
+# while A's small queue makes its slow client overflow soon
+for inst in A:$PORT_A:5000:256 B:$PORT_B:20:200000 C:$PORT_C:5000:256; do
+    IFS=: read -r name port hist ql <<<"$inst"
     cp "$T/omsd.yaml" "$T/omsd-$name.yaml"
     cat >>"$T/omsd-$name.yaml" <<YAML
 server:
   port: $port
   host: 127.0.0.1
-  queue_limit: 256
+  queue_limit: $ql
 resume:
   history_size: $hist
 presence:

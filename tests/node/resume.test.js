@@ -153,6 +153,7 @@ async function caughtUp(w, recs, ms = 30000) {
   const want = recs.filter((r) => r.topic !== env.TOPIC_NOTIFICATIONS).map((r) => `${r.topic}:${r.partition}:${r.offset}`);
   const deadline = Date.now() + ms;
   for (;;) {
+    if (w.closed) throw new Error(`${w.name} was closed (${w.closed.code})`);
     const have = new Set(w.got.map((e) => e.id));
     const missing = want.filter((i) => !have.has(i));
     if (missing.length === 0) break;
