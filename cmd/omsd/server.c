@@ -1046,92 +1046,25 @@ static int ws_receive(omsd *d, omsd_conn *c, const char *in, size_t len)
     return 0;
 }
 
-/* Coalesced writes: the frames queued on a connection go out as complete
- * WebSocket frames (server to client: FIN + text opcode, unmasked) packed
- * into one buffer and one raw write, instead of one system call each. */
-#define COALESCE_BYTES (64 * 1024)
-static unsigned char *wbuf; /* service thread scratch, LWS_PRE + COALESCE_BYTES + one frame */
-static size_t wcap;
-
-static size_t ws_header(unsigned char *h, size_t len)
-{
-    h[0] = 0x81; /* FIN, text */
-    if (len < 126) {
-        h[1] = (unsigned char)len;
-        return 2;
-    }
-    if (len < 65536) {
-        h[1] = 126;
-        h[2] = (unsigned char)(len >> 8);
-        h[3] = (unsigned char)len;
-        return 4;
-    }
-    h[1] = 127;
-    for (int i = 0; i < 8; i++)
-        h[2 + i] = (unsigned char)((uint64_t)len >> (56 - 8 * i));
-    return 10;
-}
-
 static int ws_writeable(omsd *d, omsd_conn *c)
 {
+    /* one write per frame: packing several frames into one raw write was
+     * measured slower here (partial writes get copied by lws) */
     for (int i = 0; i < WRITES_PER_CALLBACK && c->qlen > 0; i++) {
         if (lws_send_pipe_choked(c->wsi))
             break;
-        if (c->qlen == 1) {
-            /* one frame: lws frames it in place, no copy */
-            omsd_frame *f = c->q[c->qhead];
-            int n = lws_write(c->wsi, f->buf + LWS_PRE, f->len, LWS_WRITE_TEXT);
-            if (n < (int)f->len) {
-                oms_log(d->log, OMS_LOG_WARN, "write failed, closing", OMS_LI("wrote", n),
-                        OMS_LI("len", f->len));
-                return -1;
-            }
-            c->qhead = (c->qhead + 1) % c->qcap;
-            c->qlen--;
-            if (f->topic >= 0)
-                d->m.delivered[f->topic]++;
-            omsd_frame_unref(f);
-            continue;
-        }
-        /* several: as many as fit in COALESCE_BYTES (at least one) */
-        size_t used = 0;
-        uint32_t k = 0;
-        while (k < c->qlen) {
-            const omsd_frame *f = c->q[(c->qhead + k) % c->qcap];
-            size_t need = used + 10 + f->len;
-            if (k > 0 && need > COALESCE_BYTES)
-                break;
-            if (LWS_PRE + need > wcap) {
-                size_t ncap = LWS_PRE + (need > COALESCE_BYTES ? need : COALESCE_BYTES) + 16;
-                unsigned char *nb = realloc(wbuf, ncap);
-                if (!nb)
-                    break;
-                wbuf = nb;
-                wcap = ncap;
-            }
-            unsigned char *o = wbuf + LWS_PRE + used;
-            size_t hl = ws_header(o, f->len);
-            memcpy(o + hl, f->buf + LWS_PRE, f->len);
-            used += hl + f->len;
-            k++;
-        }
-        if (k == 0)
-            return -1; /* out of memory */
-        /* LWS_WRITE_HTTP on a WebSocket is a raw write: the frames are ours */
-        int n = lws_write(c->wsi, wbuf + LWS_PRE, used, LWS_WRITE_HTTP);
-        if (n < (int)used) {
+        omsd_frame *f = c->q[c->qhead];
+        int n = lws_write(c->wsi, f->buf + LWS_PRE, f->len, LWS_WRITE_TEXT);
+        if (n < (int)f->len) {
             oms_log(d->log, OMS_LOG_WARN, "write failed, closing", OMS_LI("wrote", n),
-                    OMS_LI("len", used));
+                    OMS_LI("len", f->len));
             return -1;
         }
-        for (uint32_t j = 0; j < k; j++) {
-            omsd_frame *f = c->q[c->qhead];
-            c->qhead = (c->qhead + 1) % c->qcap;
-            c->qlen--;
-            if (f->topic >= 0)
-                d->m.delivered[f->topic]++;
-            omsd_frame_unref(f);
-        }
+        c->qhead = (c->qhead + 1) % c->qcap;
+        c->qlen--;
+        if (f->topic >= 0)
+            d->m.delivered[f->topic]++;
+        omsd_frame_unref(f);
     }
     /* a replay goes out as the queue empties */
     if (c->sio_ws)
@@ -1488,9 +1421,6 @@ void omsd_server_stop(omsd *d)
     omsd_sio_free_all(d);
     lws_context_destroy(d->ctx);
     addr_free_all();
-    free(wbuf);
-    wbuf = NULL;
-    wcap = 0;
     oms_router_free(d->router);
     d->router = NULL;
     d->ctx = NULL;
