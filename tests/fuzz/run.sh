@@ -65,7 +65,7 @@ for t in "${targets[@]}"; do
     # broken invariant aborts, a leak fails as well
     nice -n 15 "$bin" -max_total_time="$seconds" -max_len="$(max_len "$t")" -timeout=10 \
         -rss_limit_mb=2048 -print_final_stats=1 "${dict[@]}" -artifact_prefix="$crashes/" \
-        "$work" "$corpus" >"$log" 2>&1
+        "$work" "$corpus" </dev/null >"$log" 2>&1
     rc=$?
     runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
     eps=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$log" | tail -1)
@@ -73,7 +73,7 @@ for t in "${targets[@]}"; do
     after=$before
     if [ $merge -eq 1 ] && [ "$new" -gt 0 ]; then
         nice -n 15 "$bin" -merge=1 -max_len="$(max_len "$t")" -timeout=10 "$corpus" "$work" \
-            >>"$log" 2>&1
+            </dev/null >>"$log" 2>&1
         after=$(find "$corpus" -type f | wc -l)
     fi
     rm -rf "$work"
