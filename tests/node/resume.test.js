@@ -50,6 +50,7 @@ class RClient {
     this.frames = [];
     this.closed = null;
     this.holding = reconnect;
+    this.held = [];
     return new Promise((resolve, reject) => {
       const ws = new WebSocket(`ws://127.0.0.1:${port}/events`, {
         headers: { Authorization: 'Bearer ' + this.token }, maxPayload: 64 << 20,
@@ -60,7 +61,10 @@ class RClient {
         this.frames.push(f);
         if (f.data && typeof f.data.id === 'string' && f.data.type) {
           this.got.push(f.data);
-          this.note(f.data.id);
+          // until `resumed`, live events do not move the positions the
+          // resume is about to name (as the web console does)
+          if (this.holding) this.held.push(f.data.id);
+          else this.note(f.data.id);
         } else if (!this.holding && f.data && Array.isArray(f.data.positions)) {
           for (const p of f.data.positions) this.note(p);
         }
@@ -99,6 +103,7 @@ class RClient {
     this.send('resume', { since });
     const r = await this.next((f) => (f.event === 'resumed' || f.event === 'error') && this.frames.indexOf(f) >= from, ms);
     this.holding = false;
+    for (const id of this.held.splice(0)) this.note(id);
     const at = this.frames.indexOf(r);
     const replayed = this.frames.slice(from, at).filter((f) => f.data && f.data.id && f.data.type).map((f) => f.data);
     return { resumed: r, replayed };
