@@ -286,7 +286,6 @@ static oms_auth *make_auth(const oms_config *cfg, char *errbuf, size_t errlen)
     const char *secret = cfg->auth.jwt_secret ? cfg->auth.jwt_secret : "";
     oms_auth_opts o = {alg, (const unsigned char *)secret, strlen(secret), cfg->auth.issuer,
                        cfg->auth.audience, AUTH_LEEWAY_S};
-    char *pem = NULL;
     if (strcmp(alg, "HS256") == 0) {
         if (!*secret) {
             oms_errf(errbuf, errlen, "no JWT secret: set JWT_SECRET (at least 32 bytes) or "
@@ -298,20 +297,8 @@ static oms_auth *make_auth(const oms_config *cfg, char *errbuf, size_t errlen)
                      strlen(secret));
             return NULL;
         }
-    } else {
-        size_t len = 0;
-        pem = oms_cli_read_file(cfg->auth.public_key_file, &len);
-        if (!pem) {
-            oms_errf(errbuf, errlen, "cannot read auth.public_key_file '%s': %s",
-                     cfg->auth.public_key_file, strerror(errno));
-            return NULL;
-        }
-        o.key = (const unsigned char *)pem;
-        o.key_len = len;
     }
-    oms_auth *a = oms_auth_new(&o, errbuf, errlen);
-    free(pem);
-    return a;
+    return oms_auth_new_from_file(&o, cfg->auth.public_key_file, errbuf, errlen);
 }
 
 static void serve_free(serve *s)

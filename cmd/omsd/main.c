@@ -99,21 +99,7 @@ static oms_auth *make_auth(omsd *d, char *errbuf, size_t errlen)
     const char *alg = d->cfg.auth.algorithm;
     oms_auth_opts o = {alg, d->secret, d->secret_len, d->cfg.auth.issuer, d->cfg.auth.audience,
                           OMSD_AUTH_LEEWAY_S};
-    char *pem = NULL;
-    if (strcmp(alg, "HS256") != 0) {
-        size_t len = 0;
-        pem = oms_cli_read_file(d->cfg.auth.public_key_file, &len);
-        if (!pem) {
-            oms_errf(errbuf, errlen, "cannot read auth.public_key_file '%s': %s",
-                     d->cfg.auth.public_key_file, strerror(errno));
-            return NULL;
-        }
-        o.key = (const unsigned char *)pem;
-        o.key_len = len;
-    }
-    oms_auth *a = oms_auth_new(&o, errbuf, errlen);
-    free(pem);
-    return a;
+    return oms_auth_new_from_file(&o, d->cfg.auth.public_key_file, errbuf, errlen);
 }
 
 static void on_delivery(void *ctx, void *opaque, rd_kafka_resp_err_t err, const char *topic,

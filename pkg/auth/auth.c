@@ -623,3 +623,40 @@ out:
     jwt_free(jwt);
     return token;
 }
+
+oms_auth *oms_auth_new_from_file(const oms_auth_opts *opts, const char *public_key_file,
+                                 char *errbuf, size_t errlen)
+{
+    if (!opts->algorithm || strcasecmp(opts->algorithm, "HS256") == 0)
+        return oms_auth_new(opts, errbuf, errlen);
+    const char *path = public_key_file ? public_key_file : "";
+    FILE *f = fopen(path, "rb");
+    char *pem = NULL;
+    size_t len = 0;
+    int err = 0;
+    if (!f) {
+        err = errno;
+    } else {
+        /* a public key is a few KB; anything past 1 MiB is not one */
+        pem = malloc(1u << 20);
+        if (!pem)
+            err = ENOMEM;
+        else
+            len = fread(pem, 1, (1u << 20) - 1, f);
+        if (pem && ferror(f))
+            err = errno ? errno : EIO;
+        fclose(f);
+    }
+    if (err) {
+        oms_errf(errbuf, errlen, "cannot read auth.public_key_file '%s': %s", path, strerror(err));
+        free(pem);
+        return NULL;
+    }
+    pem[len] = '\0';
+    oms_auth_opts o = *opts;
+    o.key = (const unsigned char *)pem;
+    o.key_len = len;
+    oms_auth *a = oms_auth_new(&o, errbuf, errlen);
+    free(pem);
+    return a;
+}

@@ -51,6 +51,12 @@ typedef struct oms_auth oms_auth;
  * key-confusion setup), an RS256/ES256 key without "-----BEGIN PUBLIC
  * KEY-----", and a negative leeway. */
 oms_auth *oms_auth_new(const oms_auth_opts *opts, char *errbuf, size_t errlen);
+
+/* The same, with an RS256/ES256 key read from a PEM file (opts->key is
+ * ignored for those; HS256 uses opts->key as given). The error names the
+ * file ("cannot read auth.public_key_file 'F': why"). */
+oms_auth *oms_auth_new_from_file(const oms_auth_opts *opts, const char *public_key_file,
+                                 char *errbuf, size_t errlen);
 void oms_auth_free(oms_auth *a);
 
 /* Tokens longer than this are refused without being parsed. */

@@ -74,10 +74,5 @@ for name in A B C; do
     fi
 done
 for name in A B C; do
-    if grep -qE "AddressSanitizer|LeakSanitizer|runtime error" "$T/omsd-$name.log"; then
-        not_ok "instance $name ran clean under ASan/UBSan"
-        grep -A20 -E "AddressSanitizer|LeakSanitizer|runtime error" "$T/omsd-$name.log" | head -40 | sed 's/^/# /'
-    else
-        ok "instance $name ran clean under ASan/UBSan"
-    fi
+    asan_clean "instance $name" "$T/omsd-$name.log"
 done

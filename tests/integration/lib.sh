@@ -39,6 +39,16 @@ expect_exit() {
     fi
 }
 
+# asan_clean LABEL LOG: ok when an ASan/UBSan build's log has no report
+asan_clean() {
+    if grep -qE "AddressSanitizer|LeakSanitizer|runtime error" "$2"; then
+        not_ok "$1 ran clean under ASan/UBSan"
+        grep -A20 -E "AddressSanitizer|LeakSanitizer|runtime error" "$2" | head -40 | sed 's/^/# /'
+    else
+        ok "$1 ran clean under ASan/UBSan"
+    fi
+}
+
 # make_topics NAME: writes $T/omsd.yaml and $T/topics.yaml naming topics
 # oms-t-NAME-<random>.{orders,inventory,notifications,dlq,presence}, and
 # creates them.

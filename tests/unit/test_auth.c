@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <jwt.h>
 #include <openssl/bio.h>
@@ -281,6 +282,37 @@ static void test_new_errors(void **state)
     free(tok);
     oms_auth_free(a);
     oms_auth_free(NULL);
+}
+
+static void test_new_from_file(void **state)
+{
+    (void)state;
+    char err[256] = "";
+    oms_auth_opts o = {.algorithm = "RS256", .leeway_s = 5};
+    assert_null(oms_auth_new_from_file(&o, "/nonexistent/oms-key.pem", err, sizeof err));
+    assert_non_null(strstr(err, "cannot read auth.public_key_file '/nonexistent/oms-key.pem'"));
+    char path[] = "/tmp/oms-test-auth-XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, g_keys.rsa_pub, strlen(g_keys.rsa_pub)), (ssize_t)strlen(g_keys.rsa_pub));
+    close(fd);
+    oms_auth *a = oms_auth_new_from_file(&o, path, err, sizeof err);
+    assert_non_null(a);
+    oms_auth_free(a);
+    /* a file that is not a public key is refused by the same rules */
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs(g_keys.rsa_priv, f);
+    fclose(f);
+    assert_null(oms_auth_new_from_file(&o, path, err, sizeof err));
+    assert_non_null(strstr(err, "not a PEM public key"));
+    unlink(path);
+    /* HS256 takes the secret given and ignores the file */
+    oms_auth_opts h = {.algorithm = "HS256", .key = (const unsigned char *)SECRET,
+                       .key_len = strlen(SECRET)};
+    a = oms_auth_new_from_file(&h, "/nonexistent", err, sizeof err);
+    assert_non_null(a);
+    oms_auth_free(a);
 }
 
 /* ---- HS256 -------------------------------------------------------------- */
@@ -929,6 +961,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_role_name_parse),
         cmocka_unit_test(test_new_errors),
+        cmocka_unit_test(test_new_from_file),
         cmocka_unit_test(test_hs256_each_role),
         cmocka_unit_test(test_garbage_tokens),
         cmocka_unit_test(test_wrong_signature),
