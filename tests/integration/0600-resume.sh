@@ -59,7 +59,7 @@ check "instance C up" start C
     KAFKA_LIBS="$OMS_STATE/kafka/libs" T="$T" \
     TOPIC_ORDERS=$TOPIC_ORDERS TOPIC_INVENTORY=$TOPIC_INVENTORY \
     TOPIC_NOTIFICATIONS=$TOPIC_NOTIFICATIONS \
-    timeout 600 node --test --test-reporter=tap --test-concurrency=1 resume.test.js) >"$T/node.tap" 2>&1
+    timeout 600 node --test --test-force-exit --test-reporter=tap --test-concurrency=1 resume.test.js) >"$T/node.tap" 2>&1
 grep -E '^(not )?ok ' "$T/node.tap"
 grep -B2 -A30 '^not ok' "$T/node.tap" | sed 's/^/# /' | head -80
 

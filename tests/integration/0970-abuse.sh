@@ -51,7 +51,7 @@ ulimit -n 20000 2>/dev/null || true
 (cd tests/node && OMS_PORT=$PORT PORT_RS=$PORT_RS RS_KEY="$T/rs.key" RS_PUB="$T/rs.pub" BIN=$BIN \
     TOOLS=$TOOLS TOPIC_ORDERS=$TOPIC_ORDERS TOPIC_INVENTORY=$TOPIC_INVENTORY \
     TOPIC_NOTIFICATIONS=$TOPIC_NOTIFICATIONS OMS_CONFIG=$T/omsd.yaml T="$T" \
-    timeout 400 node --test --test-reporter=tap --test-concurrency=1 abuse.test.js) >"$T/node.tap" 2>&1
+    timeout 400 node --test --test-force-exit --test-reporter=tap --test-concurrency=1 abuse.test.js) >"$T/node.tap" 2>&1
 grep -E '^(not )?ok ' "$T/node.tap"
 grep -B2 -A30 '^not ok' "$T/node.tap" | sed 's/^/# /' | head -80
 

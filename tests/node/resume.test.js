@@ -339,10 +339,15 @@ test('presence is cluster-wide; a killed instance\'s users expire', async () => 
   assert.equal(seen.get(501), 1, 'A lists its own user');
   assert.equal(seen.get(502), 1, 'A lists B\'s user');
   assert.equal(seen.get(503), 2, 'A lists C\'s user with both connections');
-  const onB = await users(PORTS.B);
-  assert.equal(onB.get(501), 1);
-  assert.equal(onB.get(503), 2);
-  const one = await get(PORTS.B, '/websocket/users/503/online');
+  let onB;
+  for (let i = 0; i < 50; i++) {
+    onB = await users(PORTS.B);
+    if (onB.get(501) === 1 && onB.get(503) === 2) break;
+    await sleep(200);
+  }
+  assert.equal(onB.get(501), 1, 'B lists A\'s user');
+  assert.equal(onB.get(503), 2, 'B lists C\'s users');
+  const one = await get(PORTS.B, '/websocket/users/503/online'); // B has seen C by now
   assert.deepEqual(one.json, { userId: 503, online: true, connections: 2 });
   assert.equal(await metric(PORTS.A, 'oms_presence_instances'), 3);
   // a user leaving is seen everywhere within a couple of seconds
