@@ -397,11 +397,16 @@ static void read_round(omsd *d, oms_kafka_reader *r, omsd_rreq *reqs)
                 } else {
                     q->failed = true;
                 }
-                if (q->nbatch >= RBATCH)
-                    push_status(d, q, RS_FRAMES);
                 break;
             }
         }
+        /* hand full batches over only now: once one is handed over, the
+         * service thread owns the frame's reference count, so every
+         * reference must be counted before */
+        if (wanted > 0)
+            for (omsd_rreq *q = reqs; q; q = q->next)
+                if (q->nbatch >= RBATCH)
+                    push_status(d, q, RS_FRAMES);
         if (decoded && ev.type != OMS_EV__COUNT)
             oms_event_clear(&ev);
         if (f && wanted == 0)

@@ -277,6 +277,28 @@ test('reconnecting to another instance (B, whose history is too short) resumes f
   await S.close();
 });
 
+test('ten clients resuming the same gap at once from Kafka (one shared read) each get all of it', async () => {
+  const cs = [];
+  for (let i = 0; i < 10; i++) cs.push(new RClient(`staff ${i}`, tok('staff', 9100 + i), ['orders', 'inventory']));
+  for (const c of cs) await c.open(PORTS.B);
+  await caughtUp(W, await produce(10, 'max'));
+  await Promise.all(cs.map((c) => c.close()));
+  const since = cs.map((c) => new Map(c.pos));
+  await caughtUp(W, await produce(2000, 'max'));
+  const before = await metricLine(PORTS.B, 'oms_resumes_total{outcome="kafka"}');
+  for (const c of cs) await c.open(PORTS.B, { reconnect: true });
+  const rs = await Promise.all(cs.map((c) => c.resume()));
+  for (let i = 0; i < cs.length; i++) {
+    assert.equal(rs[i].resumed.data.recovered, true);
+    const want = after(W.got, since[i]);
+    assert.ok(want.length > 1000);
+    assertSameEvents(rs[i].replayed, want, cs[i].name);
+    assertOrdered(rs[i].replayed, cs[i].name);
+  }
+  assert.equal(await metricLine(PORTS.B, 'oms_resumes_total{outcome="kafka"}'), before + cs.length);
+  await Promise.all(cs.map((c) => c.close()));
+});
+
 test('a slow client closed with 1013 resumes without loss', async () => {
   const S = new RClient('slow', tok('staff', 9004), ['orders', 'inventory']);
   await S.open(PORTS.A);
