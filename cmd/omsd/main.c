@@ -276,7 +276,10 @@ int main(int argc, char **argv)
 
     omsd_server_run(&d);
 
-    omsd_notify("STOPPING=1");
+    /* STOPPING=1 went out when the drain began (server.c); a run loop that
+     * ended another way says it here */
+    if (!d.draining)
+        omsd_notify("STOPPING=1");
     oms_log(d.log, OMS_LOG_INFO, "stopping");
     atomic_store(&d.threads_stop, 1);
     omsd_fanout_join(&d);

@@ -1336,6 +1336,8 @@ static void tick(lws_sorted_usec_list_t *sul)
         d->rate_mark_ns = now;
     }
     if (omsd_stop && !d->draining) {
+        /* systemd: stopping starts now, with the drain (not after it) */
+        omsd_notify("STOPPING=1\nSTATUS=closing clients");
         d->draining = true;
         d->drain_deadline_ns = now + 4500000000u;
         oms_log(d->log, OMS_LOG_INFO, "shutting down: closing clients",

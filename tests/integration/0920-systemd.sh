@@ -128,6 +128,9 @@ kill -TERM "$pid"
 wait "$pid"
 check "omsd exit status 0 after SIGTERM" test $? -eq 0
 check "STOPPING=1 sent on the way out" grep -q "^STOPPING=1" "$T/notify.log"
+check "... as the drain began (closing clients), once" \
+    test "$(grep -c '^STOPPING=1|STATUS=closing clients$' "$T/notify.log")" = 1 -a \
+    "$(grep -c '^STOPPING=1' "$T/notify.log")" = 1
 kill "$listener" 2>/dev/null
 wait "$listener" 2>/dev/null
 if grep -qE "AddressSanitizer|LeakSanitizer|runtime error" "$T/omsd.log"; then
