@@ -409,18 +409,13 @@ json_t *omsd_users_online(omsd *d)
 
 int omsd_user_connections(omsd *d, int64_t user_id)
 {
-    int n = 0;
-    for (omsd_conn *c = d->conns; c; c = c->next)
-        n += c->sess.who.user_id == user_id;
-    void *cur = NULL;
-    for (const oms_session *s; (s = omsd_sio_next_session(&cur));)
-        n += s->who.user_id == user_id;
-    json_t *others = json_object();
-    omsd_presence_merge(d, others);
+    json_t *byuser = json_object();
+    omsd_local_users(d, byuser);
+    omsd_presence_merge(d, byuser);
     char k[32];
     snprintf(k, sizeof k, "%" PRId64, user_id);
-    n += (int)json_integer_value(json_object_get(others, k));
-    json_decref(others);
+    int n = (int)json_integer_value(json_object_get(byuser, k));
+    json_decref(byuser);
     return n;
 }
 

@@ -46,7 +46,7 @@ free_port() {
 # drill_setup [QUEUE_LIMIT]: topics (replication 3, min.insync.replicas 2),
 # a database and a consumer group of this drill, omsd's configuration
 drill_setup() {
-    local p="oms-d-$DRILL-$RANDOM$RANDOM" extra=""
+    local p="oms-d-$DRILL-$RANDOM$RANDOM"
     TOPIC_ORDERS=$p.orders
     GROUP=oms-d-$DRILL-$RANDOM$RANDOM
     cat >"$W/topics.yaml" <<YAML
@@ -64,10 +64,6 @@ topics:
     configs:
       cleanup.policy: compact
 YAML
-    # kafka.topics.presence exists in newer omsd only
-    if grep -q 'kafka.topics.presence' "$ROOT/pkg/config/config.c" 2>/dev/null; then
-        extra="    presence: $p.presence"
-    fi
     cat >"$W/omsd.yaml" <<YAML
 server:
   host: 127.0.0.1
@@ -80,7 +76,7 @@ kafka:
     inventory: $p.inventory
     notifications: $p.notifications
     dlq: $p.dlq
-$extra
+    presence: $p.presence
 projections:
   batch_size: 500
   batch_ms: 20

@@ -71,8 +71,6 @@ topics:
     configs:
       cleanup.policy: compact
 YAML
-extra=
-grep -q 'kafka.topics.presence' pkg/config/config.c 2>/dev/null && extra="    presence: $p.presence"
 cat >"$W/omsd.yaml" <<YAML
 server:
   host: 127.0.0.1
@@ -83,7 +81,7 @@ kafka:
     inventory: $p.inventory
     notifications: $p.notifications
     dlq: $p.dlq
-$extra
+    presence: $p.presence
 log:
   format: json
 YAML
