@@ -124,6 +124,10 @@ static void handle(omsd *d, rd_kafka_message_t *m, oms_buf *scratch)
     }
     it->kind = XQ_EVENT;
     f->topic = (int)kind;
+    /* a running mean of frame sizes: resumes estimate what a read-back
+     * will hold from it (resume.read_budget_mb) */
+    int64_t avg = atomic_load(&d->m.avg_frame);
+    atomic_store(&d->m.avg_frame, avg ? avg + ((int64_t)f->len - avg) / 16 : (int64_t)f->len);
     it->frame = f;
     it->type = ev.type;
     it->user_id = ev.user_id;

@@ -82,8 +82,15 @@ char *omsd_metrics_text(omsd *d, size_t *len)
               "# HELP oms_connections_refused_address_total WebSocket upgrades refused: too many "
               "from one client address.\n"
               "# TYPE oms_connections_refused_address_total counter\n"
-              "oms_connections_refused_address_total %" PRIu64 "\n",
-              d->m.address_refused);
+              "oms_connections_refused_address_total %" PRIu64 "\n"
+              "# HELP oms_sessions_refused_unauthenticated_total Socket.IO sessions refused: "
+              "server.max_unauthenticated_sessions reached.\n"
+              "# TYPE oms_sessions_refused_unauthenticated_total counter\n"
+              "oms_sessions_refused_unauthenticated_total %" PRIu64 "\n"
+              "# HELP oms_sessions_unauthenticated Socket.IO sessions open and not joined "
+              "to /events yet.\n"
+              "# TYPE oms_sessions_unauthenticated gauge\noms_sessions_unauthenticated %zu\n",
+              d->m.address_refused, d->m.unauth_refused, omsd_sio_unauthenticated());
     sb_printf(&b, "# HELP oms_resumes_total Resumes answered, by where the missed events came "
                   "from or why not.\n"
                   "# TYPE oms_resumes_total counter\n"
@@ -97,11 +104,23 @@ char *omsd_metrics_text(omsd *d, size_t *len)
               "# TYPE oms_resume_replayed_total counter\noms_resume_replayed_total %" PRIu64 "\n"
               "# HELP oms_resume_read_total Records read back from Kafka for resumes.\n"
               "# TYPE oms_resume_read_total counter\noms_resume_read_total %" PRIu64 "\n"
+              "# HELP oms_resume_read_bytes Events read back from Kafka held by resumes.\n"
+              "# TYPE oms_resume_read_bytes gauge\noms_resume_read_bytes %" PRId64 "\n"
+              "# HELP oms_resume_read_bytes_peak The most oms_resume_read_bytes has been.\n"
+              "# TYPE oms_resume_read_bytes_peak gauge\noms_resume_read_bytes_peak %" PRId64 "\n"
+              "# HELP oms_resume_read_budget_bytes resume.read_budget_mb in bytes.\n"
+              "# TYPE oms_resume_read_budget_bytes gauge\noms_resume_read_budget_bytes %" PRId64 "\n"
+              "# HELP oms_resumes_waiting Resumes waiting for room in the read budget.\n"
+              "# TYPE oms_resumes_waiting gauge\noms_resumes_waiting %" PRIu64 "\n"
+              "# HELP oms_resume_budget_waits_total Resumes that waited for the read budget.\n"
+              "# TYPE oms_resume_budget_waits_total counter\noms_resume_budget_waits_total %" PRIu64
+              "\n"
               "# HELP oms_presence_instances omsd instances alive in the presence topic, this "
               "one included.\n"
               "# TYPE oms_presence_instances gauge\noms_presence_instances %d\n",
               d->m.replayed, (uint64_t)atomic_load(&d->m.resume_reads),
-              omsd_presence_instances(d));
+              (int64_t)atomic_load(&d->m.rb_used), (int64_t)atomic_load(&d->m.rb_peak),
+              d->rb_budget, d->m.rb_waiting, d->m.rb_waited, omsd_presence_instances(d));
     sb_printf(&b,
               "# HELP oms_records_undecodable_total Records that could not be decoded.\n"
               "# TYPE oms_records_undecodable_total counter\noms_records_undecodable_total %" PRIu64

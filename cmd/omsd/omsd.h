@@ -81,11 +81,20 @@ typedef struct omsd_metrics {
     uint64_t auth_failures;
     uint64_t rate_limited;
     uint64_t address_refused; /* upgrades refused: server.max_connections_per_address */
+    uint64_t unauth_refused;  /* Socket.IO sessions refused: server.max_unauthenticated_sessions */
     uint64_t rest_requests;
     uint64_t triggers_produced;
     uint64_t resumes[4];      /* by outcome: recovered from memory, from kafka, not recoverable, failed */
     uint64_t replayed;        /* events sent by resumes */
     atomic_uint_fast64_t resume_reads; /* records read back from Kafka for resumes */
+    /* resume.read_budget_mb: bytes of read-back frames held by resumes (the
+     * reader adds, the service thread subtracts), the most ever held, the
+     * frame size fan-out sees (for estimates), resumes that had to wait */
+    atomic_int_fast64_t rb_used;
+    atomic_int_fast64_t rb_peak;
+    atomic_int_fast64_t avg_frame;
+    uint64_t rb_waited;
+    uint64_t rb_waiting;
 } omsd_metrics;
 
 typedef struct omsd_conn omsd_conn;
@@ -106,6 +115,9 @@ typedef struct omsd {
     int nparts_total;
     struct omsd_hist *hist;      /* resume.c: recent events per partition (service thread) */
     struct omsd_rreader *rreader; /* resume.c: the Kafka read-back thread */
+    int64_t rb_budget;            /* resume.read_budget_mb in bytes */
+    int64_t rb_admitted;          /* service thread: estimates of the reads under way */
+    struct omsd_rreq *rb_wait_head, *rb_wait_tail; /* reads waiting for the budget */
     struct omsd_presence *presence; /* presence.c */
     char instance_id[64];
 
@@ -248,6 +260,9 @@ bool omsd_static_serve(omsd *d, const omsd_http_req *req, omsd_http_resp *resp);
 /* Resolve server.web_root at start-up (relative to the working directory,
  * else to the program's ../../). */
 void omsd_static_init(omsd *d);
+
+/* socketio.c: Socket.IO sessions not joined to /events (service thread). */
+size_t omsd_sio_unauthenticated(void);
 
 /* metrics.c */
 char *omsd_metrics_text(omsd *d, size_t *len);

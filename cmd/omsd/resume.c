@@ -19,6 +19,15 @@
  * than half of server.queue_limit in it), so a long one neither overflows
  * the queue nor holds the service thread.
  *
+ * Memory: what the read-back holds for all resumes together is bounded by
+ * resume.read_budget_mb. A resume that needs Kafka is admitted when its
+ * estimate (records in its ranges x the frame size fan-out sees) fits
+ * beside the reads under way, and waits its turn otherwise; one whose
+ * estimate alone passes the budget is answered recovered: false. The
+ * reader also counts the real bytes (d->m.rb_used, every reference a
+ * resume holds and its connection has not taken yet) and waits for room
+ * before reading on, so the bound holds even when the estimate was low.
+ *
  * Threads: everything here runs on the service thread except reader_main;
  * they meet through omsd_rreq (immutable for the reader but `cancelled`) and
  * XQ_RESUME items. The reader ends every request with one final item; the
@@ -162,12 +171,14 @@ typedef struct rrange {
 } rrange;
 
 typedef struct omsd_rreq {
-    struct omsd_rreq *next; /* reader queue */
+    struct omsd_rreq *next; /* reader queue, or the budget's waiting list */
     oms_session sess;
     rrange *r;
     int n;
     atomic_int cancelled;
     omsd_resume *rs; /* service thread only: NULL once the resume is gone */
+    int64_t estimate; /* service thread: bytes counted in d->rb_admitted */
+    bool want;        /* reader: wants the record being read */
     /* reader only */
     omsd_frame **batch;
     size_t nbatch, capbatch;
@@ -206,6 +217,38 @@ static void push_status(omsd *d, omsd_rreq *q, int status)
         q->nbatch = q->capbatch = 0;
     }
     omsd_xq_push(d, it);
+}
+
+/* Bytes of read-back frames held: the reader adds, the service thread takes
+ * away (negative len). */
+static void rb_count(omsd *d, int64_t len)
+{
+    int64_t now = atomic_fetch_add(&d->m.rb_used, len) + len;
+    int64_t peak = atomic_load(&d->m.rb_peak);
+    while (now > peak && !atomic_compare_exchange_weak(&d->m.rb_peak, &peak, now))
+        ;
+}
+
+/* Room for len more bytes in the read budget. Every partial batch is handed
+ * over first (connections free room as they take those frames), then the
+ * reader waits. False when the deadline passed or omsd is stopping. */
+static bool rb_room(omsd *d, omsd_rreq *reqs, int64_t len, uint64_t deadline)
+{
+    /* with nothing held, anything goes: a frame larger than the whole
+     * budget must not stop the reader for good */
+    int64_t used = atomic_load(&d->m.rb_used);
+    if (used == 0 || used + len <= d->rb_budget)
+        return true;
+    for (omsd_rreq *q = reqs; q; q = q->next)
+        if (q->nbatch > 0)
+            push_status(d, q, RS_FRAMES);
+    while ((used = atomic_load(&d->m.rb_used)) > 0 && used + len > d->rb_budget) {
+        if (atomic_load(&d->threads_stop) || oms_mono_ns() > deadline)
+            return false;
+        struct timespec ts = {0, 2000000};
+        nanosleep(&ts, NULL);
+    }
+    return true;
 }
 
 static bool batch_add(omsd_rreq *q, omsd_frame *f)
@@ -358,7 +401,11 @@ static void read_round(omsd *d, oms_kafka_reader *r, omsd_rreq *reqs)
         bool decoded = false;
         omsd_frame *f = NULL;
         int wanted = 0;
+        /* who wants it, first: the budget is waited for before the frame
+         * goes into any batch (a batch handed over while the frame is still
+         * being counted would let the service thread free it) */
         for (omsd_rreq *q = reqs; q; q = q->next) {
+            q->want = false;
             if (q->failed || atomic_load(&q->cancelled))
                 continue;
             for (int j = 0; j < q->n; j++) {
@@ -375,29 +422,43 @@ static void read_round(omsd *d, oms_kafka_reader *r, omsd_rreq *reqs)
                         ev.type = OMS_EV__COUNT;
                     }
                 }
-                if (ev.type == OMS_EV__COUNT || !oms_session_wants(&q->sess, ev.type, ev.user_id))
-                    break;
-                if (!f) {
-                    char pos[300];
-                    snprintf(pos, sizeof pos, "%s:%d:%" PRId64, d->topics[k], (int)m->partition,
-                             m->offset);
-                    scratch.len = 0;
-                    if (oms_event_frame_append(&ev, pos, &scratch) == OMS_OK &&
-                        (f = omsd_frame_new(scratch.p, scratch.len)))
-                        f->topic = k;
-                    if (!f) {
-                        q->failed = true;
-                        break;
-                    }
-                    f->refs = 0;
-                }
-                if (batch_add(q, f)) {
+                q->want = ev.type != OMS_EV__COUNT &&
+                          oms_session_wants(&q->sess, ev.type, ev.user_id);
+                wanted += q->want;
+                break;
+            }
+        }
+        if (wanted > 0) {
+            char pos[300];
+            snprintf(pos, sizeof pos, "%s:%d:%" PRId64, d->topics[k], (int)m->partition,
+                     m->offset);
+            scratch.len = 0;
+            if (oms_event_frame_append(&ev, pos, &scratch) == OMS_OK &&
+                (f = omsd_frame_new(scratch.p, scratch.len))) {
+                f->topic = k;
+                f->refs = 0;
+            }
+            if (f && !rb_room(d, reqs, (int64_t)f->len * wanted, deadline)) {
+                oms_log(d->log, OMS_LOG_WARN, "resume: no room in resume.read_budget_mb before "
+                                              "the deadline, giving up");
+                free(f);
+                f = NULL;
+                if (decoded && ev.type != OMS_EV__COUNT)
+                    oms_event_clear(&ev);
+                rd_kafka_message_destroy(m);
+                break; /* pending stays > 0: every request of the round fails */
+            }
+            wanted = 0;
+            for (omsd_rreq *q = reqs; q; q = q->next) {
+                if (!q->want)
+                    continue;
+                if (f && batch_add(q, f)) {
                     f->refs++;
                     wanted++;
+                    rb_count(d, (int64_t)f->len);
                 } else {
                     q->failed = true;
                 }
-                break;
             }
         }
         /* hand full batches over only now: once one is handed over, the
@@ -433,6 +494,9 @@ out:
         push_status(d, q, q->failed ? RS_FAILED : RS_DONE);
     }
 }
+
+static void rb_admit(omsd *d);
+static void forget_req(omsd_resume *rs);
 
 static void *reader_main(void *arg)
 {
@@ -484,6 +548,7 @@ static void *reader_main(void *arg)
 
 int omsd_resume_reader_start(omsd *d)
 {
+    d->rb_budget = (int64_t)d->cfg.resume.read_budget_mb * 1024 * 1024;
     omsd_rreader *R = calloc(1, sizeof *R);
     if (!R)
         return OMS_ENOMEM;
@@ -507,10 +572,14 @@ void omsd_resume_reader_join(omsd *d)
         pthread_mutex_unlock(&R->lock);
         pthread_join(R->thread, NULL);
     }
-    /* requests never taken: nothing waits for them any more */
+    /* requests never taken: nothing waits for them any more (this runs on
+     * the thread that served the connections, after its loop ended, so
+     * their resumes can be told) */
     omsd_rreq *next;
     for (omsd_rreq *q = R->head; q; q = next) {
         next = q->next;
+        if (q->rs)
+            forget_req(q->rs);
         free(q->r);
         free(q);
     }
@@ -518,6 +587,7 @@ void omsd_resume_reader_join(omsd *d)
     pthread_cond_destroy(&R->cond);
     free(R);
     d->rreader = NULL;
+    rb_admit(d); /* frees the reads still waiting for the budget */
 }
 
 static void reader_submit(omsd *d, omsd_rreq *q)
@@ -543,6 +613,8 @@ struct omsd_resume {
     omsd_rstate *st;
     omsd_frame **frames; /* the replay, in order per partition */
     size_t n, cap, next;
+    size_t mem_left; /* the first frames come from the history; the rest are
+                      * read back and counted in the read budget */
     omsd_frame **held; /* live events behind it */
     size_t nheld, capheld;
     omsd_rreq *req; /* the Kafka part, until its final item */
@@ -570,10 +642,28 @@ static uint32_t queue_bound(const omsd *d)
     return (uint32_t)(d->cfg.server.queue_limit > 0 ? d->cfg.server.queue_limit : 4096);
 }
 
-static void resume_free(omsd_resume *rs)
+/* Its request is freed without a final item (omsd stopping). */
+static void forget_req(omsd_resume *rs)
 {
-    for (size_t i = rs->next; i < rs->n; i++)
+    rs->req = NULL;
+}
+
+/* A frame leaves the replay (sent, or dropped): one read back gives its
+ * bytes back to the read budget. */
+static void frame_leaves(omsd *d, omsd_resume *rs, omsd_frame *f)
+{
+    if (rs->mem_left > 0)
+        rs->mem_left--;
+    else
+        rb_count(d, -(int64_t)f->len);
+}
+
+static void resume_free(omsd *d, omsd_resume *rs)
+{
+    for (size_t i = rs->next; i < rs->n; i++) {
+        frame_leaves(d, rs, rs->frames[i]);
         omsd_frame_unref(rs->frames[i]);
+    }
     for (size_t i = 0; i < rs->nheld; i++)
         omsd_frame_unref(rs->held[i]);
     free(rs->frames);
@@ -596,7 +686,7 @@ static void finish(omsd *d, omsd_resume *rs, int outcome)
     if (outcome == OUT_FAILED) {
         oms_log(d->log, OMS_LOG_WARN, "resume failed midway: connection closed to start over");
         ops->close(conn, OMS_CLOSE_TRY_LATER, "resume interrupted, reconnect and resume");
-        resume_free(rs);
+        resume_free(d, rs);
         return;
     }
     if (outcome == OUT_UNRECOVERABLE)
@@ -609,7 +699,7 @@ static void finish(omsd *d, omsd_resume *rs, int outcome)
         omsd_frame_unref(rs->held[i]);
     }
     rs->nheld = 0;
-    resume_free(rs);
+    resume_free(d, rs);
 }
 
 void omsd_resume_pump(omsd *d, omsd_rstate *st)
@@ -623,6 +713,7 @@ void omsd_resume_pump(omsd *d, omsd_rstate *st)
     while (rs->next < rs->n && rs->ops->queued(rs->conn) < room) {
         omsd_frame *f = rs->frames[rs->next];
         rs->frames[rs->next++] = NULL;
+        frame_leaves(d, rs, f);
         bool sent = rs->ops->send(rs->conn, f);
         omsd_frame_unref(f);
         if (!sent)
@@ -658,11 +749,15 @@ void omsd_resume_xq(omsd *d, omsd_xq_item *it)
             rs = NULL;
         }
     }
-    for (; i < it->nframes; i++)
+    for (; i < it->nframes; i++) {
+        rb_count(d, -(int64_t)it->frames[i]->len);
         omsd_frame_unref(it->frames[i]);
+    }
     free(it->frames);
     it->frames = NULL;
     if (final) {
+        d->rb_admitted -= q->estimate;
+        q->estimate = 0;
         if (rs) {
             rs->req = NULL;
             if (it->rstatus == RS_UNRECOVERABLE)
@@ -674,6 +769,7 @@ void omsd_resume_xq(omsd *d, omsd_xq_item *it)
         }
         free(q->r);
         free(q);
+        rb_admit(d);
         return;
     }
     if (rs)
@@ -691,7 +787,7 @@ bool omsd_resume_hold(omsd *d, omsd_rstate *st, omsd_frame *f)
         rs->ops->close(rs->conn, OMS_CLOSE_TRY_LATER, "send queue overflow, reconnect and resume");
         st->rs = NULL;
         d->m.resumes[OUT_FAILED]++;
-        resume_free(rs);
+        resume_free(d, rs);
         return true;
     }
     f->refs++;
@@ -728,9 +824,8 @@ void omsd_rstate_subs(omsd *d, omsd_rstate *st, unsigned old_subs, unsigned new_
 
 void omsd_rstate_free(omsd *d, omsd_rstate *st)
 {
-    (void)d;
     if (st->rs) {
-        resume_free(st->rs);
+        resume_free(d, st->rs);
         st->rs = NULL;
     }
     free(st->live_from);
@@ -875,7 +970,7 @@ void omsd_resume_start(omsd *d, omsd_rstate *st, const oms_session *s, const jso
                     if (!push_frame(&rs->frames, &rs->n, &rs->cap, he->frame)) {
                         free(kr);
                         free(pos);
-                        resume_free(rs);
+                        resume_free(d, rs);
                         bad_request(ops, conn, "out of memory");
                         return;
                     }
@@ -887,9 +982,10 @@ void omsd_resume_start(omsd *d, omsd_rstate *st, const oms_session *s, const jso
         }
     }
     free(pos);
+    rs->mem_left = rs->n; /* what follows is read back */
     if (d->cfg.resume.max_replay >= 0 && total > d->cfg.resume.max_replay) {
         free(kr);
-        resume_free(rs);
+        resume_free(d, rs);
         d->m.resumes[OUT_UNRECOVERABLE]++;
         oms_log(d->log, OMS_LOG_INFO, "resume refused: gap larger than resume.max_replay",
                 OMS_LI("events", total), OMS_LI("max", d->cfg.resume.max_replay));
@@ -901,7 +997,7 @@ void omsd_resume_start(omsd *d, omsd_rstate *st, const oms_session *s, const jso
         free(kr);
         if (nk > 0) { /* no reader: cannot fill the gap */
             st->rs = NULL;
-            resume_free(rs);
+            resume_free(d, rs);
             d->m.resumes[OUT_UNRECOVERABLE]++;
             ops->answer(conn, "resumed", json_pack("{s:b,s:i}", "recovered", 0, "replayed", 0));
             return;
@@ -914,7 +1010,7 @@ void omsd_resume_start(omsd *d, omsd_rstate *st, const oms_session *s, const jso
     if (!q) {
         free(kr);
         st->rs = NULL;
-        resume_free(rs);
+        resume_free(d, rs);
         bad_request(ops, conn, "out of memory");
         return;
     }
@@ -924,5 +1020,64 @@ void omsd_resume_start(omsd *d, omsd_rstate *st, const oms_session *s, const jso
     q->rs = rs;
     rs->req = q;
     rs->from_kafka = true;
+    /* the read budget: what it will hold, estimated from the frames seen */
+    int64_t records = 0;
+    for (int j = 0; j < nk; j++)
+        records += kr[j].to - kr[j].from + 1;
+    int64_t avg = atomic_load(&d->m.avg_frame);
+    q->estimate = records * (avg > 0 ? avg : 512);
+    if (q->estimate > d->rb_budget) {
+        st->rs = NULL;
+        rs->req = NULL;
+        resume_free(d, rs);
+        free(kr);
+        free(q);
+        d->m.resumes[OUT_UNRECOVERABLE]++;
+        oms_log(d->log, OMS_LOG_INFO, "resume refused: gap larger than resume.read_budget_mb",
+                OMS_LI("records", records), OMS_LI("estimatedBytes", records * (avg > 0 ? avg : 512)),
+                OMS_LI("budgetBytes", d->rb_budget));
+        ops->answer(conn, "resumed", json_pack("{s:b,s:i}", "recovered", 0, "replayed", 0));
+        return;
+    }
+    if (d->rb_wait_head || d->rb_admitted + q->estimate > d->rb_budget) {
+        /* its turn comes when reads under way end (rb_admit) */
+        d->m.rb_waited++;
+        d->m.rb_waiting++;
+        if (d->rb_wait_tail)
+            d->rb_wait_tail->next = q;
+        else
+            d->rb_wait_head = q;
+        d->rb_wait_tail = q;
+        return;
+    }
+    d->rb_admitted += q->estimate;
     reader_submit(d, q);
+}
+
+/* Reads waiting for the budget, in their order, while they fit (the first
+ * always fits when nothing else is read). A resume gone meanwhile leaves
+ * its request here: it is freed, never read. */
+static void rb_admit(omsd *d)
+{
+    while (d->rb_wait_head) {
+        omsd_rreq *q = d->rb_wait_head;
+        if (q->rs && d->rreader && d->rb_admitted > 0 &&
+            d->rb_admitted + q->estimate > d->rb_budget)
+            return;
+        d->rb_wait_head = q->next;
+        if (!d->rb_wait_head)
+            d->rb_wait_tail = NULL;
+        q->next = NULL;
+        d->m.rb_waiting--;
+        if (!q->rs || !d->rreader) {
+            /* gone, or omsd is stopping (the reader is no more) */
+            if (q->rs)
+                forget_req(q->rs);
+            free(q->r);
+            free(q);
+            continue;
+        }
+        d->rb_admitted += q->estimate;
+        reader_submit(d, q);
+    }
 }

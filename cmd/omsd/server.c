@@ -40,7 +40,7 @@ struct omsd_conn {
      * (not in d->conns: its session is what fan-out visits) */
     omsd_sio *sio;
     bool sio_ws;
-    struct addr_count *addr; /* its client address's count (WebSockets) */
+    struct omsd_addr *addr; /* its client address's count (WebSockets) */
 };
 
 /* An HTTP request and its answer; allocated for HTTP callbacks, freed when
@@ -62,14 +62,14 @@ static size_t sio_ws_conns;     /* Socket.IO WebSockets open */
 
 /* ---- WebSockets per client address (server.max_connections_per_address) ---------------- */
 
-typedef struct addr_count {
-    struct addr_count *next;
+struct omsd_addr {
+    struct omsd_addr *next;
     uint32_t n;
     char addr[64];
-} addr_count;
+};
 
 #define ADDR_BUCKETS 4096
-static addr_count *addr_tab[ADDR_BUCKETS];
+static omsd_addr *addr_tab[ADDR_BUCKETS];
 
 static unsigned addr_hash(const char *a)
 {
@@ -79,15 +79,15 @@ static unsigned addr_hash(const char *a)
     return h % ADDR_BUCKETS;
 }
 
-static addr_count *addr_find(const char *a, bool create)
+static omsd_addr *addr_find(const char *a, bool create)
 {
     unsigned b = addr_hash(a);
-    for (addr_count *e = addr_tab[b]; e; e = e->next)
+    for (omsd_addr *e = addr_tab[b]; e; e = e->next)
         if (strcmp(e->addr, a) == 0)
             return e;
     if (!create)
         return NULL;
-    addr_count *e = calloc(1, sizeof *e);
+    omsd_addr *e = calloc(1, sizeof *e);
     if (!e)
         return NULL;
     snprintf(e->addr, sizeof e->addr, "%s", a);
@@ -96,14 +96,12 @@ static addr_count *addr_find(const char *a, bool create)
     return e;
 }
 
-static void addr_release(omsd_conn *c)
+void omsd_addr_put(omsd_addr *e)
 {
-    addr_count *e = c->addr;
-    c->addr = NULL;
     if (!e || --e->n > 0)
         return;
     unsigned b = addr_hash(e->addr);
-    for (addr_count **pp = &addr_tab[b]; *pp; pp = &(*pp)->next) {
+    for (omsd_addr **pp = &addr_tab[b]; *pp; pp = &(*pp)->next) {
         if (*pp == e) {
             *pp = e->next;
             free(e);
@@ -112,11 +110,18 @@ static void addr_release(omsd_conn *c)
     }
 }
 
+static void addr_release(omsd_conn *c)
+{
+    omsd_addr *e = c->addr;
+    c->addr = NULL;
+    omsd_addr_put(e);
+}
+
 static void addr_free_all(void)
 {
     for (int b = 0; b < ADDR_BUCKETS; b++) {
         while (addr_tab[b]) {
-            addr_count *e = addr_tab[b];
+            omsd_addr *e = addr_tab[b];
             addr_tab[b] = e->next;
             free(e);
         }
@@ -133,7 +138,7 @@ static int addr_check(omsd *d, struct lws *wsi, char *msg, size_t msglen)
     char a[64];
     if (!lws_get_peer_simple(wsi, a, sizeof a))
         return 0;
-    addr_count *e = addr_find(a, false);
+    omsd_addr *e = addr_find(a, false);
     if (e && e->n >= (uint32_t)max) {
         snprintf(msg, msglen,
                  "too many connections from %s: at most %d (server.max_connections_per_address)", a,
@@ -148,11 +153,27 @@ static void addr_take(omsd_conn *c)
     char a[64];
     if (c->d->cfg.server.max_conns_per_address <= 0 || !lws_get_peer_simple(c->wsi, a, sizeof a))
         return;
-    addr_count *e = addr_find(a, true);
+    omsd_addr *e = addr_find(a, true);
     if (e) {
         e->n++;
         c->addr = e;
     }
+}
+
+int omsd_conn_addr_acquire(omsd_conn *c, omsd_addr **out, char *msg, size_t msglen)
+{
+    *out = NULL;
+    char a[64];
+    int st = addr_check(c->d, c->wsi, msg, msglen);
+    if (st || c->d->cfg.server.max_conns_per_address <= 0 ||
+        !lws_get_peer_simple(c->wsi, a, sizeof a))
+        return st;
+    omsd_addr *e = addr_find(a, true);
+    if (e) {
+        e->n++;
+        *out = e;
+    }
+    return 0;
 }
 
 /* The verdict of CONFIRM_UPGRADE, carried on the wsi to ESTABLISHED. */
@@ -602,7 +623,11 @@ static void sio_request(omsd *d, omsd_conn *c, omsd_sio_req *r, const char *orig
 
 static size_t body_limit(const omsd_conn *c)
 {
-    return omsd_sio_path(c->h->path) ? omsd_sio_max_payload() : MAX_BODY;
+    if (!omsd_sio_path(c->h->path))
+        return MAX_BODY;
+    /* a session that has not authenticated yet may send little */
+    char sid[OMSD_SIO_ARG_MAX];
+    return omsd_sio_body_limit(query_arg(c->wsi, "sid", sid, sizeof sid) == 1 ? sid : NULL);
 }
 
 /* Run a request through rest.c and arm the answer. */
@@ -831,15 +856,13 @@ static int ws_auth(omsd *d, omsd_conn *c, oms_principal *who, char *err, size_t 
 
 /* ---- WebSocket connection life --------------------------------------------------------- */
 
+static void schedule_expiry(omsd_conn *c);
+
 static void on_token_expiry(lws_sorted_usec_list_t *sul)
 {
     omsd_conn *c = lws_container_of(sul, omsd_conn, sul_exp);
-    int64_t now_s = oms_now_ms() / 1000;
-    if (c->sess.who.exp + OMSD_AUTH_LEEWAY_S > now_s) {
-        /* refreshed meanwhile */
-        lws_sul_schedule(lws_get_context(c->wsi), 0, &c->sul_exp, on_token_expiry,
-                         (lws_usec_t)(c->sess.who.exp + OMSD_AUTH_LEEWAY_S - now_s) *
-                             LWS_US_PER_SEC);
+    if (!oms_auth_expired(c->sess.who.exp, oms_now_ms() / 1000, OMSD_AUTH_LEEWAY_S)) {
+        schedule_expiry(c); /* refreshed meanwhile, or further than a day */
         return;
     }
     conn_send_json_new(c, "error", oms_gw_error("token_expired", "the token expired; reconnect with "
@@ -851,9 +874,10 @@ static void on_token_expiry(lws_sorted_usec_list_t *sul)
 static void schedule_expiry(omsd_conn *c)
 {
     /* the same grace the verification allows: a token accepted at the
-     * upgrade is not closed the moment after */
-    int64_t now_s = oms_now_ms() / 1000, end = c->sess.who.exp + OMSD_AUTH_LEEWAY_S;
-    int64_t in = end > now_s ? end - now_s : 0;
+     * upgrade is not closed the moment after; a far exp (any int64 a client
+     * signs into its token) is looked at again daily, never overflowing the
+     * timer */
+    int64_t in = oms_auth_expires_in(c->sess.who.exp, oms_now_ms() / 1000, OMSD_AUTH_LEEWAY_S);
     lws_sul_schedule(lws_get_context(c->wsi), 0, &c->sul_exp, on_token_expiry,
                      (lws_usec_t)in * LWS_US_PER_SEC + 1000);
 }
@@ -986,12 +1010,26 @@ static int ws_collect(omsd_conn *c, const char *in, size_t len, size_t max)
     return final ? 1 : 0;
 }
 
-/* A Socket.IO WebSocket: whole messages go to socketio.c. */
+/* A message was handled: its buffer goes back to nothing when a large one
+ * made it grow, so an idle connection does not keep it. */
+#define RX_KEEP 16384
+static void rx_done(omsd_conn *c)
+{
+    c->rxlen = 0;
+    if (c->rxcap > RX_KEEP) {
+        free(c->rx);
+        c->rx = NULL;
+        c->rxcap = 0;
+    }
+}
+
+/* A Socket.IO WebSocket: whole messages go to socketio.c (a few KiB at most
+ * before the session authenticates). */
 static int sio_ws_receive(omsd *d, omsd_conn *c, const char *in, size_t len)
 {
     if (c->closing || !c->sio)
         return 0;
-    int rc = ws_collect(c, in, len, omsd_sio_max_payload());
+    int rc = ws_collect(c, in, len, omsd_sio_message_limit(c));
     if (rc == 2) {
         omsd_sio_ws_too_big(d, c);
         return 0;
@@ -999,7 +1037,7 @@ static int sio_ws_receive(omsd *d, omsd_conn *c, const char *in, size_t len)
     if (rc <= 0)
         return rc;
     omsd_sio_ws_message(d, c, c->rx, c->rxlen, lws_frame_is_binary(c->wsi) != 0);
-    c->rxlen = 0;
+    rx_done(c);
     return 0;
 }
 
@@ -1028,7 +1066,7 @@ static int ws_receive(omsd *d, omsd_conn *c, const char *in, size_t len)
         omsd_rstate_subs(d, &c->rst, subs, c->sess.subs);
     if (oms_router_update(d->router, &c->route, &c->sess) != OMS_OK)
         conn_close(c, OMS_CLOSE_TRY_LATER, "out of memory");
-    c->rxlen = 0;
+    rx_done(c);
     if (out.n > 0 && strcmp(out.msgs[0].event, "error") == 0 &&
         strcmp(json_string_value(json_object_get(out.msgs[0].data, "code")), "rate_limited") == 0)
         d->m.rate_limited++;
@@ -1161,7 +1199,7 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
         }
         if (omsd_sio_path(c->h->path)) {
             /* Socket.IO: no token here, auth comes in CONNECT */
-            char origin[300], host[300], body[160];
+            char origin[300], host[300], body[320];
             hdr(wsi, WSI_TOKEN_ORIGIN, origin, sizeof origin);
             hdr(wsi, WSI_TOKEN_HOST, host, sizeof host);
             omsd_sio_req r;
@@ -1401,6 +1439,8 @@ int omsd_server_start(omsd *d, char *errbuf, size_t errlen)
 int omsd_server_run(omsd *d)
 {
     while (lws_service(d->ctx, 0) >= 0) {
+        /* sessions closed during that turn: nothing of ours runs now */
+        omsd_sio_reap();
         if (omsd_reload_requested && !d->draining)
             omsd_reload(d); /* SIGHUP: notify.c */
         if (d->draining &&

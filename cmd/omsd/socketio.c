@@ -17,7 +17,20 @@
  * Timers (lws_sul): heartbeat (ping every pingInterval, close without a pong
  * within pingTimeout; this also reaps a polling session whose client vanished),
  * connect timeout, upgrade timeout and the noop tick during an upgrade, and
- * the token's expiry. Service thread only. */
+ * the token's expiry. Service thread only.
+ *
+ * Lifetime: a closed session is only marked dead and put in a graveyard;
+ * omsd_sio_reap() frees the graveyard between two turns of the event loop,
+ * when no handler of ours is running. So a send that closes its receiver
+ * (a queue overflow in the middle of a resume's replay, say) never frees
+ * memory a caller still walks: a dead session refuses every send and is
+ * otherwise left alone until the reaper takes it.
+ *
+ * Before its namespace CONNECT succeeds a session is unauthenticated: it
+ * counts against server.max_connections_per_address (a polling session by
+ * the address of its handshake, a WebSocket by its connection), all of them
+ * together against server.max_unauthenticated_sessions, must CONNECT within
+ * server.connect_timeout_s, and may send OMSD_SIO_PREAUTH_BYTES at most. */
 #include <ctype.h>
 #include <errno.h>
 #include <inttypes.h>
@@ -34,7 +47,7 @@
 #define MAX_NSP 128
 #define MAX_ATTACHMENTS 16
 #define MAX_REFUSALS 10 /* refused CONNECTs before the EIO connection is closed */
-#define HASH_BUCKETS 4096
+#define HASH_MIN_BUCKETS 1024 /* the sid table doubles as sessions come */
 #define TEXT_PLAIN "text/plain; charset=UTF-8"
 
 /* close codes of a session's WebSocket */
@@ -50,8 +63,9 @@ struct omsd_sio {
     omsd_sio *hnext;       /* hash chain */
     char sid[ID_LEN + 1];
     sio_transport tr;
-    int refs;  /* held by a handler running on it */
-    bool dead; /* closed; freed when refs drops to 0 */
+    bool dead; /* closed: in the graveyard, freed by omsd_sio_reap */
+    omsd_sio *grave_next;
+    omsd_addr *addr; /* the address slot of a polling session's handshake */
     /* polling */
     omsd_conn *get; /* the held GET */
     omsd_frame **q;
@@ -81,8 +95,11 @@ struct omsd_sio {
 static struct {
     omsd *d;
     omsd_sio *all;
-    omsd_sio *hash[HASH_BUCKETS];
+    omsd_sio **hash; /* by sid, nbuckets (a power of two) chains */
+    size_t nbuckets;
     size_t count;
+    size_t unauth; /* sessions not joined to /events */
+    omsd_sio *grave; /* closed, to be freed by omsd_sio_reap */
     int64_t ping_interval_ms, ping_timeout_ms, connect_timeout_ms, upgrade_timeout_ms;
     size_t max_payload;
     uint32_t queue_limit;
@@ -145,7 +162,8 @@ void omsd_sio_init(omsd *d)
     S.ping_timeout_ms = idle > pi ? (int64_t)(idle - pi) * 1000 : 20000;
     S.ping_interval_ms = env_ms("OMS_SIO_PING_INTERVAL_MS", S.ping_interval_ms);
     S.ping_timeout_ms = env_ms("OMS_SIO_PING_TIMEOUT_MS", S.ping_timeout_ms);
-    S.connect_timeout_ms = env_ms("OMS_SIO_CONNECT_TIMEOUT_MS", 45000);
+    S.connect_timeout_ms =
+        env_ms("OMS_SIO_CONNECT_TIMEOUT_MS", (int64_t)d->cfg.server.connect_timeout_s * 1000);
     S.upgrade_timeout_ms = 10000;
     S.max_payload = d->cfg.server.max_frame_bytes > 0 ? (size_t)d->cfg.server.max_frame_bytes
                                                       : 1000000;
@@ -164,6 +182,35 @@ bool omsd_sio_path(const char *path)
 size_t omsd_sio_max_payload(void)
 {
     return S.max_payload;
+}
+
+static omsd_sio *find(const char *sid);
+
+size_t omsd_sio_body_limit(const char *sid)
+{
+    const omsd_sio *s = sid ? find(sid) : NULL;
+    return s && s->joined ? S.max_payload : OMSD_SIO_PREAUTH_BYTES;
+}
+
+size_t omsd_sio_message_limit(const omsd_conn *c)
+{
+    const omsd_sio *s = omsd_conn_sio(c);
+    return s && s->joined && c == s->ws ? S.max_payload : OMSD_SIO_PREAUTH_BYTES;
+}
+
+/* 0 when one more unauthenticated session fits under
+ * server.max_unauthenticated_sessions, else 503 and why in msg. */
+static int unauth_full(char *msg, size_t len)
+{
+    int max = S.d->cfg.server.max_unauth_sessions;
+    if (max <= 0 || S.unauth < (size_t)max)
+        return 0;
+    S.d->m.unauth_refused++;
+    snprintf(msg, len,
+             "too many sessions waiting to authenticate: at most %d "
+             "(server.max_unauthenticated_sessions)",
+             max);
+    return 503;
 }
 
 /* ---- sessions ---------------------------------------------------------------------------- */
@@ -193,17 +240,47 @@ static int random_id(char out[ID_LEN + 1])
     return 0;
 }
 
-static unsigned bucket(const char *sid)
+static uint32_t sid_hash(const char *sid)
 {
     uint32_t h = 2166136261u;
     for (; *sid; sid++)
         h = (h ^ (unsigned char)*sid) * 16777619u;
-    return h & (HASH_BUCKETS - 1);
+    return h;
+}
+
+static size_t bucket(const char *sid)
+{
+    return sid_hash(sid) & (S.nbuckets - 1);
+}
+
+/* Keeps chains short whatever the number of sessions: doubles the table
+ * when there are more than two sessions a bucket. 0 or OMS_ENOMEM. */
+static int hash_reserve(size_t count)
+{
+    if (S.nbuckets && count <= S.nbuckets * 2)
+        return OMS_OK;
+    size_t nb = S.nbuckets ? S.nbuckets * 2 : HASH_MIN_BUCKETS;
+    omsd_sio **nh = calloc(nb, sizeof *nh);
+    if (!nh)
+        return S.nbuckets ? OMS_OK : OMS_ENOMEM; /* longer chains, still correct */
+    for (size_t b = 0; b < S.nbuckets; b++) {
+        omsd_sio *next;
+        for (omsd_sio *s = S.hash[b]; s; s = next) {
+            next = s->hnext;
+            size_t nbk = sid_hash(s->sid) & (nb - 1);
+            s->hnext = nh[nbk];
+            nh[nbk] = s;
+        }
+    }
+    free(S.hash);
+    S.hash = nh;
+    S.nbuckets = nb;
+    return OMS_OK;
 }
 
 static omsd_sio *find(const char *sid)
 {
-    if (strlen(sid) != ID_LEN)
+    if (strlen(sid) != ID_LEN || !S.hash)
         return NULL;
     for (omsd_sio *s = S.hash[bucket(sid)]; s; s = s->hnext)
         if (memcmp(s->sid, sid, ID_LEN) == 0 && !s->dead)
@@ -217,11 +294,6 @@ static void sched(omsd_sio *s, lws_sorted_usec_list_t *sul, sul_cb_t cb, int64_t
         lws_sul_schedule(S.d->ctx, 0, sul, cb, (lws_usec_t)ms * LWS_US_PER_MS);
 }
 
-static void hold(omsd_sio *s)
-{
-    s->refs++;
-}
-
 static void session_free(omsd_sio *s)
 {
     while (s->qlen) {
@@ -232,13 +304,34 @@ static void session_free(omsd_sio *s)
     free(s->q);
     json_decref(s->att_args);
     omsd_rstate_free(S.d, &s->rst);
+    omsd_addr_put(s->addr);
     free(s);
 }
 
-static void release(omsd_sio *s)
+size_t omsd_sio_unauthenticated(void)
 {
-    if (--s->refs == 0 && s->dead)
+    return S.unauth;
+}
+
+void omsd_sio_reap(void)
+{
+    while (S.grave) {
+        omsd_sio *s = S.grave;
+        S.grave = s->grave_next;
         session_free(s);
+    }
+}
+
+/* Joined to /events or not (the unauthenticated count follows). */
+static void set_joined(omsd_sio *s, bool joined)
+{
+    if (s->joined == joined)
+        return;
+    s->joined = joined;
+    if (joined)
+        S.unauth--;
+    else
+        S.unauth++;
 }
 
 static void on_heartbeat(lws_sorted_usec_list_t *sul);
@@ -246,6 +339,8 @@ static void on_connect_timeout(lws_sorted_usec_list_t *sul);
 
 static omsd_sio *session_new(omsd *d, sio_transport tr)
 {
+    if (hash_reserve(S.count + 1) != OMS_OK)
+        return NULL;
     omsd_sio *s = calloc(1, sizeof *s);
     if (!s)
         return NULL;
@@ -259,10 +354,11 @@ static omsd_sio *session_new(omsd *d, sio_transport tr)
     if (S.all)
         S.all->prev = s;
     S.all = s;
-    unsigned b = bucket(s->sid);
+    size_t b = bucket(s->sid);
     s->hnext = S.hash[b];
     S.hash[b] = s;
     S.count++;
+    S.unauth++;
     sched(s, &s->sul_hb, on_heartbeat, S.ping_interval_ms);
     sched(s, &s->sul_connect, on_connect_timeout, S.connect_timeout_ms);
     (void)d;
@@ -273,7 +369,7 @@ static void leave(omsd_sio *s)
 {
     if (!s->joined)
         return;
-    s->joined = false;
+    set_joined(s, false);
     oms_router_remove(S.router, &s->route);
     omsd_rstate_free(S.d, &s->rst);
     S.d->nconns--;
@@ -319,9 +415,11 @@ static void session_close(omsd_sio *s, int code, const char *reason, const omsd_
     }
     S.count--;
     if (s->joined) {
-        s->joined = false;
         oms_router_remove(S.router, &s->route);
         d->nconns--;
+        s->joined = false;
+    } else {
+        S.unauth--;
     }
     lws_sul_cancel(&s->sul_hb);
     lws_sul_cancel(&s->sul_connect);
@@ -344,8 +442,8 @@ static void session_close(omsd_sio *s, int code, const char *reason, const omsd_
         answer_get(s, get_answer ? get_answer : S.f_close);
     oms_log(d->log, OMS_LOG_DEBUG, "socket.io session closed", OMS_LS("reason", reason),
             OMS_LI("userId", s->sess.who.user_id));
-    if (s->refs == 0)
-        session_free(s);
+    s->grave_next = S.grave;
+    S.grave = s;
 }
 
 static void protocol_error(omsd_sio *s, const char *why)
@@ -458,11 +556,9 @@ static void on_heartbeat(lws_sorted_usec_list_t *sul)
         session_close(s, CLOSE_NORMAL, "ping timeout", S.f_close);
         return;
     }
-    hold(s);
     s->awaiting_pong = true;
     sio_send(s, S.f_ping);
     sched(s, &s->sul_hb, on_heartbeat, S.ping_timeout_ms);
-    release(s);
 }
 
 static void on_connect_timeout(lws_sorted_usec_list_t *sul)
@@ -506,18 +602,10 @@ static void on_noop_tick(lws_sorted_usec_list_t *sul)
 static void on_expiry(lws_sorted_usec_list_t *sul);
 
 /* The end of a token's validity: exp plus the grace the verification
- * allows (as on /events). */
-static int64_t token_end(const omsd_sio *s)
-{
-    return s->sess.who.exp + OMSD_AUTH_LEEWAY_S;
-}
-
+ * allows (as on /events), looked at again daily when further. */
 static void schedule_expiry(omsd_sio *s)
 {
-    int64_t now_s = oms_now_ms() / 1000;
-    int64_t in = token_end(s) > now_s ? token_end(s) - now_s : 0;
-    if (in > 86400)
-        in = 86400; /* looked at again then */
+    int64_t in = oms_auth_expires_in(s->sess.who.exp, oms_now_ms() / 1000, OMSD_AUTH_LEEWAY_S);
     sched(s, &s->sul_exp, on_expiry, in * 1000 + 1);
 }
 
@@ -526,18 +614,16 @@ static void on_expiry(lws_sorted_usec_list_t *sul)
     omsd_sio *s = lws_container_of(sul, omsd_sio, sul_exp);
     if (!s->joined)
         return;
-    if (token_end(s) > oms_now_ms() / 1000) {
+    if (!oms_auth_expired(s->sess.who.exp, oms_now_ms() / 1000, OMSD_AUTH_LEEWAY_S)) {
         schedule_expiry(s); /* refreshed meanwhile, or far away */
         return;
     }
-    hold(s);
     json_t *e = oms_gw_error("token_expired",
                              "the token expired; reconnect with a new one or send refresh_token "
                              "before expiry");
     emit_event(s, "error", e);
     json_decref(e);
     kick(s);
-    release(s);
 }
 
 /* ---- Socket.IO packets --------------------------------------------------------------------- */
@@ -594,7 +680,7 @@ static int sio_connect(omsd_sio *s, const char *nsp, const json_t *auth)
         omsd_rstate_free(d, &s->rst);
         return -1;
     }
-    s->joined = true;
+    set_joined(s, true);
     d->nconns++;
     d->m.connections_total++;
     lws_sul_cancel(&s->sul_connect);
@@ -652,9 +738,7 @@ static void sio_event(omsd_sio *s, const json_t *args, int64_t ack)
     if (out.resume && !s->dead && s->joined) {
         /* answered when the replay is done, as an ack when one was asked */
         s->resume_ack = ack;
-        hold(s);
         omsd_resume_start(d, &s->rst, &s->sess, out.resume_since, sio_sink(), s);
-        release(s);
     } else if (ack >= 0 && out.answer < 0 && !s->dead) {
         emit_ack(s, ack, NULL);
     }
@@ -928,11 +1012,22 @@ void omsd_sio_http(omsd *d, omsd_conn *c, const omsd_sio_req *r)
             http_error(c, 503, 3, "Server shutting down");
             return;
         }
+        char why[200];
+        omsd_addr *a = NULL;
+        int st = unauth_full(why, sizeof why);
+        if (!st && (st = omsd_conn_addr_acquire(c, &a, why, sizeof why)) != 0)
+            d->m.address_refused++;
+        if (st) {
+            http_error(c, st, 3, why);
+            return;
+        }
         omsd_sio *s = session_new(d, TR_POLLING);
         if (!s) {
+            omsd_addr_put(a);
             http_error(c, 500, 3, "Cannot create a session");
             return;
         }
+        s->addr = a;
         size_t len = 0;
         char *open = open_packet(s, &len);
         omsd_http_reply(c, 200, TEXT_PLAIN, open, open ? len : 0);
@@ -947,7 +1042,6 @@ void omsd_sio_http(omsd *d, omsd_conn *c, const omsd_sio_req *r)
         http_error(c, 400, 3, "Bad request"); /* upgraded already */
         return;
     }
-    hold(s);
     if (strcmp(r->method, "GET") == 0) {
         if (s->get) {
             /* only one GET at a time */
@@ -976,7 +1070,6 @@ void omsd_sio_http(omsd *d, omsd_conn *c, const omsd_sio_req *r)
     } else {
         http_error(c, 400, 3, "Bad request");
     }
-    release(s);
 }
 
 void omsd_sio_get_writeable(omsd *d, omsd_conn *c)
@@ -1043,7 +1136,12 @@ int omsd_sio_confirm_upgrade(omsd *d, const omsd_sio_req *r, char *sid_out, size
             status = 0, memcpy(sid_out, s->sid, ID_LEN + 1);
         /* else: upgraded or upgrading already: one WebSocket per session */
     } else {
-        status = 0;
+        char why[200];
+        status = unauth_full(why, sizeof why);
+        if (status) {
+            snprintf(body, body_len, "{\"code\":3,\"message\":\"%s\"}", why);
+            return status;
+        }
     }
     if (status)
         snprintf(body, body_len, "{\"code\":%d,\"message\":\"%s\"}", code, msg);
@@ -1093,6 +1191,9 @@ static void upgrade(omsd_sio *s)
     lws_sul_cancel(&s->sul_noop);
     s->ws = c;
     s->tr = TR_WEBSOCKET;
+    /* the WebSocket holds an address slot of its own from now on */
+    omsd_addr_put(s->addr);
+    s->addr = NULL;
     if (s->get)
         answer_get(s, S.f_noop);
     while (s->qlen) {
@@ -1130,7 +1231,6 @@ void omsd_sio_ws_message(omsd *d, omsd_conn *c, const char *buf, size_t len, boo
     (void)d;
     if (!s || s->dead)
         return;
-    hold(s);
     if (c == s->probe) {
         probe_packet(s, c, buf, len, binary);
     } else if (c == s->ws) {
@@ -1138,7 +1238,6 @@ void omsd_sio_ws_message(omsd *d, omsd_conn *c, const char *buf, size_t len, boo
         if (rc < 0)
             protocol_error(s, binary ? "unexpected binary frame" : "bad packet");
     }
-    release(s);
 }
 
 void omsd_sio_ws_too_big(omsd *d, omsd_conn *c)
@@ -1308,7 +1407,6 @@ static void collect(void *conn, void *ud)
         S.capbatch = cap;
     }
     omsd_sio *s = conn;
-    hold(s);
     S.batch[S.nbatch++] = s;
 }
 
@@ -1316,23 +1414,20 @@ void omsd_sio_dispatch(omsd *d, const omsd_xq_item *it)
 {
     if (!S.router)
         return;
-    /* recipients first (held), then the sends: a send may close a session,
-     * which takes it out of the router, and the router must not change
-     * while it is walked */
+    /* recipients first, then the sends: a send may close a session, which
+     * takes it out of the router, and the router must not change while it
+     * is walked (a closed session stays in memory until the reaper) */
     S.nbatch = 0;
     oms_router_dispatch(S.router, it->type, it->user_id, collect, NULL);
     omsd_frame *sf = NULL;
     for (size_t i = 0; i < S.nbatch; i++) {
         omsd_sio *s = S.batch[i];
-        if (s->rst.rs && omsd_resume_hold(d, &s->rst, it->frame)) {
-            release(s); /* behind its replay */
-            continue;
-        }
+        if (s->rst.rs && omsd_resume_hold(d, &s->rst, it->frame))
+            continue; /* behind its replay */
         if (!sf && !(sf = fanout_frame(it->frame)))
             d->m.dropped[it->topic]++;
         else if (!sio_send(s, sf))
             d->m.dropped[it->topic]++;
-        release(s);
     }
     S.nbatch = 0;
     omsd_frame_unref(sf);
@@ -1361,6 +1456,10 @@ void omsd_sio_free_all(omsd *d)
         }
         session_close(s, OMS_CLOSE_GOING_AWAY, "server stopped", NULL);
     }
+    omsd_sio_reap();
+    free(S.hash);
+    S.hash = NULL;
+    S.nbuckets = 0;
     omsd_frame_unref(S.f_ping);
     omsd_frame_unref(S.f_noop);
     omsd_frame_unref(S.f_close);

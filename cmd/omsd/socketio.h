@@ -10,6 +10,9 @@
 typedef struct omsd_sio omsd_sio;
 
 #define OMSD_SIO_ARG_MAX 128 /* longest EIO/transport/sid query value kept */
+/* What a session may send before its namespace CONNECT succeeds (a WebSocket
+ * message, a polling POST body): enough for a CONNECT with a large token. */
+#define OMSD_SIO_PREAUTH_BYTES 8192
 
 /* A request on /socket.io/ as server.c read it. Query values: "" when absent;
  * *_long when present but over OMSD_SIO_ARG_MAX (then treated as invalid). */
@@ -33,6 +36,14 @@ void omsd_sio_init(omsd *d);
 bool omsd_sio_path(const char *path);
 /* POST bodies on the endpoint are limited to maxPayload bytes. */
 size_t omsd_sio_max_payload(void);
+/* The largest POST body for session sid (NULL: none given): maxPayload once
+ * joined to /events, OMSD_SIO_PREAUTH_BYTES before. */
+size_t omsd_sio_body_limit(const char *sid);
+/* The same for a WebSocket message on a Socket.IO connection. */
+size_t omsd_sio_message_limit(const omsd_conn *c);
+/* Frees the sessions closed since the last call. Only between two turns of
+ * the event loop (no handler running): see "Lifetime" in socketio.c. */
+void omsd_sio_reap(void);
 /* An HTTP (long-polling) request: answers through omsd_http_reply, at once
  * or later (a GET held until something is queued). */
 void omsd_sio_http(omsd *d, omsd_conn *c, const omsd_sio_req *r);
@@ -67,6 +78,13 @@ const oms_session *omsd_sio_next_session(void **cursor);
 /* ---- server.c, called by socketio.c --------------------------------------------- */
 
 omsd_sio *omsd_conn_sio(const omsd_conn *c);
+/* A slot of server.max_connections_per_address for c's peer address, held
+ * by something other than a WebSocket (a Socket.IO polling session): 0 and
+ * *out (NULL when there is no limit), or 429 with why in msg. */
+typedef struct omsd_addr omsd_addr;
+int omsd_conn_addr_acquire(omsd_conn *c, omsd_addr **out, char *msg, size_t msglen);
+/* Give a slot back (NULL: nothing). */
+void omsd_addr_put(omsd_addr *a);
 void omsd_conn_set_sio(omsd_conn *c, omsd_sio *s);
 /* WebSocket send queue: takes a reference; false when not queued (closing
  * or overflowed: the connection is then closed with 1013). */

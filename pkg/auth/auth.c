@@ -239,6 +239,22 @@ static bool past(int64_t now, int64_t t, int64_t leeway)
     return now > t && (uint64_t)now - (uint64_t)t > (uint64_t)leeway;
 }
 
+bool oms_auth_expired(int64_t exp, int64_t now_s, int64_t leeway_s)
+{
+    return past(now_s, exp, leeway_s);
+}
+
+int64_t oms_auth_expires_in(int64_t exp, int64_t now_s, int64_t leeway_s)
+{
+    if (past(now_s, exp, leeway_s))
+        return 0;
+    /* exp + leeway - now, in unsigned arithmetic: exp may be near INT64_MAX */
+    uint64_t left = (uint64_t)exp + (uint64_t)leeway_s - (uint64_t)now_s;
+    if (exp >= now_s && (uint64_t)exp - (uint64_t)now_s >= OMS_AUTH_RECHECK_S)
+        return OMS_AUTH_RECHECK_S;
+    return left > OMS_AUTH_RECHECK_S ? OMS_AUTH_RECHECK_S : (int64_t)left;
+}
+
 /* ---- construction ----------------------------------------------------- */
 
 oms_auth *oms_auth_new(const oms_auth_opts *opts, char *errbuf, size_t errlen)

@@ -79,6 +79,15 @@ void oms_auth_free(oms_auth *a);
 int oms_auth_verify(const oms_auth *a, const char *token, int64_t now_s, oms_principal *out,
                     char *errbuf, size_t errlen);
 
+/* Seconds from now_s until a token that expires at exp stops being valid
+ * (exp + leeway_s), clamped to 0..OMS_AUTH_RECHECK_S: a timer armed from it
+ * looks again after a day at most, and no exp a client can put in a token
+ * (up to INT64_MAX) overflows a timer. Pair with oms_auth_expired(). */
+#define OMS_AUTH_RECHECK_S 86400
+int64_t oms_auth_expires_in(int64_t exp, int64_t now_s, int64_t leeway_s);
+/* now_s > exp + leeway_s, without overflow. */
+bool oms_auth_expired(int64_t exp, int64_t now_s, int64_t leeway_s);
+
 /* Mint an HS256 token {sub, userId, role, iat, exp = now_s + ttl_s, iss?, aud?}
  * for dev tokens, tests and `omsctl token`. sub is the decimal user id;
  * iss/aud are left out when NULL or "". Returns a malloc'd string (caller

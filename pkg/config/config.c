@@ -62,6 +62,8 @@ static const key_desc config_keys[] = {
     K_INT("server.rate_limit_per_min", server.rate_limit_per_min, 1, 1000000, 100),
     K_INT("server.queue_limit", server.queue_limit, 1, 10000000, 4096),
     K_INT("server.max_connections_per_address", server.max_conns_per_address, 0, 10000000, 1000),
+    K_INT("server.max_unauthenticated_sessions", server.max_unauth_sessions, 0, 10000000, 10000),
+    K_INT("server.connect_timeout_s", server.connect_timeout_s, 1, 3600, 10),
     K_STR("server.web_root", server.web_root, "web"),
 
     K_STR("auth.jwt_secret", auth.jwt_secret, ""),
@@ -99,6 +101,7 @@ static const key_desc config_keys[] = {
     K_INT("resume.history_size", resume.history_size, 0, 10000000, 2000),
     K_INT("resume.history_ttl_s", resume.history_ttl_s, 0, 86400, 300),
     K_INT("resume.max_replay", resume.max_replay, 0, 100000000, 100000),
+    K_INT("resume.read_budget_mb", resume.read_budget_mb, 1, 1048576, 256),
 
     K_INT("presence.interval_s", presence.interval_s, 1, 3600, 5),
     K_INT("presence.expiry_s", presence.expiry_s, 2, 86400, 15),

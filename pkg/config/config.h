@@ -34,6 +34,8 @@ typedef struct oms_config {
         int rate_limit_per_min;  /* server.rate_limit_per_min, default 100 */
         int queue_limit;         /* server.queue_limit, messages per connection, default 4096 */
         int max_conns_per_address; /* server.max_connections_per_address, default 1000, 0 = no limit */
+        int max_unauth_sessions; /* server.max_unauthenticated_sessions, default 10000, 0 = no limit */
+        int connect_timeout_s;   /* server.connect_timeout_s: Socket.IO CONNECT within, default 10 */
         char *web_root;          /* server.web_root, default "web" */
     } server;
     struct {
@@ -81,6 +83,7 @@ typedef struct oms_config {
         int history_size;    /* resume.history_size: events kept per partition, default 2000 */
         int history_ttl_s;   /* resume.history_ttl_s: oldest kept, seconds, default 300 */
         int max_replay;      /* resume.max_replay: most records one resume reads, default 100000 */
+        int read_budget_mb;  /* resume.read_budget_mb: read-back memory of all resumes, default 256 */
     } resume;
     struct {
         int interval_s; /* presence.interval_s: heartbeat period, default 5 */
