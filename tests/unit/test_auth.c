@@ -889,6 +889,30 @@ static void test_junk_never_crashes(void **state)
 
 /* ---- minting ------------------------------------------------------------ */
 
+/* Timers armed from a token's exp: clamped to a day, never overflowing,
+ * whatever exp a client signs (issue #15: a huge exp hung the service
+ * thread). */
+static void test_expires_in(void **state)
+{
+    (void)state;
+    const int64_t now = 1700000000;
+    assert_int_equal(oms_auth_expires_in(now + 60, now, 5), 65);
+    assert_int_equal(oms_auth_expires_in(now, now, 5), 5);
+    assert_int_equal(oms_auth_expires_in(now - 3, now, 5), 2);
+    assert_int_equal(oms_auth_expires_in(now - 5, now, 5), 0);
+    assert_int_equal(oms_auth_expires_in(now - 6, now, 5), 0);
+    assert_int_equal(oms_auth_expires_in(now + OMS_AUTH_RECHECK_S - 10, now, 5), OMS_AUTH_RECHECK_S - 5);
+    assert_int_equal(oms_auth_expires_in(now + OMS_AUTH_RECHECK_S, now, 5), OMS_AUTH_RECHECK_S);
+    assert_int_equal(oms_auth_expires_in(INT64_C(9300000000000), now, 5), OMS_AUTH_RECHECK_S);
+    assert_int_equal(oms_auth_expires_in(INT64_MAX, now, 5), OMS_AUTH_RECHECK_S);
+    assert_int_equal(oms_auth_expires_in(INT64_MAX - 2, INT64_MAX, 5), 3);
+    assert_int_equal(oms_auth_expires_in(INT64_MIN, now, 5), 0);
+    assert_false(oms_auth_expired(INT64_MAX, now, 5));
+    assert_true(oms_auth_expired(INT64_MIN, now, 5));
+    assert_false(oms_auth_expired(now - 5, now, 5));
+    assert_true(oms_auth_expired(now - 6, now, 5));
+}
+
 static void test_mint_roundtrip(void **state)
 {
     const unsigned char *s = (const unsigned char *)SECRET;
@@ -982,6 +1006,7 @@ int main(void)
         cmocka_unit_test(test_huge_token),
         cmocka_unit_test(test_junk_never_crashes),
         cmocka_unit_test(test_mint_roundtrip),
+        cmocka_unit_test(test_expires_in),
     };
     return cmocka_run_group_tests(tests, keys_setup, keys_teardown);
 }

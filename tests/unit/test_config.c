@@ -128,6 +128,9 @@ static void test_defaults(void **state)
     assert_int_equal(c.server.idle_timeout_s, 60);
     assert_int_equal(c.server.rate_limit_per_min, 100);
     assert_int_equal(c.server.queue_limit, 4096);
+    assert_int_equal(c.server.max_unauth_sessions, 10000);
+    assert_int_equal(c.server.connect_timeout_s, 10);
+    assert_int_equal(c.resume.read_budget_mb, 256);
     assert_string_equal(c.server.web_root, "web");
     assert_string_equal(c.auth.jwt_secret, "");
     assert_string_equal(c.auth.algorithm, "HS256");
