@@ -55,7 +55,8 @@ static void help(FILE *out)
             "CONNECT auth {token}). Its heartbeat follows server.ping_interval_s (the\n"
             "pingTimeout is server.idle_timeout_s minus that); for tests these take\n"
             "milliseconds from the environment: OMS_SIO_PING_INTERVAL_MS,\n"
-            "OMS_SIO_PING_TIMEOUT_MS, OMS_SIO_CONNECT_TIMEOUT_MS (default 45000).\n");
+            "OMS_SIO_PING_TIMEOUT_MS, OMS_SIO_CONNECT_TIMEOUT_MS (default:\n"
+            "server.connect_timeout_s, 10 s).\n");
 }
 
 /* The verification key: the HS256 secret or the PEM public key. */
