@@ -13,6 +13,7 @@
 #include <sys/random.h>
 
 #include "serve.h"
+#include "json/json.h"
 #include "sim/sim.h"
 
 #define MAX_ITEMS 100
@@ -32,7 +33,7 @@ static void reply(sv_response *resp, int status, json_t *body)
 {
     free(resp->body);
     resp->status = status;
-    resp->body = body ? json_dumps(body, JSON_COMPACT | JSON_REAL_PRECISION(15)) : NULL;
+    resp->body = body ? oms_json_dumps(body, JSON_COMPACT) : NULL;
     resp->len = resp->body ? strlen(resp->body) : 0;
     json_decref(body);
 }

@@ -7,6 +7,7 @@
 #include <time.h>
 
 #include "producer.h"
+#include "json/json.h"
 #include "sim/sim.h"
 
 static void simulate_help(FILE *out)
@@ -181,7 +182,7 @@ int cmd_simulate(int argc, char **argv)
         const oms_event *ev = oms_sim_next(sim, now_ms);
         if (print) {
             json_t *j = oms_event_to_json(ev);
-            char *s = json_dumps(j, JSON_COMPACT);
+            char *s = oms_json_dumps(j, JSON_COMPACT);
             if (s)
                 puts(s);
             free(s);

@@ -11,6 +11,7 @@
 #include "auth/auth.h"
 #include "ctl.h"
 #include "http/http.h"
+#include "json/json.h"
 
 /* What every API command shares. */
 typedef struct api {
@@ -126,7 +127,7 @@ static long api_call(api *a, const char *method, const char *path, const char *b
 static void print_json(const json_t *j, const char *raw)
 {
     if (j) {
-        char *s = json_dumps(j, JSON_COMPACT);
+        char *s = oms_json_dumps(j, JSON_COMPACT);
         puts(s ? s : "null");
         free(s);
     } else {
@@ -495,7 +496,7 @@ static int post_with_flags(const char *pc, const char *path, const char *usage,
         json_decref(body);
         return rc;
     }
-    char *text = json_dumps(body, JSON_COMPACT);
+    char *text = oms_json_dumps(body, JSON_COMPACT);
     json_decref(body);
     oms_http_resp r;
     long st = api_call(&a, "POST", path, text, &r);

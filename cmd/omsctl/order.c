@@ -8,6 +8,7 @@
 
 #include "ctl.h"
 #include "events/events.h"
+#include "json/json.h"
 #include "kafka/kafka.h"
 #include "pg/pg.h"
 
@@ -200,7 +201,7 @@ int cmd_order(int argc, char **argv)
     if (json) {
         json_t *all = json_pack("{s:O,s:O,s:O}", "order", order, "history", history, "events",
                                 events ? events : json_null());
-        char *s = json_dumps(all, JSON_COMPACT);
+        char *s = oms_json_dumps(all, JSON_COMPACT);
         puts(s);
         free(s);
         json_decref(all);

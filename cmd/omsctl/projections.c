@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "ctl.h"
+#include "json/json.h"
 #include "kafka/kafka.h"
 #include "pg/pg.h"
 
@@ -235,7 +236,7 @@ static int do_status(oms_config *cfg, const opts *o)
         json_t *j = json_pack("{s:s,s:i,s:i,s:I,s:o}", "group", o->group, "schemaVersion",
                               version, "latestVersion", oms_pg_migrations_latest(), "lag",
                               (json_int_t)lag, "partitions", parts);
-        char *s = json_dumps(j, JSON_COMPACT);
+        char *s = oms_json_dumps(j, JSON_COMPACT);
         printf("%s\n", s ? s : "null");
         free(s);
         json_decref(j);

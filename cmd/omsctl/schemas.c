@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "avro/avro.h"
+#include "json/json.h"
 #include "ctl.h"
 
 static void schemas_help(FILE *out)
@@ -109,7 +110,7 @@ static int do_fingerprint(const char *file, bool json)
         char hex[20];
         snprintf(hex, sizeof hex, "%016" PRIx64, fp);
         json_object_set_new(o, "fingerprint", json_string(hex));
-        char *out = json_dumps(o, JSON_COMPACT);
+        char *out = oms_json_dumps(o, JSON_COMPACT);
         puts(out);
         free(out);
         json_decref(o);

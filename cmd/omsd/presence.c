@@ -18,6 +18,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "json/json.h"
 #include "omsd.h"
 
 typedef struct peer {
@@ -280,7 +281,7 @@ void omsd_presence_publish(omsd *d, json_t *local)
         json_decref(local);
         return;
     }
-    char *users = json_dumps(local, JSON_COMPACT | JSON_SORT_KEYS);
+    char *users = oms_json_dumps(local, JSON_COMPACT | JSON_SORT_KEYS);
     json_decref(local);
     if (!users)
         return;

@@ -5,6 +5,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "json/json.h"
 #include "omsd.h"
 
 void omsd_rest_json(omsd_http_resp *resp, int status, json_t *body)
@@ -12,7 +13,7 @@ void omsd_rest_json(omsd_http_resp *resp, int status, json_t *body)
     free(resp->body);
     resp->status = status;
     resp->content_type = "application/json";
-    resp->body = body ? json_dumps(body, JSON_COMPACT) : NULL;
+    resp->body = body ? oms_json_dumps(body, JSON_COMPACT) : NULL;
     resp->len = resp->body ? strlen(resp->body) : 0;
     json_decref(body);
 }

@@ -39,6 +39,7 @@
 #include <sys/random.h>
 
 #include "gateway/router.h"
+#include "json/json.h"
 #include "socketio.h"
 
 #define ID_BYTES 18                 /* random bytes of a sid */
@@ -509,7 +510,7 @@ static omsd_frame *sio_frame(char type, const char *nsp, int64_t ack, const json
     int hl = snprintf(head, sizeof head, "4%c%s%s", type, root ? "" : nsp, root ? "" : ",");
     if (ack >= 0)
         hl += snprintf(head + hl, sizeof head - (size_t)hl, "%" PRId64, ack);
-    char *js = payload ? json_dumps(payload, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
+    char *js = payload ? oms_json_dumps(payload, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
     size_t jl = js ? strlen(js) : 0;
     omsd_frame *f = frame_alloc((size_t)hl + jl);
     if (f) {

@@ -5,12 +5,15 @@
  * The output is byte for byte what the jansson reference
  * (oms_event_frame_json_generic) gives: same members in the same order,
  * strings escaped as json_dumps escapes them, integers as "%lld", reals as
- * jansson formats them (see oms_ev_fmt_real). What the writer does not do
- * itself it hands to the reference, whole: notification data that is not
- * already compact JSON, strings that are not UTF-8 (jansson drops such
- * members), non-finite numbers (jansson drops those too), unknown types.
+ * oms_json_fmt_real() writes them (the shortest round trip; the reference
+ * is serialized by oms_json_dumps(), which writes reals the same way).
+ * What the writer does not do itself it hands to the reference, whole:
+ * notification data that is not already in its canonical form, strings
+ * that are not UTF-8 (jansson drops such members), non-finite numbers
+ * (jansson drops those too), unknown types.
  * Decoded events never take that way; hand-built ones rarely do. */
 #include "events/events_internal.h"
+#include "json/json.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -144,15 +147,32 @@ static bool cj_number(cj *c)
     const char *digits = p;
     if (*p == '0') {
         p++;
-        if (neg) /* "-0" reads as the integer 0, written back as "0" */
-            return false;
+        if (neg && *p != '.' && *p != 'e' && *p != 'E')
+            return false; /* "-0" reads as the integer 0, written back as "0" */
     } else {
         while (*p >= '0' && *p <= '9')
             p++;
     }
-    /* reals are written back in jansson's format, not necessarily this one;
-     * more than 18 digits may not fit json_int_t */
-    if (*p == '.' || *p == 'e' || *p == 'E' || (*p >= '0' && *p <= '9') || p - digits > 18)
+    if (*p == '.' || *p == 'e' || *p == 'E') {
+        /* a real is canonical when it is spelled exactly as it is written
+         * back (oms_json_fmt_real): then strtod's value is jansson's */
+        const char *end = p;
+        while ((*end >= '0' && *end <= '9') || *end == '.' || *end == 'e' || *end == '-')
+            end++;
+        size_t n = (size_t)(end - c->p);
+        char text[OMS_JSON_REAL_MAX], canon[OMS_JSON_REAL_MAX];
+        if (n >= sizeof text)
+            return false;
+        memcpy(text, c->p, n);
+        text[n] = '\0';
+        double v = strtod(text, NULL);
+        if (!isfinite(v) || oms_json_fmt_real(v, canon) != n || memcmp(canon, text, n) != 0)
+            return false;
+        c->p = end;
+        return true;
+    }
+    /* more than 18 digits may not fit json_int_t */
+    if ((*p >= '0' && *p <= '9') || p - digits > 18)
         return false;
     c->p = p;
     return true;
@@ -277,184 +297,6 @@ static char *put_i64(char *o, int64_t v)
         return put_u64(o, (uint64_t)0 - (uint64_t)v);
     }
     return put_u64(o, (uint64_t)v);
-}
-
-__extension__ typedef unsigned __int128 u128;
-
-static const uint64_t pow10_u64[20] = {1ull,
-                                       10ull,
-                                       100ull,
-                                       1000ull,
-                                       10000ull,
-                                       100000ull,
-                                       1000000ull,
-                                       10000000ull,
-                                       100000000ull,
-                                       1000000000ull,
-                                       10000000000ull,
-                                       100000000000ull,
-                                       1000000000000ull,
-                                       10000000000000ull,
-                                       100000000000000ull,
-                                       1000000000000000ull,
-                                       10000000000000000ull,
-                                       100000000000000000ull,
-                                       1000000000000000000ull,
-                                       10000000000000000000ull};
-
-static u128 pow10_u128(int k) /* 0 <= k <= 38 */
-{
-    return k < 20 ? (u128)pow10_u64[k] : (u128)pow10_u64[19] * pow10_u64[k - 19];
-}
-
-#define E16 10000000000000000ull
-#define E17 100000000000000000ull
-
-/* The 17 significant digits of v (> 0, finite) rounded as printf rounds
- * (to nearest, ties to even) in *digits (10^16 <= *digits < 10^17), and the
- * decimal exponent of the first one in *exp10. Exact integer arithmetic on
- * v = m * 2^e in 128 bits, so only for 2^-19 <= v < 2^126 (X in -6..37);
- * false outside, and the caller asks snprintf. */
-static bool g17_digits(double v, uint64_t *digits, int *exp10)
-{
-    uint64_t bits;
-    memcpy(&bits, &v, 8);
-    int be = (int)(bits >> 52) & 0x7FF;
-    if (be == 0 || be == 0x7FF)
-        return false;
-    uint64_t m = (bits & ((1ull << 52) - 1)) | (1ull << 52);
-    int e = be - 1075;
-    int b = e + 52; /* floor(log2 v) */
-    if (b < -19 || b > 125)
-        return false;
-    /* floor(b * log10(2)) give or take one; the loop settles it */
-    int x = (int)floor(b * 0.30102999566398119521);
-    for (int iter = 0; iter < 4; iter++) {
-        int k = 16 - x;
-        u128 q, r = 0, half = 0;
-        if (k >= 0) {
-            /* k <= 23 here: m * 10^k < 2^53 * 2^77 */
-            u128 a = (u128)m * pow10_u128(k);
-            if (e >= 0) {
-                q = a << e; /* v < 10^18 here, so e <= 7: no overflow */
-            } else {
-                int s = -e; /* 1..71 */
-                q = a >> s;
-                r = a & (((u128)1 << s) - 1);
-                half = (u128)1 << (s - 1);
-            }
-        } else {
-            /* v >= 10^16 > 2^53: an integer, m << e < 2^126 */
-            u128 vv = (u128)m << e, d = pow10_u128(-k);
-            q = vv / d;
-            r = vv % d;
-            half = d / 2;
-        }
-        if (q < E16) {
-            x--;
-            continue;
-        }
-        if (q >= E17) {
-            x++;
-            continue;
-        }
-        uint64_t n = (uint64_t)q;
-        if (r > half || (r == half && r != 0 && (n & 1)))
-            n++;
-        if (n == E17) {
-            n = E16;
-            x++;
-        }
-        *digits = n;
-        *exp10 = x;
-        return true;
-    }
-    return false;
-}
-
-size_t oms_ev_fmt_g17(double v, char *out)
-{
-    const double orig = v;
-    char *o = out;
-    if (signbit(v)) {
-        *o++ = '-';
-        v = -v;
-    }
-    if (v == 0) {
-        *o++ = '0';
-        *o = '\0';
-        return (size_t)(o - out);
-    }
-    uint64_t n;
-    int x;
-    if (!g17_digits(v, &n, &x)) {
-        int len = snprintf(out, 32, "%.17g", orig);
-        return len < 0 ? 0 : (size_t)len;
-    }
-    char d[17];
-    for (int i = 16; i >= 0; i--) {
-        d[i] = (char)('0' + n % 10);
-        n /= 10;
-    }
-    int nd = 17;
-    while (nd > 1 && d[nd - 1] == '0')
-        nd--;
-    if (x < -4 || x >= 17) { /* %e style */
-        *o++ = d[0];
-        if (nd > 1) {
-            *o++ = '.';
-            memcpy(o, d + 1, (size_t)nd - 1);
-            o += nd - 1;
-        }
-        *o++ = 'e';
-        *o++ = x < 0 ? '-' : '+';
-        int ax = x < 0 ? -x : x;
-        if (ax < 10)
-            *o++ = '0';
-        o = put_u64(o, (uint64_t)ax);
-    } else if (x >= 0) { /* %f style, integer part of x + 1 digits */
-        memcpy(o, d, (size_t)x + 1);
-        o += x + 1;
-        if (nd > x + 1) {
-            *o++ = '.';
-            memcpy(o, d + x + 1, (size_t)(nd - x - 1));
-            o += nd - x - 1;
-        }
-    } else { /* 0.000ddd */
-        *o++ = '0';
-        *o++ = '.';
-        for (int i = 0; i < -x - 1; i++)
-            *o++ = '0';
-        memcpy(o, d, (size_t)nd);
-        o += nd;
-    }
-    *o = '\0';
-    return (size_t)(o - out);
-}
-
-size_t oms_ev_fmt_real(double v, char *out)
-{
-    /* jansson's jsonp_dtostr() after its snprintf("%.17g") */
-    size_t length = oms_ev_fmt_g17(v, out);
-    if (!memchr(out, '.', length) && !memchr(out, 'e', length)) {
-        out[length++] = '.';
-        out[length++] = '0';
-        out[length] = '\0';
-    }
-    char *start = memchr(out, 'e', length);
-    if (start) {
-        start++;
-        char *end = start + 1;
-        if (*start == '-')
-            start++;
-        while (*end == '0')
-            end++;
-        if (end != start) {
-            memmove(start, end, length - (size_t)(end - out) + 1);
-            length -= (size_t)(end - start);
-        }
-    }
-    return length;
 }
 
 /* ---- time ------------------------------------------------------------------------------ */
@@ -643,9 +485,9 @@ static void put_real(jw *w, double v)
             w->err = JW_FALLBACK;
         return;
     }
-    char *o = jw_room(w, 32);
+    char *o = jw_room(w, OMS_JSON_REAL_MAX);
     if (o)
-        jw_done(w, o + oms_ev_fmt_real(v, o));
+        jw_done(w, o + oms_json_fmt_real(v, o));
 }
 
 /* ,"key":"value" when value is set (json's set_str) */
@@ -714,7 +556,7 @@ static void put_payload(jw *w, const oms_event *ev)
         if (ev->type == OMS_EV_SYSTEM_NOTIFICATION)
             PUT_OPT_STR(w, "severity", ev->severity);
         if (ev->data_json) {
-            /* checked compact by the caller: json_dumps(json_loads(it)) is itself */
+            /* checked canonical by the caller: oms_json_dumps(json_loads(it)) is itself */
             PUT_LIT(w, ",\"data\":");
             put_raw(w, ev->data_json, strlen(ev->data_json));
         }

@@ -1,6 +1,7 @@
 /* events.c — event types, validation and the JSON shapes. */
 #include "events/events.h"
 #include "events/events_internal.h"
+#include "json/json.h"
 
 #include <ctype.h>
 #include <math.h>
@@ -461,7 +462,7 @@ static int get_data(jin *j, char **out)
             return bad(j, "data", "must be a JSON object (or its text)");
         *out = strdup(json_string_value(v));
     } else if (json_is_object(v)) {
-        *out = json_dumps(v, JSON_COMPACT);
+        *out = oms_json_dumps(v, JSON_COMPACT);
     } else {
         return bad(j, "data", "must be a JSON object");
     }
@@ -698,7 +699,7 @@ char *oms_event_frame_json_generic(const oms_event *ev, const char *position, si
     json_t *frame = json_pack("{s:s,s:o}", "event", oms_event_ws_name(ev->type), "data", rt);
     if (!frame)
         return NULL;
-    char *s = json_dumps(frame, JSON_COMPACT);
+    char *s = oms_json_dumps(frame, JSON_COMPACT);
     json_decref(frame);
     if (s && len)
         *len = strlen(s);

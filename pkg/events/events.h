@@ -141,7 +141,7 @@ json_t *oms_event_realtime(const oms_event *ev, const char *position);
 
 /* The whole frame {"event": NAME, "data": RealTimeEvent} as compact JSON
  * text (malloc'd, NUL-terminated, caller frees); *len gets its length. NULL
- * on ENOMEM. The text is byte for byte json_dumps(JSON_COMPACT) of
+ * on ENOMEM. The text is byte for byte oms_json_dumps(JSON_COMPACT) of
  * {"event": NAME, "data": oms_event_realtime(ev, position)}. */
 char *oms_event_frame_json(const oms_event *ev, const char *position, size_t *len);
 

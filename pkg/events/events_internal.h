@@ -17,22 +17,14 @@ size_t oms_ev_utf8_check(const uint8_t *s, size_t n);
 
 /* True when the NUL-terminated text s is, beyond doubt, a JSON object that
  * jansson's json_loads() accepts and that json_dumps(JSON_COMPACT) of the
- * result writes back byte for byte: no whitespace, no reals, integers of at
- * most 18 digits and not "-0", strings of valid UTF-8 with no control
- * characters and no escapes but \" and \\, no repeated key in an object, at
- * most 32 levels and 32 keys per object. False means "cannot tell cheaply",
- * not "invalid": ask jansson then. */
+ * result writes back byte for byte (oms_json_dumps, which is what the
+ * fallback uses): no whitespace, reals only as oms_json_fmt_real() spells
+ * them (the shortest round trip), integers of at most 18 digits and not
+ * "-0", strings of valid UTF-8 with no control characters and no escapes
+ * but \" and \\, no repeated key in an object, at most 32 levels and 32
+ * keys per object. False means "cannot tell cheaply", not "invalid": ask
+ * jansson then. */
 bool oms_ev_json_is_compact_object(const char *s);
-
-/* A double as jansson 2.x writes a real: "%.17g", ".0" appended when that
- * has neither '.' nor 'e', and the exponent without '+' or leading zeros.
- * v must be finite. out needs 32 bytes; returns the length (no NUL). */
-size_t oms_ev_fmt_real(double v, char *out);
-
-/* "%.17g" of a finite v, exactly as glibc's printf writes it (the fast part
- * of oms_ev_fmt_real, exposed for the tests). out needs 32 bytes; returns the
- * length and NUL-terminates. */
-size_t oms_ev_fmt_g17(double v, char *out);
 
 /* oms_event_validate(), told whether ev->data_json is already known to be
  * a JSON object (then it is not parsed again). */

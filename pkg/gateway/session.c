@@ -1,5 +1,6 @@
 /* session.c — one connection's protocol state and its answers. */
 #include "gateway/gateway.h"
+#include "json/json.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -53,7 +54,7 @@ char *oms_gw_frame_text(const char *event, const json_t *data, size_t *len)
     json_t *f = json_pack("{s:s,s:O}", "event", event, "data", data ? data : json_null());
     if (!f)
         return NULL;
-    char *s = json_dumps(f, JSON_COMPACT);
+    char *s = oms_json_dumps(f, JSON_COMPACT);
     json_decref(f);
     if (s && len)
         *len = strlen(s);

@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "common/oms.h"
+#include "json/json.h"
 
 #define LOG_STACK_BYTES 2048
 #define LOG_MAX_LINE (64 * 1024)
@@ -226,23 +227,19 @@ static bool json_str(lbuf *b, const char *s)
     return ok;
 }
 
-/* A double as a JSON number that reads back as a double: shortest of
- * %.15g/%.17g that round-trips, with ".0" added to integral values so a
- * parser keeps it a real. NaN and infinities are not JSON: null. */
+/* A double as a JSON number that reads back as the same double: the
+ * shortest such digits, ".0" added to integral values so a parser keeps it
+ * a real (oms_json_fmt_real, as every JSON the project writes). NaN and
+ * infinities are not JSON: null. */
 static void fmt_double(double d, char *out, size_t outlen, bool json)
 {
     if (!isfinite(d)) {
         snprintf(out, outlen, "%s", json ? "null" : isnan(d) ? "nan" : d > 0 ? "inf" : "-inf");
         return;
     }
-    snprintf(out, outlen, "%.15g", d);
-    if (strtod(out, NULL) != d)
-        snprintf(out, outlen, "%.17g", d);
-    if (!strpbrk(out, ".eE")) {
-        size_t l = strlen(out);
-        if (l + 2 < outlen)
-            memcpy(out + l, ".0", 3);
-    }
+    char num[OMS_JSON_REAL_MAX];
+    oms_json_fmt_real(d, num);
+    snprintf(out, outlen, "%s", num);
 }
 
 static void format_json(lbuf *b, oms_log_level level, const char *msg,

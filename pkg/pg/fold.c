@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "json/json.h"
 #include "pg/pg_internal.h"
 
 /* Every guard compares (pos_partition, pos_offset): the events of one order
@@ -408,7 +409,7 @@ static char *items_json(const oms_event *ev)
                                            it->product_name ? it->product_name : "", "quantity",
                                            (int)it->quantity, "price", it->price));
     }
-    char *s = a ? json_dumps(a, JSON_COMPACT | JSON_REAL_PRECISION(15)) : NULL;
+    char *s = a ? oms_json_dumps(a, JSON_COMPACT) : NULL;
     json_decref(a);
     return s;
 }

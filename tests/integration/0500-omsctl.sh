@@ -67,7 +67,7 @@ expect_exit 0 "broadcast is accepted" "$C" broadcast --title "Maintenance" --mes
 check "... with an eventId" grep -Eq "^accepted: SystemNotification [0-9a-f-]{36} on $TOPIC_NOTIFICATIONS" "$T/last.out"
 expect_exit 2 "broadcast without --title exits 2" "$C" broadcast --message x
 expect_exit 2 "broadcast with bad --data JSON exits 2" "$C" broadcast --title t --message m --data '{'
-expect_exit 0 "notify order-created" "$C" notify order-created --order-id cli-1 --alias-id A-1 --user-id 3 --total 12.5
+expect_exit 0 "notify order-created" "$C" notify order-created --order-id cli-1 --alias-id A-1 --user-id 3 --total 755.32
 expect_exit 0 "notify order-status" "$C" notify order-status --order-id cli-1 --alias-id A-1 --user-id 3 --status confirmed --previous-status created
 expect_exit 0 "notify inventory-alert" "$C" notify inventory-alert --product-id 9 --product-name Widget --quantity 2 --threshold 5 --status low_stock
 expect_exit 1 "notify with a bad status: 400, exit 1" "$C" notify inventory-alert --product-id 9 --product-name W --quantity 2 --threshold 5 --status bogus
@@ -82,6 +82,7 @@ kinds = sorted(e["eventType"] for e in ev)
 assert kinds == ["InventoryChanged", "OrderCreated", "OrderStatusChanged", "SystemNotification"], kinds
 assert any(e.get("data") == {"window": "2h"} for e in ev)
 PY
+check "... the order's total printed in its shortest form, not 755.32000000000005" grep -q '"totalAmount":755.32,' "$T/cli-tail.jsonl"
 
 # --- replay
 "$BIN/oms-producer" simulate --rate 4000 --count 6000 --seed 11 --record "$T/sent.jsonl" >/dev/null 2>&1

@@ -20,6 +20,7 @@
 
 #include "cli/cli.h"
 #include "events/events.h"
+#include "json/json.h"
 #include "kafka/kafka.h"
 #include "pg/pg.h"
 
@@ -102,7 +103,7 @@ static bool apply(PGconn *c, const char *group, const char *topic, const rd_kafk
                                  ev->items[i].product_name ? ev->items[i].product_name : "",
                                  "quantity", (int)ev->items[i].quantity, "price",
                                  ev->items[i].price));
-        char *js = json_dumps(items, JSON_COMPACT | JSON_REAL_PRECISION(15));
+        char *js = oms_json_dumps(items, JSON_COMPACT);
         json_decref(items);
         const char *p[] = {ev->order_id, ev->alias_id, uid, ev->status, total, js ? js : "[]",
                            ts, pos, part, off};

@@ -34,6 +34,7 @@
 
 #include "auth/auth.h"
 #include "common/oms.h"
+#include "json/json.h"
 
 #define PROG "oms-sioload"
 #define HIST_STEP_US 100
@@ -739,12 +740,12 @@ static void report(double elapsed)
     if (g.first_error_frame[0])
         json_object_set_new(j, "first_error_frame", json_string(g.first_error_frame));
     if (g.json) {
-        char *s = json_dumps(j, JSON_COMPACT);
+        char *s = oms_json_dumps(j, JSON_COMPACT);
         if (s)
             puts(s);
         free(s);
     } else {
-        char *s = json_dumps(j, JSON_INDENT(2));
+        char *s = oms_json_dumps(j, JSON_INDENT(2));
         if (s)
             puts(s);
         free(s);

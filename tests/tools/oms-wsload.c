@@ -33,6 +33,7 @@
 
 #include "auth/auth.h"
 #include "common/oms.h"
+#include "json/json.h"
 
 #define PROG "oms-wsload"
 
@@ -965,7 +966,7 @@ static void report(double elapsed)
         json_object_set_new(j, "elapsed_s", json_real(elapsed));
         json_object_set_new(j, "cpu_s", json_real(cpu_s));
         json_object_set_new(j, "stop_reason", json_string(g.stop_reason ? g.stop_reason : ""));
-        char *s = json_dumps(j, JSON_COMPACT);
+        char *s = oms_json_dumps(j, JSON_COMPACT);
         if (s)
             puts(s);
         free(s);

@@ -17,6 +17,7 @@
 #include "avro/avro_internal.h"
 #include "events/events.h"
 #include "events/events_internal.h"
+#include "json/json.h"
 #include "sim/sim.h"
 
 static const char *const samples[OMS_EV__COUNT] = {
@@ -1212,25 +1213,75 @@ static void test_fast_frame_corners(void **state)
 
 /* ---- the helpers against their references ----------------------------------------------- */
 
-static void check_g17(double d)
+/* Significant digits of a number's text (sign, point, exponent and the
+ * zeros before the first and after the last nonzero digit left out). */
+static int sig_digits(const char *s)
 {
-    char a[64], b[64];
-    size_t n = oms_ev_fmt_g17(d, a);
-    snprintf(b, sizeof b, "%.17g", d);
-    if (strcmp(a, b) != 0 || n != strlen(b))
-        fail_msg("%%.17g of %a: '%s', printf says '%s'", d, a, b);
+    int n = 0, zeros = 0;
+    bool started = false;
+    for (; *s && *s != 'e'; s++) {
+        if (*s < '0' || *s > '9')
+            continue;
+        if (*s == '0') {
+            if (started)
+                zeros++;
+            continue;
+        }
+        n += zeros + 1;
+        zeros = 0;
+        started = true;
+    }
+    return n ? n : 1;
 }
 
-static void check_real(double d)
+/* The printed form of d: reads back to d; has no more significant digits
+ * than "%.{p}g" for the smallest p that reads back; keeps jansson's
+ * notation (exponent form exactly where "%.17g" used it, ".0" on integral
+ * values); is what the serializer writes; and the fast frame writer writes
+ * the same bytes as the serializer-built reference. */
+static void check_real(double d, bool frames)
 {
-    char a[64];
-    size_t n = oms_ev_fmt_real(d, a);
+    char a[OMS_JSON_REAL_MAX + 8];
+    memset(a, 'X', sizeof a);
+    size_t n = oms_json_fmt_real(d, a);
+    if (n != strlen(a) || n >= OMS_JSON_REAL_MAX)
+        fail_msg("real %a: length %zu for '%s'", d, n, a);
+    char *end;
+    double back = strtod(a, &end);
+    if (*end || memcmp(&back, &d, sizeof d) != 0)
+        fail_msg("real %a: '%s' reads back as %a", d, a, back);
+    int p = 1;
+    char g[64];
+    for (; p < 17; p++) {
+        snprintf(g, sizeof g, "%.*g", p, d);
+        if (strtod(g, NULL) == d)
+            break;
+    }
+    if (sig_digits(a) > p)
+        fail_msg("real %a: '%s' is longer than %%.%dg", d, a, p);
+    char j17[64];
+    snprintf(j17, sizeof j17, "%.17g", d);
+    if ((strchr(a, 'e') != NULL) != (strchr(j17, 'e') != NULL) ||
+        strchr(a, '+') || (!strchr(a, 'e') && !strchr(a, '.')))
+        fail_msg("real %a: '%s' is not in jansson's notation ('%s')", d, a, j17);
     json_t *r = json_real(d);
-    char *b = json_dumps(r, JSON_ENCODE_ANY);
-    if (n != strlen(b) || memcmp(a, b, n) != 0)
-        fail_msg("real %a: '%.*s', jansson says '%s'", d, (int)n, a, b);
+    char *b = oms_json_dumps(r, JSON_ENCODE_ANY);
+    if (!b || strcmp(a, b) != 0)
+        fail_msg("real %a: '%s', the serializer writes '%s'", d, a, b ? b : "(null)");
     free(b);
     json_decref(r);
+    if (frames) {
+        oms_event ev = {0};
+        ev.type = OMS_EV_ORDER_CREATED;
+        memcpy(ev.event_id, "e", 2);
+        ev.order_id = (char *)"o";
+        ev.total_amount = d;
+        oms_order_item it = {.product_id = 1, .product_name = (char *)"p", .quantity = 1,
+                             .price = -d};
+        ev.items = &it;
+        ev.nitems = 1;
+        assert_frames_equal(&ev, NULL);
+    }
 }
 
 static double bits_double(uint64_t u)
@@ -1240,42 +1291,78 @@ static double bits_double(uint64_t u)
     return d;
 }
 
-static void test_fmt_real_matches_printf_and_jansson(void **state)
+static void test_fmt_real_shortest(void **state)
 {
     (void)state;
-    static const double fixed[] = {0.0, -0.0, 1.0, -1.0, 0.1, 0.5, 19.99, 100.0, 1e15, 1e16,
-                                   1e17, 1e-4, 1e-5, 9.9999999999999995e-5, 1e21, 1e22, 1e23,
-                                   123456789012345678.0, 5e-324, 2.2250738585072014e-308,
-                                   1.7976931348623157e308, 0.30000000000000004,
-                                   9007199254740993.0, 99999999999999999.0, 1e38, 3.4e38,
-                                   8.5070591730234616e37, 1.9073486328125e-06};
+    static const struct {
+        double v;
+        const char *text;
+    } fixed[] = {
+        {755.32, "755.32"},
+        {88.94, "88.94"},
+        {0.1, "0.1"},
+        {0.3, "0.3"},
+        {0.1 + 0.2, "0.30000000000000004"},
+        {1e21, "1e21"},
+        {1e22, "1e22"},
+        {5e-324, "5e-324"},
+        {1.7976931348623157e308, "1.7976931348623157e308"},
+        {2.2250738585072014e-308, "2.2250738585072014e-308"},
+        {100.0, "100.0"},
+        {0.0, "0.0"},
+        {-0.0, "-0.0"},
+        {-1.5, "-1.5"},
+        {123456789012345680.0, "1.2345678901234568e17"},
+        {1e16, "10000000000000000.0"},
+        {1e17, "1e17"},
+        {9007199254740993.0, "9007199254740992.0"},
+        {1e-4, "0.0001"},
+        {1e-5, "1e-5"},
+        {1.5e-7, "1.5e-7"},
+        {99.99, "99.99"},
+        {49.995, "49.995"},
+        {19.99, "19.99"},
+        {1234567.89, "1234567.89"},
+        {0.000123, "0.000123"},
+        {2.5e-6, "2.5e-6"},
+        {1.9073486328125e-06, "1.9073486328125e-6"},
+        /* powers of two whose nearest 16-digit rounding lies below, in the
+         * narrow half-gap, while the one above still reads back */
+        {0x1p60, "1.152921504606847e18"},
+        {0x1p122, "5.316911983139664e36"},
+        {8.5070591730234616e37, "8.507059173023462e37"},
+    };
     for (size_t i = 0; i < OMS_ARRAY_LEN(fixed); i++) {
-        check_g17(fixed[i]);
-        check_real(fixed[i]);
+        char a[OMS_JSON_REAL_MAX];
+        oms_json_fmt_real(fixed[i].v, a);
+        if (strcmp(a, fixed[i].text) != 0)
+            fail_msg("real %a: '%s', expected '%s'", fixed[i].v, a, fixed[i].text);
+        check_real(fixed[i].v, true);
     }
     for (int i = 0; i < 300000; i++) {
         double d;
-        switch (i % 6) {
+        switch (i % 7) {
         case 0: /* any bit pattern */
             d = bits_double(rnd64());
             break;
-        case 1: /* the fast range, every binary exponent alike */
+        case 1: /* the exact range and a little beyond, every binary exponent alike */
             d = ldexp(1.0 + (double)(rnd64() >> 11) / 9007199254740992.0,
-                      -21 + (int)rnd_below(150));
+                      -23 + (int)rnd_below(155));
             break;
         case 2: /* money */
             d = (double)(int64_t)rnd_below(10000000000ull) / 100.0;
             break;
-        case 3: /* integers */
+        case 3: /* short decimals at any scale */
+            d = (double)rnd_below(1000000) * pow(10, (double)rnd_below(60) - 30);
+            break;
+        case 4: /* integers */
             d = (double)(rnd64() >> rnd_below(64));
             break;
-        case 4: { /* exact ties at the 18th digit: odd m / 2^s with 18 digits */
-            int s = 1 + (int)rnd_below(17);
-            double lo = ldexp(1.0, s) * pow(10, 17 - s), hi = lo * 10;
-            uint64_t m = (uint64_t)lo + rnd_below((uint64_t)(hi - lo));
-            d = ldexp((double)(m | 1), -s);
+        case 5: /* powers of two and their neighbours (the uneven gap) */
+            d = ldexp(1.0, (int)rnd_below(2098) - 1074);
+            if (rnd64() & 1)
+                d = nextafter(d, rnd64() & 1 ? 0 : INFINITY);
             break;
-        }
         default: /* near powers of ten */
             d = nextafter(pow(10, (double)rnd_below(60) - 10), rnd64() & 1 ? 0 : INFINITY);
             break;
@@ -1284,10 +1371,47 @@ static void test_fmt_real_matches_printf_and_jansson(void **state)
             continue;
         if (rnd64() & 1)
             d = -d;
-        check_g17(d);
-        if (i % 10 == 0)
-            check_real(d);
+        check_real(d, i % 10 == 0);
     }
+}
+
+/* The frame of an order says 755.32 where it used to say 755.32000000000005,
+ * both writers alike. */
+static void test_frame_numbers_shortest(void **state)
+{
+    (void)state;
+    oms_event ev;
+    load_sample(OMS_EV_ORDER_CREATED, &ev);
+    ev.total_amount = 755.32;
+    ev.items[0].price = 88.94;
+    ev.items[1].price = 100.0;
+    char *f = oms_event_frame_json(&ev, "oms.orders:0:1", NULL);
+    char *g = oms_event_frame_json_generic(&ev, "oms.orders:0:1", NULL);
+    assert_non_null(strstr(f, "\"totalAmount\":755.32,"));
+    assert_non_null(strstr(f, "\"price\":88.94}"));
+    assert_non_null(strstr(f, "\"price\":100.0}"));
+    assert_string_equal(f, g);
+    free(f);
+    free(g);
+    oms_event_clear(&ev);
+    /* notification data with reals in their shortest form is written as is
+     * by the fast writer; any other spelling is rewritten to it */
+    load_sample(OMS_EV_USER_NOTIFICATION, &ev);
+    free(ev.data_json);
+    ev.data_json = strdup("{\"amount\":755.32,\"rate\":0.1,\"n\":[1e21,-0.0]}");
+    assert_true(oms_ev_json_is_compact_object(ev.data_json));
+    f = oms_event_frame_json(&ev, NULL, NULL);
+    assert_non_null(strstr(f, "\"data\":{\"amount\":755.32,\"rate\":0.1,\"n\":[1e21,-0.0]}"));
+    free(f);
+    assert_frames_equal(&ev, NULL);
+    free(ev.data_json);
+    ev.data_json = strdup("{\"amount\":755.320,\"rate\":1E-1,\"n\":[1e+21,0.0]}");
+    assert_false(oms_ev_json_is_compact_object(ev.data_json));
+    f = oms_event_frame_json(&ev, NULL, NULL);
+    assert_non_null(strstr(f, "\"data\":{\"amount\":755.32,\"rate\":0.1,\"n\":[1e21,0.0]}"));
+    free(f);
+    assert_frames_equal(&ev, NULL);
+    oms_event_clear(&ev);
 }
 
 static void test_fmt_iso8601_matches(void **state)
@@ -1376,7 +1500,7 @@ static void test_utf8_check_matches_avro(void **state)
 }
 
 /* The compact check is sound: whenever it says yes, jansson reads an object
- * and writes back the very same text. */
+ * and the project's serializer writes back the very same text. */
 static void check_compact_sound(const char *text)
 {
     if (!oms_ev_json_is_compact_object(text))
@@ -1385,9 +1509,9 @@ static void check_compact_sound(const char *text)
     json_t *j = json_loads(text, JSON_DECODE_ANY, &je);
     if (!j || !json_is_object(j))
         fail_msg("'%s' judged compact but jansson says: %s", text, j ? "not an object" : je.text);
-    char *back = json_dumps(j, JSON_COMPACT);
+    char *back = oms_json_dumps(j, JSON_COMPACT);
     if (strcmp(back, text) != 0)
-        fail_msg("'%s' judged compact but jansson writes '%s'", text, back);
+        fail_msg("'%s' judged compact but oms_json_dumps writes '%s'", text, back);
     free(back);
     json_decref(j);
 }
@@ -1399,7 +1523,9 @@ static json_t *random_json(int depth)
     case 1: return json_string((const char *[]){"", "x", "a\"b", "c\\d", "\xc3\xa9", "t\n",
                                                  "/", "\x7f", "\x01", "k"}[rnd_below(10)]);
     case 2: return rnd64() & 1 ? json_true() : json_null();
-    case 3: return json_real((double)rnd_below(1000) / 8);
+    case 3:
+        return json_real(rnd64() & 1 ? (double)rnd_below(1000) / 8
+                                     : (double)(int64_t)(rnd64() % 2000001 - 1000000) / 100);
     case 4: return json_false();
     case 5: {
         json_t *a = json_array();
@@ -1435,8 +1561,23 @@ static void test_json_compact_check(void **state)
         {"{\"n\":1234567890123456789}", false},
         {"{\"a\":-0}", false},
         {"{\"a\":01}", false},
-        {"{\"a\":1.0}", false},
+        {"{\"a\":1.0}", true},
+        {"{\"a\":1}", true},
+        {"{\"a\":755.32}", true},
+        {"{\"a\":[0.30000000000000004,-0.0,1e21,5e-324,1.5e-7,0.0001]}", true},
         {"{\"a\":1e5}", false},
+        {"{\"a\":1.}", false},
+        {"{\"a\":755.320}", false},
+        {"{\"a\":755.32000000000005}", false},
+        {"{\"a\":0.1e1}", false},
+        {"{\"a\":1E21}", false},
+        {"{\"a\":1e+21}", false},
+        {"{\"a\":1e021}", false},
+        {"{\"a\":1e400}", false},
+        {"{\"a\":1e-400}", false},
+        {"{\"a\":-0.00}", false},
+        {"{\"a\":1.5-7}", false},
+        {"{\"a\":1.5e-7-}", false},
         {"{\"a\":\"\\n\"}", false},
         {"{\"a\":\"\\/\"}", false},
         {"{\"a\":\"\\u0041\"}", false},
@@ -1463,7 +1604,7 @@ static void test_json_compact_check(void **state)
         check_compact_sound(cases[i].text);
     }
     assert_false(oms_ev_json_is_compact_object(NULL));
-    /* what jansson writes compactly is recognized unless it has reals or
+    /* what the serializer writes compactly is recognized unless it has
      * escapes; and mutations of it never fool the check */
     int recognized = 0;
     for (int i = 0; i < 20000; i++) {
@@ -1472,7 +1613,7 @@ static void test_json_compact_check(void **state)
             char key[4] = {(char)('a' + rnd_below(8)), 0};
             json_object_set_new(o, key, random_json(1));
         }
-        char *text = json_dumps(o, JSON_COMPACT);
+        char *text = oms_json_dumps(o, JSON_COMPACT);
         check_compact_sound(text);
         recognized += oms_ev_json_is_compact_object(text);
         size_t n = strlen(text);
@@ -1510,7 +1651,8 @@ int main(void)
         cmocka_unit_test(test_fast_decode_numbers),
         cmocka_unit_test(test_fast_decode_off_with_newer_schema),
         cmocka_unit_test(test_fast_frame_corners),
-        cmocka_unit_test(test_fmt_real_matches_printf_and_jansson),
+        cmocka_unit_test(test_fmt_real_shortest),
+        cmocka_unit_test(test_frame_numbers_shortest),
         cmocka_unit_test(test_fmt_iso8601_matches),
         cmocka_unit_test(test_utf8_check_matches_avro),
         cmocka_unit_test(test_json_compact_check),

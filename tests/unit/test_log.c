@@ -92,7 +92,8 @@ static void test_json_fields_and_types(void **state)
     assert_non_null(lg);
     oms_log(lg, OMS_LOG_WARN, "record not decodable", OMS_LS("topic", "oms.orders"),
             OMS_LI("partition", 3), OMS_LI("offset", INT64_C(9007199254740993)),
-            OMS_LD("ratio", 0.25), OMS_LD("whole", 3.0), OMS_LB("retry", 1), OMS_LB("fatal", 0));
+            OMS_LD("ratio", 0.25), OMS_LD("whole", 3.0), OMS_LB("retry", 1), OMS_LB("fatal", 0),
+            OMS_LD("sum", 0.1 + 0.7), OMS_LD("big", 1e21));
     char *out = drain(p, NULL);
     json_t *j = parse_line(out);
 
@@ -112,6 +113,10 @@ static void test_json_fields_and_types(void **state)
     assert_true(json_is_real(json_object_get(j, "ratio")));
     assert_true(json_real_value(json_object_get(j, "ratio")) == 0.25);
     assert_true(json_is_real(json_object_get(j, "whole")));
+    /* the shortest digits that read back, as every JSON of the project */
+    assert_non_null(strstr(out, "\"whole\":3.0,"));
+    assert_non_null(strstr(out, "\"sum\":0.7999999999999999,\"big\":1e21}"));
+    assert_true(json_real_value(json_object_get(j, "sum")) == 0.1 + 0.7);
     assert_true(json_is_true(json_object_get(j, "retry")));
     assert_true(json_is_false(json_object_get(j, "fatal")));
     /* keys in order: ts, level, msg first */
