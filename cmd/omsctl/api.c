@@ -169,7 +169,9 @@ int cmd_health(int argc, char **argv)
         if (opt == 'h') {
             printf("usage: omsctl health [options]\n\n"
                    "Ask omsd whether it and its dependencies (Kafka, PostgreSQL) are up.\n"
-                   "No token is needed.\n\noptions:\n" API_HELP
+                   "No token is needed for that. With a staff or admin token (one is minted\n"
+                   "when a JWT secret is configured) omsd adds the details: brokers, error\n"
+                   "texts, connections, projection counters.\n\noptions:\n" API_HELP
                    "\nexit status: 0 healthy, 1 unhealthy or unreachable, 2 usage\n");
             return OMS_EXIT_OK;
         }
@@ -178,7 +180,8 @@ int cmd_health(int argc, char **argv)
     if (optind < argc)
         return oms_cli_usage_error(pc, "unexpected argument '%s'", argv[optind]);
     api a;
-    int rc = api_open(&a, pc, &o, false);
+    /* a token is optional here, but only with one does omsd show the details */
+    int rc = api_open(&a, pc, &o, true);
     if (rc)
         return rc;
     oms_http_resp r;
@@ -191,8 +194,14 @@ int cmd_health(int argc, char **argv)
             char up[32];
             fmt_duration(json_integer_value(json_object_get(r.json, "uptimeSeconds")), up,
                          sizeof up);
-            printf("omsd        %-6s uptime %s, %lld connections (%s)\n", str(r.json, "status"), up,
-                   (long long)json_integer_value(json_object_get(r.json, "connections")), a.url);
+            /* connections is one of the details a staff or admin token sees */
+            json_t *conns = json_object_get(r.json, "connections");
+            if (conns)
+                printf("omsd        %-6s uptime %s, %lld connections (%s)\n",
+                       str(r.json, "status"), up, (long long)json_integer_value(conns), a.url);
+            else
+                printf("omsd        %-6s uptime %s (%s; details need a staff or admin token)\n",
+                       str(r.json, "status"), up, a.url);
             json_t *deps = json_object_get(r.json, "dependencies");
             const char *k;
             json_t *v;

@@ -1,5 +1,6 @@
-/* order.c — `omsctl order ID`: the whole story of one order: its projection
- * row, its status history, and its events on the orders topic. */
+/* order.c — `omsctl order ID`: the whole story of one order, named by its
+ * orderId or its aliasId: its projection row, its status history, and its
+ * events on the orders topic. */
 #include <getopt.h>
 #include <inttypes.h>
 #include <libpq-fe.h>
@@ -21,6 +22,11 @@ static void order_help(FILE *out)
             "its events found on the orders topic (only the partition the projection\n"
             "names when it knows the order, else every partition).\n"
             "\n"
+            "ID is the orderId or the aliasId people see (ORD-00000010): the projection\n"
+            "is searched by orderId first, then by aliasId; an alias that several orders\n"
+            "share is refused with their orderIds. An order the projection does not know\n"
+            "is looked for on the topic by either field.\n"
+            "\n"
             "options:\n"
             "  --json           one JSON object {order, history, events}\n"
             "  --no-events      skip reading the topic\n"
@@ -32,9 +38,29 @@ static void order_help(FILE *out)
             "exit status: 0 found, 1 not found or a dependency failed, 2 usage\n");
 }
 
-/* Events of the order on the topic, as RealTimeEvent objects. */
-static json_t *topic_events(const oms_config *cfg, const char *order_id, int partition,
-                            int *err_out)
+/* Whether needle occurs in the len bytes at hay (memmem is not C11). */
+static bool bytes_contain(const void *hay, size_t len, const char *needle, size_t nlen)
+{
+    const unsigned char *h = hay;
+    if (nlen == 0 || len < nlen)
+        return false;
+    for (const unsigned char *p = h; p + nlen <= h + len; p++) {
+        p = memchr(p, (unsigned char)needle[0], (size_t)(h + len - p) - nlen + 1);
+        if (!p)
+            return false;
+        if (memcmp(p, needle, nlen) == 0)
+            return true;
+    }
+    return false;
+}
+
+/* Events of the order on the topic, as RealTimeEvent objects. Events are
+ * keyed by orderId, so with by_alias false only the key is compared. With
+ * by_alias (the projection does not know id, so it may be either field) a
+ * record whose key differs is decoded when id occurs in its bytes, and
+ * kept when its aliasId is id. */
+static json_t *topic_events(const oms_config *cfg, const char *order_id, bool by_alias,
+                            int partition, int *err_out)
 {
     char err[512];
     json_t *list = json_array();
@@ -81,15 +107,18 @@ static json_t *topic_events(const oms_config *cfg, const char *order_id, int par
             finished[slot] = true;
             done++;
         }
-        if (!m->err && m->key_len == klen && memcmp(m->key, order_id, klen) == 0) {
+        bool key_match = !m->err && m->key_len == klen && memcmp(m->key, order_id, klen) == 0;
+        if (key_match ||
+            (by_alias && !m->err && bytes_contain(m->payload, m->len, order_id, klen))) {
             oms_event ev;
             char pos[300];
             snprintf(pos, sizeof pos, "%s:%d:%" PRId64, cfg->kafka.topic_orders,
                      (int)m->partition, m->offset);
             if (oms_event_decode(events, m->payload, m->len, &ev, err, sizeof err) == OMS_OK) {
-                json_array_append_new(list, oms_event_realtime(&ev, pos));
+                if (key_match || (ev.alias_id && strcmp(ev.alias_id, order_id) == 0))
+                    json_array_append_new(list, oms_event_realtime(&ev, pos));
                 oms_event_clear(&ev);
-            } else {
+            } else if (key_match) {
                 json_array_append_new(list, json_pack("{s:s,s:s}", "id", pos, "undecodable", err));
             }
         }
@@ -124,7 +153,7 @@ int cmd_order(int argc, char **argv)
         }
     }
     if (optind >= argc)
-        return oms_cli_usage_error(pc, "name the order ID");
+        return oms_cli_usage_error(pc, "name the order: its orderId or aliasId");
     const char *id = argv[optind++];
     if (optind < argc)
         return oms_cli_usage_error(pc, "unexpected argument '%s'", argv[optind]);
@@ -138,6 +167,7 @@ int cmd_order(int argc, char **argv)
     int exit_code = OMS_EXIT_OK, kafka_err = 0;
     json_t *order = json_null(), *history = json_array(), *events = NULL;
     int partition = -1;
+    const char *order_id = id; /* the orderId once the projection resolved an alias */
     oms_pg *pg = oms_pg_connect(&cfg, "omsctl", 5, err, sizeof err);
     if (!pg) {
         fprintf(stderr, "omsctl: %s (set DATABASE_HOST/PORT/USER/PASSWORD/NAME)\n", err);
@@ -145,18 +175,40 @@ int cmd_order(int argc, char **argv)
         goto out;
     }
     PGconn *c = oms_pg_handle(pg);
+    /* The orderId first (the primary key); only when no order has that id is
+     * the argument taken for an aliasId. Aliases are not unique (nothing
+     * enforces it), so at most 6 rows are read to name the candidates. */
+    static const char *const lookups[2] = {"order_id = $1", "alias_id = $1"};
     const char *params[1] = {id};
-    PGresult *res = PQexecParams(
-        c,
-        "SELECT order_id, alias_id, user_id, status, total_amount::float8, items::text, "
-        "to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'), "
-        "to_char(updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'), position, "
-        "pos_partition FROM orders WHERE order_id = $1",
-        1, NULL, params, NULL, NULL, 0);
+    PGresult *res = NULL;
+    for (size_t l = 0; l < 2; l++) {
+        char sql[1024];
+        snprintf(sql, sizeof sql,
+                 "SELECT order_id, alias_id, user_id, status, total_amount::float8, items::text, "
+                 "to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'), "
+                 "to_char(updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'), "
+                 "position, pos_partition FROM orders WHERE %s ORDER BY order_id LIMIT 6",
+                 lookups[l]);
+        PQclear(res);
+        res = PQexecParams(c, sql, 1, NULL, params, NULL, NULL, 0);
+        if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) > 0)
+            break;
+    }
     if (PQresultStatus(res) != PGRES_TUPLES_OK) {
         fprintf(stderr, "omsctl: cannot read the orders projection: %s (run 'omsctl projections "
                         "migrate'?)\n",
                 PQresultErrorMessage(res));
+        PQclear(res);
+        exit_code = OMS_EXIT_FAIL;
+        goto out;
+    }
+    if (PQntuples(res) > 1) {
+        bool more = PQntuples(res) > 5;
+        fprintf(stderr, "omsctl: alias '%s' names %s%d orders:", id, more ? "over " : "",
+                more ? 5 : PQntuples(res));
+        for (int i = 0; i < PQntuples(res) && i < 5; i++)
+            fprintf(stderr, "%s %s", i ? "," : "", PQgetvalue(res, i, 0));
+        fprintf(stderr, "%s (name one by its orderId)\n", more ? ", ..." : "");
         PQclear(res);
         exit_code = OMS_EXIT_FAIL;
         goto out;
@@ -171,6 +223,9 @@ int cmd_order(int argc, char **argv)
                           "items", items ? items : json_array(), "createdAt", PQgetvalue(res, 0, 6),
                           "updatedAt", PQgetvalue(res, 0, 7), "position", PQgetvalue(res, 0, 8));
         partition = atoi(PQgetvalue(res, 0, 9));
+        /* from here on the order is its orderId, whichever field named it */
+        order_id = json_string_value(json_object_get(order, "orderId"));
+        params[0] = order_id;
     }
     PQclear(res);
     res = PQexecParams(c,
@@ -189,7 +244,7 @@ int cmd_order(int argc, char **argv)
     PQclear(res);
     if (!no_events) {
         ctl_install_signals();
-        events = topic_events(&cfg, id, partition, &kafka_err);
+        events = topic_events(&cfg, order_id, json_is_null(order), partition, &kafka_err);
     }
     if (json_is_null(order) && json_array_size(history) == 0 &&
         (!events || json_array_size(events) == 0)) {
@@ -209,7 +264,7 @@ int cmd_order(int argc, char **argv)
         if (json_is_null(order)) {
             printf("order %s: not in the orders projection (yet)\n", id);
         } else {
-            printf("order %s (%s) of user %lld: %s, total %.2f, %zu item(s)\n", id,
+            printf("order %s (%s) of user %lld: %s, total %.2f, %zu item(s)\n", order_id,
                    json_string_value(json_object_get(order, "aliasId")),
                    (long long)json_integer_value(json_object_get(order, "userId")),
                    json_string_value(json_object_get(order, "status")),

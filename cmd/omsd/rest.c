@@ -220,7 +220,52 @@ static void broadcast(omsd *d, const omsd_http_req *req, omsd_http_resp *resp)
 
 /* ---- read endpoints ------------------------------------------------------------------ */
 
-static void health(omsd *d, omsd_http_resp *resp)
+/* Whether a health request may see the details (brokers, error texts, hosts
+ * in them, connections, projection counters): with a valid staff or admin
+ * token only. Anything else, an invalid or expired token included, gets the
+ * public answer rather than a 401: load balancers and orchestrator probes
+ * call health without a token and read only its status code, which must not
+ * depend on who asks. */
+static bool health_details(omsd *d, const omsd_http_req *req)
+{
+    if (!(req->authorization && *req->authorization) && !(req->token_arg && *req->token_arg))
+        return false;
+    omsd_http_resp refusal = {0};
+    oms_principal who;
+    bool ok = omsd_rest_auth(d, req, &who, &refusal) == 0 && role_in(who.role, R(STAFF) | R(ADMIN));
+    free(refusal.body);
+    return ok;
+}
+
+/* The public form of a health answer: the overall status and uptime, and of
+ * each dependency only whether it is up (and whether PostgreSQL is
+ * required); a whitelist, so that details added later stay private. */
+static json_t *health_public(const json_t *full)
+{
+    json_t *j = json_object(), *deps = json_object();
+    static const char *const top[] = {"status", "uptimeSeconds", "failing"};
+    for (size_t i = 0; i < OMS_ARRAY_LEN(top); i++) {
+        json_t *v = json_object_get(full, top[i]);
+        if (v)
+            json_object_set(j, top[i], v);
+    }
+    const char *k;
+    json_t *v;
+    json_object_foreach(json_object_get(full, "dependencies"), k, v)
+    {
+        json_t *dep = json_object();
+        json_t *st = json_object_get(v, "status"), *req = json_object_get(v, "required");
+        if (st)
+            json_object_set(dep, "status", st);
+        if (req)
+            json_object_set(dep, "required", req);
+        json_object_set_new(deps, k, dep);
+    }
+    json_object_set_new(j, "dependencies", deps);
+    return j;
+}
+
+static void health(omsd *d, const omsd_http_req *req, omsd_http_resp *resp)
 {
     bool kafka = atomic_load(&d->kafka_up), pg = atomic_load(&d->pg_up);
     bool pg_needed = d->cfg.projections.enabled;
@@ -250,6 +295,11 @@ static void health(omsd *d, omsd_http_resp *resp)
                  (!proj_ok && (!kafka || !(pg || !pg_needed))) ? ", " : "",
                  proj_ok ? "" : "projections");
         json_object_set_new(j, "failing", json_string(why));
+    }
+    if (!health_details(d, req)) {
+        json_t *pub = health_public(j);
+        json_decref(j);
+        j = pub;
     }
     omsd_rest_json(resp, ok ? 200 : 503, j);
 }
@@ -306,7 +356,7 @@ void omsd_rest_handle(omsd *d, const omsd_http_req *req, omsd_http_resp *resp)
             omsd_rest_json(resp, 200, json_pack("{s:s}", "status", "alive"));
     } else if (strcmp(p, "/websocket/health") == 0) {
         if (method_ok(req, "GET", resp))
-            health(d, resp);
+            health(d, req, resp);
     } else if (strcmp(p, "/metrics") == 0) {
         if (method_ok(req, "GET", resp)) {
             resp->status = 200;

@@ -8,11 +8,15 @@
  * Input: byte 0 picks the path (a table of the API's paths; past it, the
  * first line of the rest is the path), byte 1 the credentials (0..9:
  * "Bearer @T<n>", 10 none, 11 ?token=@T0, 12 a malformed header, 13
- * "Bearer " and the second line), byte 2 the method and whether Kafka
- * refuses the record. The rest is the body.
+ * "Bearer " and the second line), byte 2 the method, whether Kafka
+ * refuses the record (0x80) and whether Kafka and PostgreSQL are down
+ * (0x40). The rest is the body.
  * Invariants: a status in 100..599; a JSON body parses; a 2xx on a guarded
- * path only with a valid token of an allowed role; a 202 only when exactly
- * one record was produced, which decodes and validates as the path's type;
+ * path only with a valid token of an allowed role; health's details
+ * (brokers, error texts, connections) only with a valid staff or admin
+ * token, and never an address or error text in its public answer; a 202
+ * only when exactly one record was produced, which decodes and validates
+ * as the path's type;
  * no console file outside the root; omsd_origin_allowed (the body's first
  * line as Origin, second as Host) admits only the configured origins and
  * the host's own. */
@@ -114,8 +118,12 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     g_d.topics[OMS_TOPIC_NOTIFICATIONS] = "oms.notifications";
     free(g_d.cfg.server.cors_origin);
     g_d.cfg.server.cors_origin = strdup(" https://console.example ,http://localhost:5173");
-    atomic_store(&g_d.kafka_up, 1);
-    atomic_store(&g_d.pg_up, 1);
+    /* an address and an error text that health's public answer must not show */
+    free(g_d.cfg.kafka.brokers);
+    g_d.cfg.kafka.brokers = strdup("10.9.8.7:9092");
+    snprintf(g_d.kafka_error, sizeof g_d.kafka_error,
+             "10.9.8.7:9092/bootstrap: Connect to ipv4#10.9.8.7:9092 failed: Connection refused");
+    g_d.cfg.projections.enabled = true;
     g_d.started_ms = oms_now_ms();
     /* the console's files, when run from the repository root */
     char real[PATH_MAX];
@@ -212,6 +220,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     const char *method = methods[(data[2] & 0x7f) % OMS_ARRAY_LEN(methods)];
     g_kafka_fails = (data[2] & 0x80) != 0;
+    bool deps_down = (data[2] & 0x40) != 0;
+    atomic_store(&g_d.kafka_up, !deps_down);
+    atomic_store(&g_d.pg_up, !deps_down);
     g_produced = 0;
 
     /* the body in a buffer of its own size, as lws hands it over */
@@ -240,6 +251,23 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                    resp.status, cred);
         FUZZ_CHECK(k_paths[pi].roles & (1u << role), "%s answered %d to a %s", path, resp.status,
                    oms_role_name((oms_role)role));
+    }
+    if (pi >= 0 && strcmp(path, "/websocket/health") == 0 && resp.status != 405 &&
+        strcmp(method, "OPTIONS") != 0) {
+        FUZZ_CHECK(resp.status == (deps_down ? 503 : 200), "health answered %d", resp.status);
+        char *hb = strndup(resp.body ? resp.body : "", resp.len);
+        bool details = strstr(hb, "\"brokers\"") != NULL;
+        bool leaks = strstr(hb, "10.9.8.7") || strstr(hb, "\"error\"") ||
+                     strstr(hb, "\"connections\"");
+        if (role != -2) {
+            bool may = role == OMS_ROLE_STAFF || role == OMS_ROLE_ADMIN;
+            FUZZ_CHECK(may == details, "health %s details to credentials %d: %s",
+                       details ? "gave" : "refused", cred, hb);
+            FUZZ_CHECK(may || !leaks, "health's public answer shows details: %s", hb);
+        }
+        FUZZ_CHECK(!deps_down || strstr(hb, "\"failing\":\"kafka, postgres\""),
+                   "health does not say what is down: %s", hb);
+        free(hb);
     }
     if (resp.status == 202) {
         FUZZ_CHECK(g_produced == 1, "202 after %d records", g_produced);

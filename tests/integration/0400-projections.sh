@@ -118,8 +118,26 @@ check "omsd is still running" kill -0 "$OMSD_PID"
 check "the tables equal the reference fold (bad records left out)" compare_reference
 check "the reference leaves out exactly the orphan" test \
     "$(python3 "$REF" rejected "$T/tail.json" | wc -l)" = 1
-check "health reports the rejected records" bash -c "curl -s http://127.0.0.1:$PORT_a/websocket/health |
-    python3 -c 'import json,sys; assert json.load(sys.stdin)[\"dependencies\"][\"projections\"][\"rejected\"] >= 2'"
+health_get a staff >"$T/health-staff.json"
+check "health reports the rejected records to staff" python3 -c \
+    'import json,sys; assert json.load(open(sys.argv[1]))["dependencies"]["projections"]["rejected"] >= 2' \
+    "$T/health-staff.json"
+check "... and the brokers" grep -q "\"brokers\":\"$KAFKA_BROKERS\"" "$T/health-staff.json"
+health_get a >"$T/health-public.json"
+check "health without a token: status only, no brokers, counters or addresses" \
+    health_public "$T/health-public.json"
+check "... still saying which dependencies are up" python3 -c \
+    'import json,sys; h = json.load(open(sys.argv[1])); assert h["status"] == "ok" and {k: v["status"] for k, v in h["dependencies"].items()} == {"kafka": "up", "postgres": "up", "projections": "up"}, h' \
+    "$T/health-public.json"
+health_get a customer >"$T/health-customer.json"
+check "health to a customer: the public answer" health_public "$T/health-customer.json"
+bad_token_health() { # an invalid token is not refused (probes never send one): public answer
+    local code
+    code=$(curl -s -H "Authorization: Bearer not-a-jwt" -o "$T/health-badtoken.json" \
+        -w '%{http_code}' "http://127.0.0.1:$PORT_a/websocket/health")
+    [ "$code" = 200 ] && health_public "$T/health-badtoken.json"
+}
+check "health with an invalid token: 200 and the public answer" bad_token_health
 
 # ---- rebuild -----------------------------------------------------------------------
 python3 "$REF" dump >"$T/before.txt"

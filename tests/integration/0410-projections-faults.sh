@@ -67,9 +67,14 @@ while [ $((SECONDS - stopped)) -lt 10 ]; do
     sleep 0.5
 done
 check "health went 503 while postgres was down" test "$went_503" = 1
-curl -s "http://127.0.0.1:$PORT_a/websocket/health" >"$T/health-down.json"
+health_get a >"$T/health-down.json"
 check "... naming postgres and the projections" grep -q '"failing":"postgres, projections"' \
     "$T/health-down.json"
+check "... without a token: no error text, no address" health_public "$T/health-down.json"
+health_get a staff >"$T/health-down-staff.json"
+check "... to staff: the projections' error too" python3 -c \
+    'import json,sys; h = json.load(open(sys.argv[1])); assert h["failing"] == "postgres, projections" and h["dependencies"]["projections"]["error"], h' \
+    "$T/health-down-staff.json"
 check "omsd keeps running without postgres" kill -0 "$OMSD_PID"
 check "postgres starts again" pg_own_start
 back=0

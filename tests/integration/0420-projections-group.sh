@@ -48,9 +48,12 @@ printf 'projections:\n  migrate_on_start: false\n' >>"$T/nomigrate.yaml"
 check "omsd with migrate_on_start: false starts" start_omsd c "$T/nomigrate.yaml"
 sleep 1
 check "... and answers 503 while the schema is missing" test "$(health_code c)" = 503
-curl -s "http://127.0.0.1:$PORT_c/websocket/health" >"$T/health-nomigrate.json"
-check "... saying to run omsctl projections migrate" grep -q "omsctl projections migrate" \
+health_get c admin >"$T/health-nomigrate.json"
+check "... saying to run omsctl projections migrate (to an admin)" grep -q "omsctl projections migrate" \
     "$T/health-nomigrate.json"
+health_get c >"$T/health-nomigrate-public.json"
+check "... and only that the projections are down without a token" health_public \
+    "$T/health-nomigrate-public.json"
 check "... and creates no table" test "$(sql "SELECT count(*) FROM information_schema.tables
     WHERE table_name = 'orders'")" = 0
 expect_exit 0 "omsctl projections migrate" "$BIN/omsctl" projections migrate
@@ -64,10 +67,8 @@ check "omsd b starts" start_omsd b
 check "the two instances split the 18 partitions" wait_split
 note "a has $(assigned a) partitions, b has $(assigned b)"
 
-applied() { # NAME → events applied by that instance (health)
-    local port
-    eval "port=\$PORT_$1"
-    curl -s "http://127.0.0.1:$port/websocket/health" |
+applied() { # NAME → events applied by that instance (health's details)
+    health_get "$1" staff |
         python3 -c 'import json,sys; print(json.load(sys.stdin)["dependencies"]["projections"]["eventsApplied"])' 2>/dev/null || echo 0
 }
 SEED=$RANDOM

@@ -26,6 +26,13 @@ for _ in $(seq 1 100); do curl -sf "$OMS_URL/websocket/health" >/dev/null && bre
 # --- REST commands
 expect_exit 0 "health: ok" "$C" health
 check "health names kafka up" grep -q "^kafka *up" "$T/last.out"
+check "... and its brokers: the token minted from JWT_SECRET sees the details" \
+    grep -q "^kafka *up *$KAFKA_BROKERS" "$T/last.out"
+env -u JWT_SECRET "$C" health >"$T/health-public.out" 2>&1
+check "health without a token: the status only, saying details need a token" bash -c \
+    "grep -q '^kafka *up *\$' '$T/health-public.out' && grep -q 'details need a staff or admin token' '$T/health-public.out'"
+expect_exit 0 "health with a customer's token" "$C" health --token "$("$C" token --sub 5 --role customer)"
+check "... the status only" bash -c "grep -q '^kafka *up *\$' '$T/last.out' && ! grep -q '$KAFKA_BROKERS' '$T/last.out'"
 expect_exit 0 "health --json" "$C" health --json
 check "health --json is JSON with status ok" python3 -c 'import json,sys; assert json.load(open(sys.argv[1]))["status"]=="ok"' "$T/last.out"
 OMS_URL=http://127.0.0.1:1 expect_exit 1 "health: unreachable omsd exits 1" "$C" health

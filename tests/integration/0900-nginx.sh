@@ -4,6 +4,8 @@
 # certificate and this test's paths substituted; tests/node/nginx.test.js
 # then talks to omsd only through nginx (REST, console, Socket.IO, ws://,
 # wss://), kills the omsd holding its clients and resumes on the other.
+# Its WebSocket clients send the token as ?token= (as the web console does):
+# no token and no query string may reach nginx's logs.
 . "$(dirname "$0")/lib.sh"
 
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
@@ -53,18 +55,23 @@ openssl req -x509 -newkey rsa:2048 -nodes -subj "/CN=oms.test" -addext "subjectA
 check "self-signed certificate made" test -s "$N/fullchain.pem"
 
 # The shipped files with this machine's ports and paths: the upstream's
-# servers, the listeners (IPv4 loopback only), the certificate, the include.
+# servers, the listeners (IPv4 loopback only), the certificate, the include,
+# the logs.
 sed -e "s|server omsd-1.internal:3000|server 127.0.0.1:$P1|" \
     -e "s|server omsd-2.internal:3000|server 127.0.0.1:$P2|" \
     -e "/listen \[::\]/d" \
     -e "s|listen 80;|listen 127.0.0.1:$NGINX_HTTP;|" \
     -e "s|listen 443 ssl http2;|listen 127.0.0.1:$NGINX_HTTPS ssl http2;|" \
     -e "s|/etc/ssl/oms/|$N/|" \
+    -e "s|/var/log/nginx/|$N/|" \
     -e "s|include /etc/nginx/oms-locations.conf;|include $N/oms-locations.conf;|" \
     deploy/nginx/oms.conf >"$N/oms.conf"
 cp deploy/nginx/oms-locations.conf "$N/oms-locations.conf"
-check "every substitution applied" bash -c "! grep -v '^ *#' '$N/oms.conf' | grep -qE 'omsd-[12].internal|/etc/(ssl|nginx)/|listen (80|443)'"
+check "every substitution applied" bash -c "! grep -v '^ *#' '$N/oms.conf' | grep -qE 'omsd-[12].internal|/etc/(ssl|nginx)/|/var/log/|listen (80|443)'"
 
+# The http-level logs are those of a distribution's nginx.conf (Debian's:
+# access_log in "combined", error_log at the default level); the shipped
+# server blocks must replace them.
 # As root, nginx's workers drop to nobody (the master only binds loopback
 # ports and reads the key); as anyone else everything runs as that user.
 user_line=""
@@ -104,10 +111,19 @@ grep -E '^(not )?ok ' "$T/node.tap"
 grep -A30 '^not ok' "$T/node.tap" | sed 's/^/# /' | head -60
 grep -qE '^ok ' "$T/node.tap" || { not_ok "node test ran"; sed 's/^/# /' "$T/node.tap" | tail -20; }
 
-# ---- clean up -----------------------------------------------------------------------------
-check "nginx saw the failed upstream and went on" grep -q "connect() failed" "$N/error.log"
+# ---- the logs ----------------------------------------------------------------------------
 kill -TERM "$nginx_pid" 2>/dev/null
 wait "$nginx_pid" 2>/dev/null
+check "the access log has the WebSocket upgrades, without their query" \
+    grep -q '"GET /events HTTP/1.1" 101 ' "$N/oms-access.log"
+check "nginx saw the failed upstream and went on (upstream_status 502, then 101)" \
+    grep -qE '"GET /events HTTP/1.1" 101 .* upstream_status=502, 101 ' "$N/oms-access.log"
+check "the clients sent tokens in URLs (the check below sees them)" test -s "$T/url-tokens.txt"
+# every log nginx wrote: the shipped ones, the http-level ones, its stdout
+leaked=$(grep -lF -e "token=" -f "$T/url-tokens.txt" "$N"/*.log 2>/dev/null)
+check "no token and no 'token=' in nginx's logs${leaked:+ (found in: $leaked)}" test -z "$leaked"
+
+# ---- clean up -----------------------------------------------------------------------------
 alive=0
 for p in "${pids[@]}"; do
     if kill -0 "$p" 2>/dev/null; then

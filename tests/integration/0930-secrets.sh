@@ -57,6 +57,10 @@ check "omsctl token signs with JWT_SECRET_FILE" bash -c "'$BIN/omsctl' token --s
 TOKEN=$(cat "$T/token")
 curl -sf -H "Authorization: Bearer $TOKEN" "http://127.0.0.1:$PORT/websocket/stats" -o "$T/stats.json"
 check "omsd verifies that token: /websocket/stats answers" test -s "$T/stats.json"
+check "health without a token: no brokers, error text or address" health_public "$T/health.json"
+curl -s -H "Authorization: Bearer $TOKEN" "http://127.0.0.1:$PORT/websocket/health" \
+    -o "$T/health-admin.json"
+check "health with an admin token: the details" grep -q '"brokers"' "$T/health-admin.json"
 curl -sf "http://127.0.0.1:$PORT/metrics" -o "$T/metrics.txt"
 OMS_URL=http://127.0.0.1:$PORT "$BIN/omsctl" stats --json >"$T/omsctl-stats.out" 2>&1
 check "omsctl stats works with the minted token" test -s "$T/omsctl-stats.out"
@@ -89,6 +93,7 @@ kill -TERM "$pid"
 wait "$pid"
 check "omsd exit status 0 after SIGTERM" test $? -eq 0
 found=$(leaks "$T"/omsd.log "$T"/omsd-t.out "$T"/omsd-help.out "$T"/stats.json "$T"/health.json \
+    "$T"/health-admin.json \
     "$T"/metrics.txt "$T"/omsctl-stats.out "$T"/omsctl-help.out "$T"/producer-help.out \
     "$T"/pg-fail.out "$T"/url-bad.out "$T"/both.err)
 check "no secret in logs, --help, omsd -t, stats, health, metrics or errors${found:+ (found in: $found)}" \

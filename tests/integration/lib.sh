@@ -49,6 +49,24 @@ asan_clean() {
     fi
 }
 
+# health_public FILE: FILE holds the public answer of /websocket/health (no
+# token, or one that is not staff or admin): the status, the uptime, which
+# dependency is down, and nothing else: no brokers, no error text, no address
+# of Kafka or PostgreSQL, no connection count.
+health_public() {
+    python3 - "$1" "${KAFKA_BROKERS:-}" "${DATABASE_HOST:-}:${DATABASE_PORT:-}" <<'PY'
+import json, sys
+raw = open(sys.argv[1]).read()
+h = json.loads(raw)
+assert set(h) <= {"status", "uptimeSeconds", "dependencies", "failing"}, sorted(h)
+for name, dep in h["dependencies"].items():
+    assert set(dep) <= {"status", "required"}, (name, sorted(dep))
+for addr in sys.argv[2].split(",") + [sys.argv[3]]:
+    assert len(addr) < 3 or addr not in raw, addr
+assert '"brokers"' not in raw and '"error"' not in raw, raw
+PY
+}
+
 # make_topics NAME: writes $T/omsd.yaml and $T/topics.yaml naming topics
 # oms-t-NAME-<random>.{orders,inventory,notifications,dlq,presence}, and
 # creates them.

@@ -87,6 +87,16 @@ health_code() {
     curl -s -o /dev/null -w '%{http_code}' --max-time 3 "http://127.0.0.1:$port/websocket/health"
 }
 
+# health_get NAME [ROLE]: omsd NAME's health answer; with ROLE, as a user of
+# that role (staff or admin see the details: errors, counters), else without
+# a token (the public answer)
+health_get() {
+    local port auth=()
+    eval "port=\$PORT_$1"
+    [ -n "${2:-}" ] && auth=(-H "Authorization: Bearer $("$BIN/omsctl" token --sub 1 --role "$2")")
+    curl -s --max-time 3 "${auth[@]}" "http://127.0.0.1:$port/websocket/health"
+}
+
 # stop_omsd PID: SIGTERM, wait up to 15 s; 0 when it exited with status 0
 stop_omsd() {
     local pid=$1

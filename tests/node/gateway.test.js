@@ -205,6 +205,29 @@ test('REST: health, stats, presence, 401/403/404/405/413, CORS', async () => {
   assert.equal(h.status, 200);
   assert.equal(h.json.status, 'ok');
   assert.equal(h.json.dependencies.kafka.status, 'up');
+  // without a staff or admin token: the status of each dependency, nothing
+  // else (no broker address, no error text, no counters)
+  const publicOnly = (r, who) => {
+    assert.equal(r.status, 200, who);
+    assert.deepEqual(Object.keys(r.json).sort(), ['dependencies', 'status', 'uptimeSeconds'], who);
+    for (const [name, dep] of Object.entries(r.json.dependencies)) {
+      assert.ok(Object.keys(dep).every((k) => k === 'status' || k === 'required'), `${who}: ${name} ${JSON.stringify(dep)}`);
+    }
+    for (const b of (env.KAFKA_BROKERS || '').split(',')) if (b) assert.ok(!r.text.includes(b), `${who}: ${r.text}`);
+    assert.ok(!/"(brokers|error|connections)"/.test(r.text), `${who}: ${r.text}`);
+  };
+  publicOnly(h, 'no token');
+  publicOnly(await rest('GET', '/websocket/health', { token: cust1 }), 'customer');
+  publicOnly(await rest('GET', '/websocket/health', { token: service }), 'service');
+  publicOnly(await rest('GET', '/websocket/health', { token: tok('admin', 1, { ttl: -60 }) }), 'expired admin');
+  publicOnly(await rest('GET', '/websocket/health', { token: 'not-a-jwt' }), 'invalid token');
+  publicOnly(await rest('GET', '/websocket/health', { headers: { Authorization: 'Basic eDp5' } }), 'not a bearer');
+  for (const [who, r] of [['staff', await rest('GET', '/websocket/health', { token: staff })],
+    ['admin ?token=', await rest('GET', `/websocket/health?token=${admin}`)]]) {
+    assert.equal(r.status, 200, who);
+    assert.equal(r.json.dependencies.kafka.brokers, env.KAFKA_BROKERS, `${who}: ${r.text}`);
+    assert.equal(typeof r.json.connections, 'number', who);
+  }
 
   const c = await connect({ token: cust1 });
   const st = await rest('GET', '/websocket/stats', { token: staff });
