@@ -19,6 +19,7 @@
 #include "cli/cli.h"
 #include "events/events.h"
 #include "gateway/gateway.h"
+#include "gateway/wheel.h"
 #include "kafka/kafka.h"
 #include "log/log.h"
 
@@ -123,6 +124,10 @@ typedef struct omsd {
 
     struct lws_context *ctx;
     struct lws_vhost *vhost;
+    /* per-connection timers of the service thread (pings, idle and connect
+     * timeouts, token expiry, Socket.IO heartbeats), swept by the tick:
+     * O(1) to re-arm, unlike lws' sorted list */
+    oms_wheel wheel;
     char origin_self[300]; /* our own origin, computed from Host */
 
     omsd_conn *conns; /* WebSocket connections (list) */
@@ -211,6 +216,11 @@ void omsd_presence_merge(omsd *d, json_t *byuser);
 int omsd_presence_instances(omsd *d);
 
 /* server.c */
+/* The monotonic clock in milliseconds (the wheel's). */
+static inline int64_t omsd_mono_ms(void)
+{
+    return (int64_t)(oms_mono_ns() / 1000000u);
+}
 int omsd_server_start(omsd *d, char *errbuf, size_t errlen);
 int omsd_server_run(omsd *d);
 void omsd_server_stop(omsd *d);

@@ -34,7 +34,11 @@ struct omsd_conn {
     int close_code;
     char close_reason[96];
     bool closing, close_sent;
-    lws_sorted_usec_list_t sul_exp;
+    /* timers on d->wheel: the token's expiry; pings and the idle timeout
+     * (activity only stamps last_rx_ms, the timer looks at it when due) */
+    oms_wtimer t_exp, t_idle;
+    int64_t last_rx_ms;
+    bool ping_due;
     /* Socket.IO (socketio.c): the session this connection serves, as its
      * held polling GET or its WebSocket; sio_ws marks a Socket.IO WebSocket
      * (not in d->conns: its session is what fan-out visits) */
@@ -858,9 +862,9 @@ static int ws_auth(omsd *d, omsd_conn *c, oms_principal *who, char *err, size_t 
 
 static void schedule_expiry(omsd_conn *c);
 
-static void on_token_expiry(lws_sorted_usec_list_t *sul)
+static void on_token_expiry(oms_wtimer *t)
 {
-    omsd_conn *c = lws_container_of(sul, omsd_conn, sul_exp);
+    omsd_conn *c = lws_container_of(t, omsd_conn, t_exp);
     if (!oms_auth_expired(c->sess.who.exp, oms_now_ms() / 1000, OMSD_AUTH_LEEWAY_S)) {
         schedule_expiry(c); /* refreshed meanwhile, or further than a day */
         return;
@@ -878,8 +882,32 @@ static void schedule_expiry(omsd_conn *c)
      * signs into its token) is looked at again daily, never overflowing the
      * timer */
     int64_t in = oms_auth_expires_in(c->sess.who.exp, oms_now_ms() / 1000, OMSD_AUTH_LEEWAY_S);
-    lws_sul_schedule(lws_get_context(c->wsi), 0, &c->sul_exp, on_token_expiry,
-                     (lws_usec_t)in * LWS_US_PER_SEC + 1000);
+    oms_wheel_arm(&c->d->wheel, &c->t_exp, omsd_mono_ms(), in * 1000 + 1, on_token_expiry);
+}
+
+/* Pings and the idle timeout (server.ping_interval_s, idle_timeout_s): a
+ * ping when nothing came from the peer for a ping interval, the connection
+ * dropped when nothing came for the idle timeout. */
+static void on_idle_check(oms_wtimer *t)
+{
+    omsd_conn *c = lws_container_of(t, omsd_conn, t_idle);
+    omsd *d = c->d;
+    int64_t ping = (int64_t)d->cfg.server.ping_interval_s * 1000;
+    int64_t hangup = (int64_t)d->cfg.server.idle_timeout_s * 1000;
+    int64_t now = omsd_mono_ms(), idle = now - c->last_rx_ms;
+    if (idle >= hangup) {
+        oms_log(d->log, OMS_LOG_DEBUG, "idle client dropped", OMS_LI("userId", c->sess.who.user_id));
+        /* at once, whether or not it reads: a close handshake would wait */
+        lws_set_timeout(c->wsi, PENDING_TIMEOUT_CLOSE_ACK, LWS_TO_KILL_ASYNC);
+        return;
+    }
+    int64_t next = ping - idle;
+    if (idle >= ping) {
+        c->ping_due = true;
+        lws_callback_on_writable(c->wsi);
+        next = ping < hangup - idle ? ping : hangup - idle;
+    }
+    oms_wheel_arm(&d->wheel, &c->t_idle, now, next, on_idle_check);
 }
 
 static oms_gw_env make_env(omsd *d)
@@ -944,6 +972,9 @@ static int ws_established(omsd *d, omsd_conn *c)
     oms_gw_env env = make_env(d);
     conn_send_json_new(c, "connected", oms_gw_connected(&c->sess, &env));
     schedule_expiry(c);
+    c->last_rx_ms = omsd_mono_ms();
+    oms_wheel_arm(&d->wheel, &c->t_idle, c->last_rx_ms, (int64_t)d->cfg.server.ping_interval_s * 1000,
+                  on_idle_check);
     oms_log(d->log, OMS_LOG_DEBUG, "client connected", OMS_LI("userId", who.user_id),
             OMS_LS("role", oms_role_name(who.role)));
     return 0;
@@ -960,7 +991,8 @@ static void ws_closed(omsd *d, omsd_conn *c)
         c->sio_ws = false;
         sio_ws_conns--;
     } else {
-        lws_sul_cancel(&c->sul_exp);
+        oms_wheel_cancel(&d->wheel, &c->t_exp);
+        oms_wheel_cancel(&d->wheel, &c->t_idle);
         oms_router_remove(d->router, &c->route);
         omsd_rstate_free(d, &c->rst);
         if (c->prev)
@@ -1044,6 +1076,7 @@ static int sio_ws_receive(omsd *d, omsd_conn *c, const char *in, size_t len)
 static int ws_receive(omsd *d, omsd_conn *c, const char *in, size_t len)
 {
     size_t max = (size_t)d->cfg.server.max_frame_bytes;
+    c->last_rx_ms = omsd_mono_ms();
     if (c->closing)
         return 0;
     int rc = ws_collect(c, in, len, max);
@@ -1081,6 +1114,18 @@ static int ws_receive(omsd *d, omsd_conn *c, const char *in, size_t len)
 
 static int ws_writeable(omsd *d, omsd_conn *c)
 {
+    if (c->ping_due && !c->closing && !lws_send_pipe_choked(c->wsi)) {
+        /* a payload: lws 4.1 hands a pong to the protocol callback
+         * (LWS_CALLBACK_RECEIVE_PONG) only when it carries one */
+        unsigned char buf[LWS_PRE + 4];
+        memcpy(buf + LWS_PRE, "oms", 3);
+        c->ping_due = false;
+        if (lws_write(c->wsi, buf + LWS_PRE, 3, LWS_WRITE_PING) < 0)
+            return -1;
+        if (c->qlen > 0 || c->closing)
+            lws_callback_on_writable(c->wsi); /* one write per WRITEABLE */
+        return 0;
+    }
     /* one write per frame: packing several frames into one raw write was
      * measured slower here (partial writes get copied by lws) */
     for (int i = 0; i < WRITES_PER_CALLBACK && c->qlen > 0; i++) {
@@ -1147,6 +1192,7 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
     case LWS_CALLBACK_CLOSED_HTTP:
     case LWS_CALLBACK_ESTABLISHED:
     case LWS_CALLBACK_RECEIVE:
+    case LWS_CALLBACK_RECEIVE_PONG:
     case LWS_CALLBACK_SERVER_WRITEABLE:
     case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE:
     case LWS_CALLBACK_CLOSED:
@@ -1312,6 +1358,10 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
     case LWS_CALLBACK_SERVER_WRITEABLE:
         return ws_writeable(d, c);
 
+    case LWS_CALLBACK_RECEIVE_PONG:
+        c->last_rx_ms = omsd_mono_ms();
+        return 0;
+
     case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE:
         /* the peer answers the close frame we sent ourselves: lws does not
          * know it went out, and echoing it would be a second close frame
@@ -1343,6 +1393,7 @@ static omsd *tick_daemon; /* the one daemon of this process, for the tick */
 static void tick(lws_sorted_usec_list_t *sul)
 {
     omsd *d = tick_daemon;
+    oms_wheel_advance(&d->wheel, omsd_mono_ms());
     uint64_t now = oms_mono_ns();
     if (now - d->rate_mark_ns >= 1000000000u) {
         omsd_history_sweep(d, oms_now_ms());
@@ -1384,24 +1435,15 @@ static void tick(lws_sorted_usec_list_t *sul)
 
 int omsd_server_start(omsd *d, char *errbuf, size_t errlen)
 {
-    static const lws_retry_bo_t retry = {
-        .secs_since_valid_ping = 25,
-        .secs_since_valid_hangup = 60,
-    };
-    static lws_retry_bo_t retry_cfg;
-    retry_cfg = retry;
-    if (d->cfg.server.ping_interval_s > 0)
-        retry_cfg.secs_since_valid_ping = (uint16_t)d->cfg.server.ping_interval_s;
-    if (d->cfg.server.idle_timeout_s > 0)
-        retry_cfg.secs_since_valid_hangup = (uint16_t)d->cfg.server.idle_timeout_s;
-
     struct lws_context_creation_info info;
     memset(&info, 0, sizeof info);
     info.port = d->cfg.server.port;
     info.iface = strcmp(d->cfg.server.host, "0.0.0.0") == 0 ? NULL : d->cfg.server.host;
     info.protocols = protocols;
     info.user = d;
-    info.retry_and_idle_policy = &retry_cfg;
+    /* no retry_and_idle_policy: lws would re-arm a timer in its sorted list
+     * (O(connections)) on every frame received; pings and the idle timeout
+     * are ours, on d->wheel (on_idle_check) */
     info.options = LWS_SERVER_OPTION_HTTP_HEADERS_SECURITY_BEST_PRACTICES_ENFORCE * 0 |
                    LWS_SERVER_OPTION_VALIDATE_UTF8;
     /* lws binds every address when IPv6 is on, whatever iface says: an IPv4
@@ -1419,7 +1461,8 @@ int omsd_server_start(omsd *d, char *errbuf, size_t errlen)
     }
     lws_set_log_level(getenv("OMS_LWS_DEBUG") ? LLL_ERR | LLL_WARN | LLL_NOTICE | LLL_INFO : LLL_ERR, NULL);
     d->router = oms_router_new();
-    if (!d->router) {
+    /* 100 ms ticks, 4096 slots: a turn of the wheel is 409.6 s */
+    if (!d->router || oms_wheel_init(&d->wheel, 4096, 100, omsd_mono_ms()) != OMS_OK) {
         oms_errf(errbuf, errlen, "out of memory");
         return OMS_ENOMEM;
     }
@@ -1457,6 +1500,7 @@ void omsd_server_stop(omsd *d)
     lws_sul_cancel(&sul_tick);
     omsd_sio_free_all(d);
     lws_context_destroy(d->ctx);
+    oms_wheel_free(&d->wheel);
     addr_free_all();
     oms_router_free(d->router);
     d->router = NULL;

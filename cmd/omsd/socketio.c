@@ -14,7 +14,7 @@
  *              (joined with \x1e), a GET finding nothing is held;
  *   websocket: packets go straight to the connection's send queue (server.c),
  *              which also holds the shared frames by reference.
- * Timers (lws_sul): heartbeat (ping every pingInterval, close without a pong
+ * Timers (on the daemon's wheel, O(1) to re-arm): heartbeat (ping every pingInterval, close without a pong
  * within pingTimeout; this also reaps a polling session whose client vanished),
  * connect timeout, upgrade timeout and the noop tick during an upgrade, and
  * the token's expiry. Service thread only.
@@ -77,7 +77,7 @@ struct omsd_sio {
     bool probed;      /* 2probe answered */
     /* timers */
     bool awaiting_pong;
-    lws_sorted_usec_list_t sul_hb, sul_connect, sul_upgrade, sul_noop, sul_exp;
+    oms_wtimer t_hb, t_connect, t_upgrade, t_noop, t_exp; /* on S.d->wheel */
     /* namespace /events */
     bool joined;
     int refusals; /* CONNECTs refused on this EIO connection */
@@ -289,10 +289,10 @@ static omsd_sio *find(const char *sid)
     return NULL;
 }
 
-static void sched(omsd_sio *s, lws_sorted_usec_list_t *sul, sul_cb_t cb, int64_t ms)
+static void sched(omsd_sio *s, oms_wtimer *t, oms_wtimer_fn cb, int64_t ms)
 {
     if (!s->dead)
-        lws_sul_schedule(S.d->ctx, 0, sul, cb, (lws_usec_t)ms * LWS_US_PER_MS);
+        oms_wheel_arm(&S.d->wheel, t, omsd_mono_ms(), ms, cb);
 }
 
 static void session_free(omsd_sio *s)
@@ -335,8 +335,8 @@ static void set_joined(omsd_sio *s, bool joined)
         S.unauth++;
 }
 
-static void on_heartbeat(lws_sorted_usec_list_t *sul);
-static void on_connect_timeout(lws_sorted_usec_list_t *sul);
+static void on_heartbeat(oms_wtimer *t);
+static void on_connect_timeout(oms_wtimer *t);
 
 static omsd_sio *session_new(omsd *d, sio_transport tr)
 {
@@ -360,8 +360,8 @@ static omsd_sio *session_new(omsd *d, sio_transport tr)
     S.hash[b] = s;
     S.count++;
     S.unauth++;
-    sched(s, &s->sul_hb, on_heartbeat, S.ping_interval_ms);
-    sched(s, &s->sul_connect, on_connect_timeout, S.connect_timeout_ms);
+    sched(s, &s->t_hb, on_heartbeat, S.ping_interval_ms);
+    sched(s, &s->t_connect, on_connect_timeout, S.connect_timeout_ms);
     (void)d;
     return s;
 }
@@ -374,10 +374,10 @@ static void leave(omsd_sio *s)
     oms_router_remove(S.router, &s->route);
     omsd_rstate_free(S.d, &s->rst);
     S.d->nconns--;
-    lws_sul_cancel(&s->sul_exp);
+    oms_wheel_cancel(&S.d->wheel, &s->t_exp);
     oms_log(S.d->log, OMS_LOG_DEBUG, "socket.io client left", OMS_LI("userId", s->sess.who.user_id));
     /* an EIO connection without a namespace does not stay around */
-    sched(s, &s->sul_connect, on_connect_timeout, S.connect_timeout_ms);
+    sched(s, &s->t_connect, on_connect_timeout, S.connect_timeout_ms);
 }
 
 /* Answer the held GET with one packet. */
@@ -422,11 +422,11 @@ static void session_close(omsd_sio *s, int code, const char *reason, const omsd_
     } else {
         S.unauth--;
     }
-    lws_sul_cancel(&s->sul_hb);
-    lws_sul_cancel(&s->sul_connect);
-    lws_sul_cancel(&s->sul_upgrade);
-    lws_sul_cancel(&s->sul_noop);
-    lws_sul_cancel(&s->sul_exp);
+    oms_wheel_cancel(&S.d->wheel, &s->t_hb);
+    oms_wheel_cancel(&S.d->wheel, &s->t_connect);
+    oms_wheel_cancel(&S.d->wheel, &s->t_upgrade);
+    oms_wheel_cancel(&S.d->wheel, &s->t_noop);
+    oms_wheel_cancel(&S.d->wheel, &s->t_exp);
     if (s->ws) {
         omsd_conn *c = s->ws;
         s->ws = NULL;
@@ -550,21 +550,21 @@ static void kick(omsd_sio *s)
 
 /* ---- timers ------------------------------------------------------------------------------ */
 
-static void on_heartbeat(lws_sorted_usec_list_t *sul)
+static void on_heartbeat(oms_wtimer *t)
 {
-    omsd_sio *s = lws_container_of(sul, omsd_sio, sul_hb);
+    omsd_sio *s = lws_container_of(t, omsd_sio, t_hb);
     if (s->awaiting_pong) {
         session_close(s, CLOSE_NORMAL, "ping timeout", S.f_close);
         return;
     }
     s->awaiting_pong = true;
     sio_send(s, S.f_ping);
-    sched(s, &s->sul_hb, on_heartbeat, S.ping_timeout_ms);
+    sched(s, &s->t_hb, on_heartbeat, S.ping_timeout_ms);
 }
 
-static void on_connect_timeout(lws_sorted_usec_list_t *sul)
+static void on_connect_timeout(oms_wtimer *t)
 {
-    omsd_sio *s = lws_container_of(sul, omsd_sio, sul_connect);
+    omsd_sio *s = lws_container_of(t, omsd_sio, t_connect);
     if (!s->joined)
         session_close(s, CLOSE_NORMAL, "connect timeout", S.f_close);
 }
@@ -574,45 +574,45 @@ static void abandon_upgrade(omsd_sio *s, int code, const char *reason)
     omsd_conn *c = s->probe;
     s->probe = NULL;
     s->probed = false;
-    lws_sul_cancel(&s->sul_upgrade);
-    lws_sul_cancel(&s->sul_noop);
+    oms_wheel_cancel(&S.d->wheel, &s->t_upgrade);
+    oms_wheel_cancel(&S.d->wheel, &s->t_noop);
     if (c) {
         omsd_conn_set_sio(c, NULL);
         omsd_conn_close(c, code, reason);
     }
 }
 
-static void on_upgrade_timeout(lws_sorted_usec_list_t *sul)
+static void on_upgrade_timeout(oms_wtimer *t)
 {
-    omsd_sio *s = lws_container_of(sul, omsd_sio, sul_upgrade);
+    omsd_sio *s = lws_container_of(t, omsd_sio, t_upgrade);
     abandon_upgrade(s, CLOSE_NORMAL, "upgrade timeout");
 }
 
 /* While upgrading, a GET the client makes before pausing polling is
  * released with a noop so that the pause can complete. */
-static void on_noop_tick(lws_sorted_usec_list_t *sul)
+static void on_noop_tick(oms_wtimer *t)
 {
-    omsd_sio *s = lws_container_of(sul, omsd_sio, sul_noop);
+    omsd_sio *s = lws_container_of(t, omsd_sio, t_noop);
     if (!s->probe || !s->probed)
         return;
     if (s->get)
         answer_get(s, S.f_noop);
-    sched(s, &s->sul_noop, on_noop_tick, 100);
+    sched(s, &s->t_noop, on_noop_tick, 100);
 }
 
-static void on_expiry(lws_sorted_usec_list_t *sul);
+static void on_expiry(oms_wtimer *t);
 
 /* The end of a token's validity: exp plus the grace the verification
  * allows (as on /events), looked at again daily when further. */
 static void schedule_expiry(omsd_sio *s)
 {
     int64_t in = oms_auth_expires_in(s->sess.who.exp, oms_now_ms() / 1000, OMSD_AUTH_LEEWAY_S);
-    sched(s, &s->sul_exp, on_expiry, in * 1000 + 1);
+    sched(s, &s->t_exp, on_expiry, in * 1000 + 1);
 }
 
-static void on_expiry(lws_sorted_usec_list_t *sul)
+static void on_expiry(oms_wtimer *t)
 {
-    omsd_sio *s = lws_container_of(sul, omsd_sio, sul_exp);
+    omsd_sio *s = lws_container_of(t, omsd_sio, t_exp);
     if (!s->joined)
         return;
     if (!oms_auth_expired(s->sess.who.exp, oms_now_ms() / 1000, OMSD_AUTH_LEEWAY_S)) {
@@ -684,7 +684,7 @@ static int sio_connect(omsd_sio *s, const char *nsp, const json_t *auth)
     set_joined(s, true);
     d->nconns++;
     d->m.connections_total++;
-    lws_sul_cancel(&s->sul_connect);
+    oms_wheel_cancel(&S.d->wheel, &s->t_connect);
     json_t *p = json_pack("{s:s}", "sid", s->nsp_sid);
     send_new(s, sio_frame('0', NSP, -1, p));
     json_decref(p);
@@ -895,7 +895,7 @@ static int eio_packet(omsd_sio *s, const char *p, size_t n)
     case '3': /* pong */
         if (s->awaiting_pong) {
             s->awaiting_pong = false;
-            sched(s, &s->sul_hb, on_heartbeat, S.ping_interval_ms);
+            sched(s, &s->t_hb, on_heartbeat, S.ping_interval_ms);
         }
         return 0;
     case '4':
@@ -1178,7 +1178,7 @@ int omsd_sio_ws_open(omsd *d, omsd_conn *c, const char *sid)
     s->probe = c;
     s->probed = false;
     omsd_conn_set_sio(c, s);
-    sched(s, &s->sul_upgrade, on_upgrade_timeout, S.upgrade_timeout_ms);
+    sched(s, &s->t_upgrade, on_upgrade_timeout, S.upgrade_timeout_ms);
     return 0;
 }
 
@@ -1188,8 +1188,8 @@ static void upgrade(omsd_sio *s)
     omsd_conn *c = s->probe;
     s->probe = NULL;
     s->probed = false;
-    lws_sul_cancel(&s->sul_upgrade);
-    lws_sul_cancel(&s->sul_noop);
+    oms_wheel_cancel(&S.d->wheel, &s->t_upgrade);
+    oms_wheel_cancel(&S.d->wheel, &s->t_noop);
     s->ws = c;
     s->tr = TR_WEBSOCKET;
     /* the WebSocket holds an address slot of its own from now on */
@@ -1218,7 +1218,7 @@ static void probe_packet(omsd_sio *s, omsd_conn *c, const char *buf, size_t len,
         s->probed = true;
         if (s->get)
             answer_get(s, S.f_noop);
-        sched(s, &s->sul_noop, on_noop_tick, 100);
+        sched(s, &s->t_noop, on_noop_tick, 100);
     } else if (!binary && s->probed && len == 1 && buf[0] == '5') {
         upgrade(s);
     } else {
@@ -1265,8 +1265,8 @@ void omsd_sio_conn_gone(omsd *d, omsd_conn *c)
     } else if (s->probe == c) {
         s->probe = NULL;
         s->probed = false;
-        lws_sul_cancel(&s->sul_upgrade);
-        lws_sul_cancel(&s->sul_noop);
+        oms_wheel_cancel(&S.d->wheel, &s->t_upgrade);
+        oms_wheel_cancel(&S.d->wheel, &s->t_noop);
     } else if (s->ws == c) {
         s->ws = NULL;
         session_close(s, CLOSE_NORMAL, "transport close", S.f_close);
