@@ -243,16 +243,24 @@ static void print_stats(const json_t *j, bool header)
     json_object_foreach(json_object_get(ev, "delivered"), k, v) dl += json_integer_value(v);
     json_object_foreach(json_object_get(ev, "dropped"), k, v) dr += json_integer_value(v);
     if (header)
-        printf("%-8s %11s %6s %8s %9s %10s %11s %12s %8s %5s %5s\n", "TIME", "CONNECTIONS",
-               "USERS", "ORDERS", "INVENTORY", "EVENTS/S", "DELIVERED/S", "DELIVERED", "DROPPED",
-               "LAG", "DLQ");
+        printf("%-8s %11s %6s %8s %9s %10s %11s %12s %8s %5s %5s %7s %7s\n", "TIME",
+               "CONNECTIONS", "USERS", "ORDERS", "INVENTORY", "EVENTS/S", "DELIVERED/S",
+               "DELIVERED", "DROPPED", "LAG", "DLQ", "P50MS", "P99MS");
     char ts[16];
     time_t now = time(NULL);
     struct tm tm;
     localtime_r(&now, &tm);
     strftime(ts, sizeof ts, "%H:%M:%S", &tm);
     json_t *subs = json_object_get(j, "subscriptions");
-    printf("%-8s %11lld %6lld %8lld %9lld %10.0f %11.0f %12lld %8lld %5lld %5lld\n", ts,
+    /* event age at write time (record timestamp -> socket write), "-"
+     * before the first delivery */
+    char p50[16] = "-", p99[16] = "-";
+    json_t *age = json_object_get(j, "deliveryAgeMs");
+    if (json_is_number(json_object_get(age, "p50")))
+        snprintf(p50, sizeof p50, "%.1f", json_number_value(json_object_get(age, "p50")));
+    if (json_is_number(json_object_get(age, "p99")))
+        snprintf(p99, sizeof p99, "%.1f", json_number_value(json_object_get(age, "p99")));
+    printf("%-8s %11lld %6lld %8lld %9lld %10.0f %11.0f %12lld %8lld %5lld %5lld %7s %7s\n", ts,
            (long long)json_integer_value(json_object_get(j, "connections")),
            (long long)json_integer_value(json_object_get(j, "usersOnline")),
            (long long)json_integer_value(json_object_get(subs, "orders")),
@@ -260,7 +268,7 @@ static void print_stats(const json_t *j, bool header)
            json_number_value(json_object_get(j, "eventsPerSecond")),
            json_number_value(json_object_get(j, "deliveriesPerSecond")), (long long)dl,
            (long long)dr, (long long)json_integer_value(json_object_get(j, "consumerLag")),
-           (long long)json_integer_value(json_object_get(j, "dlq")));
+           (long long)json_integer_value(json_object_get(j, "dlq")), p50, p99);
     (void)c;
     fflush(stdout);
 }
@@ -289,8 +297,9 @@ int cmd_stats(int argc, char **argv)
         if (opt == 'h') {
             printf("usage: omsctl stats [--watch[=SECONDS]] [options]\n\n"
                    "omsd's live figures: connections, users online, subscriptions, events and\n"
-                   "deliveries per second, totals, consumer lag, DLQ count. Needs a staff or\n"
-                   "admin token.\n\noptions:\n"
+                   "deliveries per second, totals, consumer lag, DLQ count, and the age of\n"
+                   "events when written to clients (record timestamp to socket write, p50 and\n"
+                   "p99 in ms since omsd started). Needs a staff or admin token.\n\noptions:\n"
                    "  --watch[=SECONDS]  print a new line every SECONDS (default 2) until Ctrl-C\n" API_HELP
                    "\nexit status: 0 ok, 1 failed, 2 usage\n");
             return OMS_EXIT_OK;

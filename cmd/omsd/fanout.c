@@ -15,9 +15,21 @@ omsd_frame *omsd_frame_new(const char *data, size_t len)
         return NULL;
     f->refs = 1;
     f->topic = -1;
+    f->ts_ms = 0;
     f->len = len;
     memcpy(f->buf + LWS_PRE, data, len);
     return f;
+}
+
+omsd_frame *omsd_frame_replay(omsd_frame *f)
+{
+    if (!f->ts_ms)
+        return f;
+    omsd_frame *g = omsd_frame_new((const char *)f->buf + LWS_PRE, f->len);
+    if (g)
+        g->topic = f->topic;
+    omsd_frame_unref(f);
+    return g;
 }
 
 void omsd_frame_unref(omsd_frame *f)
@@ -124,6 +136,8 @@ static void handle(omsd *d, rd_kafka_message_t *m, oms_buf *scratch)
     }
     it->kind = XQ_EVENT;
     f->topic = (int)kind;
+    int64_t ts = rd_kafka_message_timestamp(m, NULL);
+    f->ts_ms = ts > 0 ? ts : 0;
     /* a running mean of frame sizes: resumes estimate what a read-back
      * will hold from it (resume.read_budget_mb) */
     int64_t avg = atomic_load(&d->m.avg_frame);

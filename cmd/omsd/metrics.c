@@ -41,6 +41,44 @@ static void sb_printf(sbuf *b, const char *fmt, ...)
 
 static const char *const kind_names[OMS_TOPIC__COUNT] = {"orders", "inventory", "notifications"};
 
+/* Upper bounds (ms) of the buckets of oms_delivery_age_seconds: fine where
+ * live pushes land (a few ms), coarse for the stragglers. */
+static const int64_t age_bounds_ms[] = {1,   2,   3,   5,    7,    10,   15,   20,   30,    50, 70,
+                                        100, 150, 200, 300, 500, 700, 1000, 2000, 5000, 10000};
+#define AGE_BOUNDS (sizeof age_bounds_ms / sizeof age_bounds_ms[0])
+_Static_assert(AGE_BOUNDS + 1 == sizeof(((omsd_metrics *)0)->age_buckets) / sizeof(uint64_t),
+               "one bucket per bound plus +Inf");
+
+void omsd_age_record(omsd *d, int64_t ts_ms, int64_t now_ms)
+{
+    int64_t age = now_ms > ts_ms ? now_ms - ts_ms : 0;
+    size_t b = 0;
+    while (b < AGE_BOUNDS && age > age_bounds_ms[b])
+        b++;
+    d->m.age_buckets[b]++;
+    d->m.age_count++;
+    d->m.age_sum_ms += age;
+}
+
+double omsd_age_quantile(const omsd *d, double q)
+{
+    if (d->m.age_count == 0)
+        return -1;
+    /* as Prometheus' histogram_quantile: linear within the bucket */
+    double rank = q * (double)d->m.age_count, seen = 0;
+    for (size_t b = 0; b <= AGE_BOUNDS; b++) {
+        double n = (double)d->m.age_buckets[b];
+        if (seen + n >= rank && n > 0) {
+            if (b == AGE_BOUNDS)
+                return (double)age_bounds_ms[AGE_BOUNDS - 1];
+            double lo = b ? (double)age_bounds_ms[b - 1] : 0, hi = (double)age_bounds_ms[b];
+            return lo + (hi - lo) * (rank - seen) / n;
+        }
+        seen += n;
+    }
+    return (double)age_bounds_ms[AGE_BOUNDS - 1];
+}
+
 char *omsd_metrics_text(omsd *d, size_t *len)
 {
     sbuf b = {0};
@@ -71,6 +109,20 @@ char *omsd_metrics_text(omsd *d, size_t *len)
     for (int k = 0; k < OMS_TOPIC__COUNT; k++)
         sb_printf(&b, "oms_events_dropped_total{topic=\"%s\"} %" PRIu64 "\n", d->topics[k],
                   d->m.dropped[k]);
+    sb_printf(&b, "# HELP oms_delivery_age_seconds Age of live events when written to a client: "
+                  "record timestamp to socket write.\n"
+                  "# TYPE oms_delivery_age_seconds histogram\n");
+    uint64_t cum = 0;
+    for (size_t i = 0; i < AGE_BOUNDS; i++) {
+        cum += d->m.age_buckets[i];
+        sb_printf(&b, "oms_delivery_age_seconds_bucket{le=\"%g\"} %" PRIu64 "\n",
+                  (double)age_bounds_ms[i] / 1000.0, cum);
+    }
+    cum += d->m.age_buckets[AGE_BOUNDS];
+    sb_printf(&b,
+              "oms_delivery_age_seconds_bucket{le=\"+Inf\"} %" PRIu64 "\n"
+              "oms_delivery_age_seconds_sum %.3f\noms_delivery_age_seconds_count %" PRIu64 "\n",
+              cum, (double)d->m.age_sum_ms / 1000.0, d->m.age_count);
     struct mallinfo2 mi = mallinfo2();
     sb_printf(&b,
               "# HELP oms_heap_in_use_bytes Heap memory allocated and not freed (malloc).\n"
@@ -190,5 +242,10 @@ json_t *omsd_stats_json(omsd *d)
         (json_int_t)d->m.overflow_closes, "consumerLag", (json_int_t)atomic_load(&d->m.lag),
         "uptimeSeconds", (json_int_t)((oms_now_ms() - d->started_ms) / 1000));
     json_decref(users);
+    double p50 = omsd_age_quantile(d, 0.5), p99 = omsd_age_quantile(d, 0.99);
+    json_object_set_new(j, "deliveryAgeMs",
+                        json_pack("{s:o,s:o,s:I}", "p50", p50 < 0 ? json_null() : json_real(p50),
+                                  "p99", p99 < 0 ? json_null() : json_real(p99), "count",
+                                  (json_int_t)d->m.age_count));
     return j;
 }

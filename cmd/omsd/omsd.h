@@ -33,12 +33,18 @@ extern volatile sig_atomic_t omsd_stop;
 typedef struct omsd_frame {
     int refs;
     int topic; /* oms_topic_kind of an event, -1 for replies */
+    int64_t ts_ms; /* a live event's record timestamp (for its age at write
+                    * time, oms_delivery_age_seconds); 0 otherwise */
     size_t len;
     unsigned char buf[]; /* LWS_PRE bytes of headroom, then len bytes */
 } omsd_frame;
 
 omsd_frame *omsd_frame_new(const char *data, size_t len);
 void omsd_frame_unref(omsd_frame *f);
+/* The frame to send in a replay: f itself when it carries no timestamp,
+ * else a copy without one (a replayed event's age is not a live latency).
+ * Takes f's reference; NULL when out of memory. */
+omsd_frame *omsd_frame_replay(omsd_frame *f);
 
 /* An item handed to the service thread. */
 typedef enum { XQ_EVENT, XQ_DELIVERY, XQ_RESUME } omsd_xq_kind;
@@ -96,6 +102,11 @@ typedef struct omsd_metrics {
     atomic_int_fast64_t avg_frame;
     uint64_t rb_waited;
     uint64_t rb_waiting;
+    /* age of live events when written to a client (record timestamp ->
+     * socket write): counts per bucket of OMSD_AGE_BOUNDS_MS, then > last */
+    uint64_t age_buckets[22];
+    uint64_t age_count;
+    int64_t age_sum_ms;
 } omsd_metrics;
 
 typedef struct omsd_conn omsd_conn;
@@ -275,6 +286,10 @@ void omsd_static_init(omsd *d);
 size_t omsd_sio_unauthenticated(void);
 
 /* metrics.c */
+/* A live event written to a client now_ms, its record timestamp ts_ms. */
+void omsd_age_record(omsd *d, int64_t ts_ms, int64_t now_ms);
+/* The q-quantile (0..1) of those ages in ms, -1 when there is none. */
+double omsd_age_quantile(const omsd *d, double q);
 char *omsd_metrics_text(omsd *d, size_t *len);
 json_t *omsd_stats_json(omsd *d);
 

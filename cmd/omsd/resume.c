@@ -714,7 +714,8 @@ void omsd_resume_pump(omsd *d, omsd_rstate *st)
         omsd_frame *f = rs->frames[rs->next];
         rs->frames[rs->next++] = NULL;
         frame_leaves(d, rs, f);
-        bool sent = rs->ops->send(rs->conn, f);
+        f = omsd_frame_replay(f);
+        bool sent = f && rs->ops->send(rs->conn, f);
         omsd_frame_unref(f);
         if (!sent)
             return; /* closing: the close frees the resume */

@@ -1128,6 +1128,7 @@ static int ws_writeable(omsd *d, omsd_conn *c)
     }
     /* one write per frame: packing several frames into one raw write was
      * measured slower here (partial writes get copied by lws) */
+    int64_t now_ms = 0;
     for (int i = 0; i < WRITES_PER_CALLBACK && c->qlen > 0; i++) {
         if (lws_send_pipe_choked(c->wsi))
             break;
@@ -1142,6 +1143,11 @@ static int ws_writeable(omsd *d, omsd_conn *c)
         c->qlen--;
         if (f->topic >= 0)
             d->m.delivered[f->topic]++;
+        if (f->ts_ms) {
+            if (!now_ms)
+                now_ms = oms_now_ms(); /* once per callback */
+            omsd_age_record(d, f->ts_ms, now_ms);
+        }
         omsd_frame_unref(f);
     }
     /* a replay goes out as the queue empties */

@@ -135,6 +135,7 @@ static omsd_frame *frame_alloc(size_t len)
         return NULL;
     f->refs = 1;
     f->topic = -1;
+    f->ts_ms = 0;
     f->len = len;
     return f;
 }
@@ -1092,6 +1093,7 @@ void omsd_sio_get_writeable(omsd *d, omsd_conn *c)
     if (!body)
         return;
     size_t at = 0;
+    int64_t now_ms = oms_now_ms();
     for (uint32_t i = 0; i < k; i++) {
         omsd_frame *f = s->q[s->qhead];
         if (i)
@@ -1100,6 +1102,8 @@ void omsd_sio_get_writeable(omsd *d, omsd_conn *c)
         at += f->len;
         if (f->topic >= 0)
             d->m.delivered[f->topic]++;
+        if (f->ts_ms)
+            omsd_age_record(d, f->ts_ms, now_ms);
         omsd_frame_unref(f);
         s->qhead = (s->qhead + 1) % s->qcap;
         s->qlen--;
@@ -1333,6 +1337,7 @@ static omsd_frame *fanout_frame(const omsd_frame *pf)
             o += dl;
             *o = ']';
             f->topic = pf->topic;
+            f->ts_ms = pf->ts_ms;
             return f;
         }
     }
@@ -1341,8 +1346,10 @@ static omsd_frame *fanout_frame(const omsd_frame *pf)
     json_t *data = json_object_get(j, "data");
     json_t *a = event ? json_pack("[sO]", event, data ? data : json_null()) : NULL;
     omsd_frame *f = a ? sio_frame('2', NSP, -1, a) : NULL;
-    if (f)
+    if (f) {
         f->topic = pf->topic;
+        f->ts_ms = pf->ts_ms;
+    }
     json_decref(a);
     json_decref(j);
     return f;

@@ -43,6 +43,7 @@ tok=$(cat "$T/last.out")
 check "the token has three parts" test "$(echo "$tok" | tr -cd . | wc -c)" -eq 2
 expect_exit 0 "stats with a minted staff token" "$C" stats --token "$tok"
 check "stats prints the table" grep -q "^TIME *CONNECTIONS" "$T/last.out"
+check "... with the delivery age p50/p99" grep -qE "P50MS +P99MS$" "$T/last.out"
 expect_exit 0 "stats with the admin token minted from JWT_SECRET" "$C" stats --json
 expect_exit 1 "stats with a bad token exits 1" "$C" stats --token abc.def.ghi
 check "... and says the token was refused" grep -q "omsd refused the token" "$T/last.err"

@@ -364,6 +364,22 @@ test('/metrics counters move', async () => {
   for (const name of ['oms_connections', 'oms_subscriptions', 'oms_events_dropped_total', 'oms_consumer_lag', 'oms_dlq_records_total', 'oms_queue_overflow_closes_total']) {
     assert.match(text, new RegExp(`^# TYPE ${name} `, 'm'), name);
   }
+  // event age at write time: a histogram of the live deliveries
+  assert.match(text, /^# TYPE oms_delivery_age_seconds histogram$/m);
+  const count = Number(/^oms_delivery_age_seconds_count (\d+)$/m.exec(text)[1]);
+  const inf = Number(/^oms_delivery_age_seconds_bucket\{le="\+Inf"\} (\d+)$/m.exec(text)[1]);
+  assert.ok(count > 0, 'deliveries were timed');
+  assert.equal(inf, count);
+  let prev = 0;
+  for (const m2 of text.matchAll(/^oms_delivery_age_seconds_bucket\{le="([^"]+)"\} (\d+)$/gm)) {
+    assert.ok(Number(m2[2]) >= prev, `buckets are cumulative at le=${m2[1]}`);
+    prev = Number(m2[2]);
+  }
+  const stats = (await rest('GET', '/websocket/stats', { token: admin })).json;
+  assert.equal(stats.deliveryAgeMs.count, count);
+  assert.ok(stats.deliveryAgeMs.p50 >= 0 && stats.deliveryAgeMs.p50 <= stats.deliveryAgeMs.p99,
+    JSON.stringify(stats.deliveryAgeMs));
+  assert.ok(stats.deliveryAgeMs.p99 < 10000, 'a live push on loopback is not seconds old');
   c.close();
 });
 
