@@ -2,9 +2,9 @@
  * (Engine.IO 4 packets over polling and WebSocket, the upgrade, Socket.IO 5
  * packets, acks, binary attachments, timers, the fan-out framing).
  * socketio.c is compiled into this file; what it needs from server.c
- * (connections), fanout.c (frames) and libwebsockets (timers) is stood in
- * for below, so nothing touches a socket and the timers fire when the input
- * says so.
+ * (connections) and fanout.c (frames) is stood in for below, so nothing
+ * touches a socket; the daemon's timer wheel is real and its timers fire
+ * when the input says so.
  *
  * Input: records separated by NUL bytes. A record's first byte is the
  * operation (low 4 bits) and the connection slot (bits 4-5) or the session
@@ -29,51 +29,25 @@
 
 #include "fuzz.h"
 
-/* ---- libwebsockets timers ----------------------------------------------------------------- */
+/* ---- timers: the daemon's wheel, fired when the input says so --------------------------- */
 
-#define MAX_SUL 512
-static struct {
-    lws_sorted_usec_list_t *sul;
-    sul_cb_t cb;
-} g_sul[MAX_SUL];
-static int g_nsul;
-
-void lws_sul_cancel(lws_sorted_usec_list_t *sul)
-{
-    for (int i = 0; i < g_nsul; i++) {
-        if (g_sul[i].sul == sul) {
-            g_sul[i] = g_sul[--g_nsul];
-            return;
-        }
-    }
-}
-
-void lws_sul_schedule(struct lws_context *ctx, int tsi, lws_sorted_usec_list_t *sul, sul_cb_t cb,
-                      lws_usec_t us)
-{
-    (void)ctx, (void)tsi, (void)us;
-    lws_sul_cancel(sul);
-    FUZZ_CHECK(g_nsul < MAX_SUL, "too many timers");
-    g_sul[g_nsul].sul = sul;
-    g_sul[g_nsul].cb = cb;
-    g_nsul++;
-}
+static omsd g_d;
 
 static void fire_timers(void)
 {
-    lws_sorted_usec_list_t *snap[MAX_SUL];
-    int n = g_nsul;
-    for (int i = 0; i < n; i++)
-        snap[i] = g_sul[i].sul;
+    enum { MAX_T = 1024 };
+    oms_wtimer *snap[MAX_T];
+    int n = 0;
+    for (size_t b = 0; b < g_d.wheel.nslots; b++)
+        for (oms_wtimer *t = g_d.wheel.slots[b]; t && n < MAX_T; t = t->next)
+            snap[n++] = t;
+    FUZZ_CHECK(n < MAX_T, "too many timers");
+    /* sessions closed by a callback stay in memory until the reaper runs */
     for (int i = 0; i < n; i++) {
-        for (int k = 0; k < g_nsul; k++) {
-            if (g_sul[k].sul == snap[i]) {
-                sul_cb_t cb = g_sul[k].cb;
-                g_sul[k] = g_sul[--g_nsul]; /* fired: no longer scheduled */
-                cb(snap[i]);
-                break;
-            }
-        }
+        if (!oms_wtimer_armed(snap[i]))
+            continue; /* cancelled by an earlier callback */
+        oms_wheel_cancel(&g_d.wheel, snap[i]);
+        snap[i]->fn(snap[i]);
     }
 }
 
@@ -84,9 +58,29 @@ omsd_frame *omsd_frame_new(const char *data, size_t len)
     omsd_frame *f = malloc(sizeof *f + LWS_PRE + len);
     f->refs = 1;
     f->topic = -1;
+    f->ts_ms = 0;
     f->len = len;
     memcpy(f->buf + LWS_PRE, data, len);
     return f;
+}
+
+void omsd_age_record(omsd *d, int64_t ts_ms, int64_t now_ms)
+{
+    (void)d, (void)ts_ms, (void)now_ms;
+}
+
+/* ---- per-address slots (server.c): no limit here ------------------------------------------ */
+
+int omsd_conn_addr_acquire(omsd_conn *c, omsd_addr **out, char *msg, size_t msglen)
+{
+    (void)c, (void)msg, (void)msglen;
+    *out = NULL;
+    return 0;
+}
+
+void omsd_addr_put(omsd_addr *a)
+{
+    (void)a;
 }
 
 void omsd_frame_unref(omsd_frame *f)
@@ -281,7 +275,6 @@ void omsd_conn_want_write(omsd_conn *c)
 
 char g_sids[4][ID_LEN + 1];
 int g_nsids;
-static omsd g_d;
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
@@ -292,6 +285,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     fuzz_tokens_init(oms_now_ms() / 1000);
     oms_config_defaults(&g_d.cfg);
     g_d.auth = (oms_auth *)fuzz_auth();
+    oms_wheel_init(&g_d.wheel, 4096, 100, omsd_mono_ms());
     /* a real logger (its escaping sees the fuzz strings), into /dev/null */
     int fd = open("/dev/null", O_WRONLY | O_CLOEXEC);
     g_d.log = oms_logger_new(fd, OMS_LOG_DEBUG, OMS_LOG_FORMAT_JSON);
@@ -501,12 +495,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         free(pl);
         reap_closed();
         check_sessions();
+        omsd_sio_reap(); /* the end of a turn of the event loop */
     }
     for (int i = 0; i < NCONN; i++)
         conn_end(&g_conn[i]);
     omsd_sio_free_all(&g_d);
     FUZZ_CHECK(S.all == NULL && S.count == 0, "sessions left after free_all");
-    FUZZ_CHECK(g_nsul == 0, "%d timers left after free_all", g_nsul);
+    FUZZ_CHECK(g_d.wheel.armed == 0, "%zu timers left after free_all", g_d.wheel.armed);
+    FUZZ_CHECK(S.unauth == 0, "%zu unauthenticated sessions counted after free_all", S.unauth);
     FUZZ_CHECK(g_d.nconns == 0, "nconns %zu after free_all", g_d.nconns);
     free(text);
     return 0;
