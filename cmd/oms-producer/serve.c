@@ -10,19 +10,15 @@
 #include <string.h>
 
 #include "producer.h"
+#include "httpd/httpd.h"
 #include "serve.h"
 
 #define AUTH_LEEWAY_S 5
 
+/* One HTTP exchange per connection (pkg/httpd speaks HTTP; serve_api.c
+ * decides the answers). */
 typedef struct sv_conn {
-    char method[8];
-    char path[512];
-    bool path_too_long;
-    char *body;
-    size_t body_len;
-    bool body_too_large, no_length;
-    sv_response resp;
-    bool handled, resp_ready, headers_sent;
+    oms_httpd_txn t;
 } sv_conn;
 
 static void serve_help(FILE *out)
@@ -68,121 +64,35 @@ static void serve_help(FILE *out)
 
 /* ---- HTTP --------------------------------------------------------------------- */
 
-static const struct {
-    int token;
-    const char *name;
-} methods[] = {
-    {WSI_TOKEN_GET_URI, "GET"},     {WSI_TOKEN_POST_URI, "POST"},
-    {WSI_TOKEN_OPTIONS_URI, "OPTIONS"}, {WSI_TOKEN_PUT_URI, "PUT"},
-    {WSI_TOKEN_PATCH_URI, "PATCH"}, {WSI_TOKEN_DELETE_URI, "DELETE"},
-    {WSI_TOKEN_HEAD_URI, "HEAD"},
-};
-
-/* A header into buf; false when it is longer than buf holds. */
-static bool hdr(struct lws *wsi, enum lws_token_indexes t, char *buf, int len)
-{
-    buf[0] = '\0';
-    if (lws_hdr_total_length(wsi, t) >= len)
-        return false;
-    if (lws_hdr_total_length(wsi, t) > 0)
-        lws_hdr_copy(wsi, buf, len, t);
-    return true;
-}
-
-static void request_info(sv_conn *c, struct lws *wsi)
-{
-    c->method[0] = '\0';
-    c->path[0] = '\0';
-    for (size_t i = 0; i < OMS_ARRAY_LEN(methods); i++) {
-        if (lws_hdr_total_length(wsi, methods[i].token) > 0) {
-            snprintf(c->method, sizeof c->method, "%s", methods[i].name);
-            c->path_too_long = !hdr(wsi, methods[i].token, c->path, sizeof c->path);
-            break;
-        }
-    }
-}
-
 static void run_request(serve *s, sv_conn *c, struct lws *wsi)
 {
-    if (c->handled)
+    oms_httpd_txn *t = &c->t;
+    if (!oms_httpd_take(t))
         return;
-    c->handled = true;
     s->requests++;
     char auth[OMS_AUTH_MAX_TOKEN_LEN + 64], ctype[128];
-    bool auth_ok = hdr(wsi, WSI_TOKEN_HTTP_AUTHORIZATION, auth, sizeof auth);
-    if (!hdr(wsi, WSI_TOKEN_HTTP_CONTENT_TYPE, ctype, sizeof ctype))
+    bool auth_ok = oms_httpd_header(wsi, WSI_TOKEN_HTTP_AUTHORIZATION, auth, sizeof auth);
+    if (!oms_httpd_header(wsi, WSI_TOKEN_HTTP_CONTENT_TYPE, ctype, sizeof ctype))
         snprintf(ctype, sizeof ctype, "?");
-    memset(&c->resp, 0, sizeof c->resp);
-    if (c->path_too_long) {
-        sv_api_error(&c->resp, 414, "uri_too_long", NULL, "the path is over 511 bytes");
-    } else if (c->body_too_large) {
-        sv_api_error(&c->resp, 413, "too_large", "body", "body: over %u bytes", SV_BODY_MAX);
-    } else if (c->no_length) {
-        sv_api_error(&c->resp, 411, "length_required", NULL,
+    sv_response resp;
+    memset(&resp, 0, sizeof resp);
+    if (t->path_too_long) {
+        sv_api_error(&resp, 414, "uri_too_long", NULL, "the path is over 511 bytes");
+    } else if (t->body_too_large) {
+        sv_api_error(&resp, 413, "too_large", "body", "body: over %u bytes", SV_BODY_MAX);
+    } else if (t->no_length) {
+        sv_api_error(&resp, 411, "length_required", NULL,
                      "a body needs a Content-Length header");
     } else {
-        sv_request req = {c->method, c->path, auth_ok ? auth : NULL, ctype,
-                          c->body ? c->body : "", c->body_len};
-        sv_api_handle(s, &req, &c->resp);
+        sv_request req = {t->method, t->path, auth_ok ? auth : NULL, ctype,
+                          t->body ? t->body : "", t->body_len};
+        sv_api_handle(s, &req, &resp);
     }
-    oms_log(s->log, c->resp.status >= 500 ? OMS_LOG_WARN : OMS_LOG_DEBUG, "request",
-            OMS_LS("method", c->method), OMS_LS("path", c->path),
-            OMS_LI("status", c->resp.status));
-    c->resp_ready = true;
-    lws_callback_on_writable(wsi);
-}
-
-static int write_http(sv_conn *c, struct lws *wsi)
-{
-    if (!c->resp_ready)
-        return 0;
-    if (!c->headers_sent) {
-        unsigned char buf[LWS_PRE + 1024];
-        unsigned char *start = buf + LWS_PRE, *p = start, *end = buf + sizeof buf - 1;
-        if (lws_add_http_common_headers(wsi, (unsigned)c->resp.status, "application/json",
-                                        (lws_filepos_t)c->resp.len, &p, end))
-            return 1;
-        if (c->resp.allow &&
-            lws_add_http_header_by_name(wsi, (const unsigned char *)"allow:",
-                                        (const unsigned char *)c->resp.allow,
-                                        (int)strlen(c->resp.allow), &p, end))
-            return 1;
-        if (c->resp.status == 401 &&
-            lws_add_http_header_by_name(wsi, (const unsigned char *)"www-authenticate:",
-                                        (const unsigned char *)"Bearer", 6, &p, end))
-            return 1;
-        /* a body refused unread: the connection cannot carry another request */
-        if ((c->body_too_large || c->no_length) &&
-            lws_add_http_header_by_name(wsi, (const unsigned char *)"connection:",
-                                        (const unsigned char *)"close", 5, &p, end))
-            return 1;
-        if (lws_add_http_header_by_name(wsi, (const unsigned char *)"cache-control:",
-                                        (const unsigned char *)"no-store", 8, &p, end) ||
-            lws_finalize_write_http_header(wsi, start, &p, end))
-            return 1;
-        c->headers_sent = true;
-        if (c->resp.len > 0 && strcmp(c->method, "HEAD") != 0) {
-            lws_callback_on_writable(wsi);
-            return 0;
-        }
-    } else if (c->resp.len > 0) {
-        unsigned char *b = malloc(LWS_PRE + c->resp.len);
-        if (!b)
-            return 1;
-        memcpy(b + LWS_PRE, c->resp.body, c->resp.len);
-        int n = lws_write(wsi, b + LWS_PRE, c->resp.len, LWS_WRITE_HTTP_FINAL);
-        free(b);
-        if (n < 0)
-            return 1;
-    }
-    if (c->body_too_large || c->no_length)
-        return -1;
-    free(c->resp.body);
-    free(c->body);
-    memset(c, 0, sizeof *c);
-    if (lws_http_transaction_completed(wsi))
-        return -1;
-    return 0;
+    oms_log(s->log, resp.status >= 500 ? OMS_LOG_WARN : OMS_LOG_DEBUG, "request",
+            OMS_LS("method", t->method), OMS_LS("path", t->path), OMS_LI("status", resp.status));
+    if (resp.allow)
+        snprintf(t->allow, sizeof t->allow, "%s", resp.allow);
+    oms_httpd_answer(t, wsi, resp.status, NULL, resp.body, resp.len);
 }
 
 static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
@@ -194,52 +104,15 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
     case LWS_CALLBACK_HTTP_CONFIRM_UPGRADE:
         return 1; /* no WebSocket here: that is omsd */
 
-    case LWS_CALLBACK_HTTP: {
+    case LWS_CALLBACK_HTTP:
         if (!c)
             return 1;
-        request_info(c, wsi);
-        if (strcmp(c->method, "POST") == 0 || strcmp(c->method, "PUT") == 0 ||
-            strcmp(c->method, "PATCH") == 0) {
-            char cl[32];
-            if (!hdr(wsi, WSI_TOKEN_HTTP_CONTENT_LENGTH, cl, sizeof cl))
-                snprintf(cl, sizeof cl, "18446744073709551615");
-            char te[64];
-            hdr(wsi, WSI_TOKEN_HTTP_TRANSFER_ENCODING, te, sizeof te);
-            if (!cl[0] && te[0]) {
-                c->no_length = true;
-            } else if (cl[0] && strtoull(cl, NULL, 10) > SV_BODY_MAX) {
-                c->body_too_large = true;
-                /* answering while the client still sends would make the
-                 * kernel reset the connection under the answer: read and
-                 * drop a moderately large body first */
-                if (strtoull(cl, NULL, 10) / 16 > SV_BODY_MAX)
-                    run_request(s, c, wsi);
-                return 0;
-            } else if (cl[0] && strtoull(cl, NULL, 10) > 0) {
-                return 0; /* wait for the body */
-            }
-        }
-        run_request(s, c, wsi);
+        if (oms_httpd_begin(&c->t, wsi, SV_BODY_MAX) == OMS_HTTPD_RUN)
+            run_request(s, c, wsi);
         return 0;
-    }
 
     case LWS_CALLBACK_HTTP_BODY:
-        if (!c || len == 0 || !in)
-            return 0;
-        if (c->body_too_large || c->body_len + len > SV_BODY_MAX) {
-            c->body_too_large = true;
-            return 0;
-        }
-        {
-            char *nb = realloc(c->body, c->body_len + len + 1);
-            if (!nb)
-                return -1;
-            c->body = nb;
-            memcpy(c->body + c->body_len, in, len);
-            c->body_len += len;
-            c->body[c->body_len] = '\0';
-        }
-        return 0;
+        return c ? oms_httpd_body(&c->t, in, len) : 0;
 
     case LWS_CALLBACK_HTTP_BODY_COMPLETION:
         if (c)
@@ -247,16 +120,12 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
         return 0;
 
     case LWS_CALLBACK_HTTP_WRITEABLE:
-        return c ? write_http(c, wsi) : 0;
+        return c ? oms_httpd_write(&c->t, wsi) : 0;
 
     case LWS_CALLBACK_HTTP_DROP_PROTOCOL:
     case LWS_CALLBACK_CLOSED_HTTP:
-        if (c) {
-            free(c->body);
-            c->body = NULL;
-            free(c->resp.body);
-            c->resp.body = NULL;
-        }
+        if (c)
+            oms_httpd_txn_clear(&c->t);
         return 0;
 
     default:

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "gateway/router.h"
+#include "httpd/httpd.h"
 #include "notify.h"
 #include "omsd.h"
 #include "socketio.h"
@@ -47,18 +48,13 @@ struct omsd_conn {
     struct omsd_addr *addr; /* its client address's count (WebSockets) */
 };
 
-/* An HTTP request and its answer; allocated for HTTP callbacks, freed when
- * the connection becomes a WebSocket or closes. */
+/* An HTTP exchange (pkg/httpd) and, for a REST trigger, the answer that
+ * waits for Kafka's acknowledgement; allocated for HTTP callbacks, freed
+ * when the connection becomes a WebSocket or closes. */
 typedef struct omsd_http {
-    char method[8];
-    char path[512];
-    char *body;
-    size_t body_len;
-    bool body_too_large;
-    omsd_http_resp resp;
-    bool handled, resp_ready, headers_sent;
-    char cors[300];
+    oms_httpd_txn t;
     uint64_t request_id;
+    omsd_http_resp deferred; /* status 0: none */
 } omsd_http;
 
 static omsd_conn *pending_http; /* service thread only */
@@ -359,16 +355,17 @@ void omsd_conn_want_write(omsd_conn *c)
 
 void omsd_http_reply(omsd_conn *c, int status, const char *content_type, char *body, size_t len)
 {
-    free(c->h->resp.body);
-    memset(&c->h->resp, 0, sizeof c->h->resp);
-    c->h->resp.status = status;
-    c->h->resp.content_type = content_type;
-    c->h->resp.body = body;
-    c->h->resp.len = body ? len : 0;
-    c->h->handled = true;
-    c->h->resp_ready = true;
     lws_set_timeout(c->wsi, NO_PENDING_TIMEOUT, 0);
-    lws_callback_on_writable(c->wsi);
+    oms_httpd_answer(&c->h->t, c->wsi, status, content_type, body, len);
+}
+
+/* A REST handler's answer goes out. */
+static void reply_rest(omsd_conn *c, omsd_http_resp *r)
+{
+    snprintf(c->h->t.allow, sizeof c->h->t.allow, "%s", r->allow);
+    c->h->t.cache_control = r->cache_control;
+    omsd_http_reply(c, r->status, r->content_type, r->body, r->len);
+    r->body = NULL;
 }
 
 void omsd_http_hold(omsd_conn *c, int secs)
@@ -531,34 +528,14 @@ size_t omsd_xq_backlog(omsd *d)
 
 /* ---- HTTP ----------------------------------------------------------------------- */
 
-static const struct {
-    int token;
-    const char *name;
-} methods[] = {
-    {WSI_TOKEN_GET_URI, "GET"},     {WSI_TOKEN_POST_URI, "POST"},
-    {WSI_TOKEN_OPTIONS_URI, "OPTIONS"}, {WSI_TOKEN_PUT_URI, "PUT"},
-    {WSI_TOKEN_PATCH_URI, "PATCH"}, {WSI_TOKEN_DELETE_URI, "DELETE"},
-    {WSI_TOKEN_HEAD_URI, "HEAD"},
-};
-
 static void hdr(struct lws *wsi, enum lws_token_indexes t, char *buf, int len)
 {
-    buf[0] = '\0';
-    if (lws_hdr_total_length(wsi, t) < len)
-        lws_hdr_copy(wsi, buf, len, t);
+    oms_httpd_header(wsi, t, buf, len);
 }
 
 static void request_info(omsd_conn *c)
 {
-    struct lws *wsi = c->wsi;
-    c->h->method[0] = '\0';
-    for (size_t i = 0; i < OMS_ARRAY_LEN(methods); i++) {
-        if (lws_hdr_total_length(wsi, methods[i].token) > 0) {
-            snprintf(c->h->method, sizeof c->h->method, "%s", methods[i].name);
-            hdr(wsi, methods[i].token, c->h->path, sizeof c->h->path);
-            break;
-        }
-    }
+    oms_httpd_request_line(&c->h->t, c->wsi);
 }
 
 static void set_token_arg(omsd_conn *c, char *out, size_t outlen)
@@ -572,44 +549,14 @@ static void set_token_arg(omsd_conn *c, char *out, size_t outlen)
         memmove(out, v, strlen(v) + 1);
 }
 
-/* A query argument by its exact name: 1 (out filled), 0 absent, -1 longer
- * than outlen allows. */
-static int query_arg(struct lws *wsi, const char *name, char *out, size_t outlen)
-{
-    size_t nl = strlen(name);
-    char frag[1024];
-    out[0] = '\0';
-    for (int i = 0; i < 64; i++) {
-        int fl = lws_hdr_fragment_length(wsi, WSI_TOKEN_HTTP_URI_ARGS, i);
-        if (fl <= 0)
-            break;
-        if ((size_t)fl <= nl)
-            continue;
-        if ((size_t)fl >= sizeof frag) {
-            /* too long for us: only its name matters */
-            if (lws_hdr_copy_fragment(wsi, frag, (int)sizeof frag, WSI_TOKEN_HTTP_URI_ARGS, i) < 0)
-                continue; /* cannot look: not ours to judge, skip it */
-        } else if (lws_hdr_copy_fragment(wsi, frag, (int)sizeof frag, WSI_TOKEN_HTTP_URI_ARGS, i) <
-                   0) {
-            continue;
-        }
-        if (strncmp(frag, name, nl) != 0 || frag[nl] != '=')
-            continue;
-        size_t vl = strlen(frag + nl + 1);
-        if (vl >= outlen)
-            return -1;
-        memcpy(out, frag + nl + 1, vl + 1);
-        return 1;
-    }
-    return 0;
-}
+#define query_arg oms_httpd_query_arg
 
 /* What socketio.c needs of a request on /socket.io/. */
 static void sio_request(omsd *d, omsd_conn *c, omsd_sio_req *r, const char *origin,
                         const char *host, const char *ctype)
 {
     memset(r, 0, sizeof *r);
-    r->method = c->h->method;
+    r->method = c->h->t.method;
     if (query_arg(c->wsi, "EIO", r->eio, sizeof r->eio) < 0)
         snprintf(r->eio, sizeof r->eio, "?");
     if (query_arg(c->wsi, "transport", r->transport, sizeof r->transport) < 0)
@@ -620,14 +567,14 @@ static void sio_request(omsd *d, omsd_conn *c, omsd_sio_req *r, const char *orig
     r->origin = origin;
     r->origin_ok = !origin[0] || omsd_origin_allowed(d, origin, host);
     r->content_type = ctype;
-    r->body = c->h->body ? c->h->body : "";
-    r->body_len = c->h->body_len;
-    r->body_too_large = c->h->body_too_large;
+    r->body = c->h->t.body ? c->h->t.body : "";
+    r->body_len = c->h->t.body_len;
+    r->body_too_large = c->h->t.body_too_large;
 }
 
 static size_t body_limit(const omsd_conn *c)
 {
-    if (!omsd_sio_path(c->h->path))
+    if (!omsd_sio_path(c->h->t.path))
         return MAX_BODY;
     /* a session that has not authenticated yet may send little */
     char sid[OMSD_SIO_ARG_MAX];
@@ -638,18 +585,17 @@ static size_t body_limit(const omsd_conn *c)
 static void run_request(omsd *d, omsd_conn *c)
 {
     /* lws may report the end of an empty body after we already answered */
-    if (c->h->handled)
+    if (!oms_httpd_take(&c->h->t))
         return;
-    c->h->handled = true;
     char auth[4096], origin[300], host[300], token[4096];
     hdr(c->wsi, WSI_TOKEN_HTTP_AUTHORIZATION, auth, sizeof auth);
     hdr(c->wsi, WSI_TOKEN_ORIGIN, origin, sizeof origin);
     hdr(c->wsi, WSI_TOKEN_HOST, host, sizeof host);
     set_token_arg(c, token, sizeof token);
-    c->h->cors[0] = '\0';
+    c->h->t.cors[0] = '\0';
     if (origin[0] && omsd_origin_allowed(d, origin, host))
-        snprintf(c->h->cors, sizeof c->h->cors, "%s", origin);
-    if (omsd_sio_path(c->h->path)) {
+        snprintf(c->h->t.cors, sizeof c->h->t.cors, "%s", origin);
+    if (omsd_sio_path(c->h->t.path)) {
         char ctype[128];
         hdr(c->wsi, WSI_TOKEN_HTTP_CONTENT_TYPE, ctype, sizeof ctype);
         omsd_sio_req r;
@@ -658,22 +604,27 @@ static void run_request(omsd *d, omsd_conn *c)
         return;
     }
     c->h->request_id = ++d->next_request_id;
-    omsd_http_req req = {c->h->method, c->h->path,  "",     auth,          token,
-                         origin,    c->h->body ? c->h->body : "", c->h->body_len, c->h->request_id};
-    memset(&c->h->resp, 0, sizeof c->h->resp);
+    omsd_http_req req = {c->h->t.method, c->h->t.path, "", auth, token, origin,
+                         c->h->t.body ? c->h->t.body : "", c->h->t.body_len, c->h->request_id};
+    omsd_http_resp resp;
+    memset(&resp, 0, sizeof resp);
     d->m.rest_requests++;
-    if (c->h->body_too_large)
-        omsd_rest_error(&c->h->resp, 413, "too_large", "request body over 1 MiB");
+    if (c->h->t.path_too_long)
+        omsd_rest_error(&resp, 414, "uri_too_long", "the path is over 511 bytes");
+    else if (c->h->t.body_too_large)
+        omsd_rest_error(&resp, 413, "too_large", "request body over 1 MiB");
+    else if (c->h->t.no_length)
+        omsd_rest_error(&resp, 411, "length_required", "a body needs a Content-Length header");
     else
-        omsd_rest_handle(d, &req, &c->h->resp);
-    if (c->h->resp.deferred) {
+        omsd_rest_handle(d, &req, &resp);
+    if (resp.deferred) {
+        c->h->deferred = resp;
         c->pending_next = pending_http;
         pending_http = c;
         lws_set_timeout(c->wsi, PENDING_TIMEOUT_HTTP_CONTENT, 20);
         return;
     }
-    c->h->resp_ready = true;
-    lws_callback_on_writable(c->wsi);
+    reply_rest(c, &resp);
 }
 
 static void unlink_pending(omsd_conn *c)
@@ -692,109 +643,26 @@ static void answer_pending(omsd *d, uint64_t request_id, int err, const char *er
         if (c->h->request_id != request_id)
             continue;
         unlink_pending(c);
+        omsd_http_resp *r = &c->h->deferred;
         if (err) {
-            free(c->h->resp.body);
+            free(r->body);
             char msg[256];
             snprintf(msg, sizeof msg, "kafka did not acknowledge the event: %s", errstr);
-            omsd_rest_error(&c->h->resp, 503, "unavailable", msg);
+            omsd_rest_error(r, 503, "unavailable", msg);
         } else {
             d->m.triggers_produced++;
-            c->h->resp.status = 202;
+            r->status = 202;
         }
-        c->h->resp.deferred = false;
-        c->h->resp_ready = true;
-        lws_set_timeout(c->wsi, NO_PENDING_TIMEOUT, 0);
-        lws_callback_on_writable(c->wsi);
+        r->deferred = false;
+        reply_rest(c, r);
         return;
     }
 }
 
 static int write_http(omsd *d, omsd_conn *c)
 {
-    if (!c->h->resp_ready)
-        return 0;
-    unsigned char buf[LWS_PRE + 2048];
-    unsigned char *start = buf + LWS_PRE, *p = start, *end = buf + sizeof buf - 1;
-    if (!c->h->headers_sent) {
-        const char *ctype = c->h->resp.content_type ? c->h->resp.content_type : "application/json";
-        if (lws_add_http_common_headers(c->wsi, (unsigned)c->h->resp.status, ctype,
-                                        (lws_filepos_t)c->h->resp.len, &p, end))
-            return 1;
-        if (c->h->cors[0]) {
-            if (lws_add_http_header_by_name(c->wsi,
-                                            (const unsigned char *)"access-control-allow-origin:",
-                                            (const unsigned char *)c->h->cors, (int)strlen(c->h->cors),
-                                            &p, end) ||
-                lws_add_http_header_by_name(c->wsi, (const unsigned char *)"vary:",
-                                            (const unsigned char *)"Origin", 6, &p, end))
-                return 1;
-        }
-        if (strcmp(c->h->method, "OPTIONS") == 0 && c->h->cors[0]) {
-            static const char am[] = "GET, POST, OPTIONS";
-            static const char ah[] = "Authorization, Content-Type";
-            if (lws_add_http_header_by_name(c->wsi,
-                                            (const unsigned char *)"access-control-allow-methods:",
-                                            (const unsigned char *)am, sizeof am - 1, &p, end) ||
-                lws_add_http_header_by_name(c->wsi,
-                                            (const unsigned char *)"access-control-allow-headers:",
-                                            (const unsigned char *)ah, sizeof ah - 1, &p, end) ||
-                lws_add_http_header_by_name(c->wsi,
-                                            (const unsigned char *)"access-control-max-age:",
-                                            (const unsigned char *)"600", 3, &p, end))
-                return 1;
-        }
-        if (c->h->resp.allow[0] &&
-            lws_add_http_header_by_name(c->wsi, (const unsigned char *)"allow:",
-                                        (const unsigned char *)c->h->resp.allow,
-                                        (int)strlen(c->h->resp.allow), &p, end))
-            return 1;
-        if (c->h->resp.status == 401 &&
-            lws_add_http_header_by_name(c->wsi, (const unsigned char *)"www-authenticate:",
-                                        (const unsigned char *)"Bearer", 6, &p, end))
-            return 1;
-        /* a body refused unread: the connection cannot carry another request */
-        if (c->h->body_too_large &&
-            lws_add_http_header_by_name(c->wsi, (const unsigned char *)"connection:",
-                                        (const unsigned char *)"close", 5, &p, end))
-            return 1;
-        const char *cc = c->h->resp.cache_control ? c->h->resp.cache_control : "no-store";
-        if (lws_add_http_header_by_name(c->wsi, (const unsigned char *)"cache-control:",
-                                        (const unsigned char *)cc, (int)strlen(cc), &p, end) ||
-            lws_add_http_header_by_name(c->wsi, (const unsigned char *)"x-content-type-options:",
-                                        (const unsigned char *)"nosniff", 7, &p, end))
-            return 1;
-        if (lws_finalize_write_http_header(c->wsi, start, &p, end))
-            return 1;
-        c->h->headers_sent = true;
-        if (c->h->resp.len > 0 && strcmp(c->h->method, "HEAD") != 0) {
-            lws_callback_on_writable(c->wsi);
-            return 0;
-        }
-    } else if (c->h->resp.len > 0) {
-        /* the body: one final write (lws buffers what the socket does not take) */
-        unsigned char *b = malloc(LWS_PRE + c->h->resp.len);
-        if (!b)
-            return 1;
-        memcpy(b + LWS_PRE, c->h->resp.body, c->h->resp.len);
-        int n = lws_write(c->wsi, b + LWS_PRE, c->h->resp.len, LWS_WRITE_HTTP_FINAL);
-        free(b);
-        if (n < 0)
-            return 1;
-    }
     (void)d;
-    if (c->h->body_too_large)
-        return -1; /* the rest of the body is still on the wire */
-    /* transaction done: reset for the next one on this connection */
-    free(c->h->resp.body);
-    memset(&c->h->resp, 0, sizeof c->h->resp);
-    free(c->h->body);
-    c->h->body = NULL;
-    c->h->body_len = 0;
-    c->h->body_too_large = false;
-    c->h->handled = c->h->resp_ready = c->h->headers_sent = false;
-    if (lws_http_transaction_completed(c->wsi))
-        return -1;
-    return 0;
+    return oms_httpd_write(&c->h->t, c->wsi);
 }
 
 /* An upgrade refused: a JSON body with the status, then the connection ends. */
@@ -842,7 +710,7 @@ static int ws_auth(omsd *d, omsd_conn *c, oms_principal *who, char *err, size_t 
         *code = "forbidden_origin";
         return 403;
     }
-    omsd_http_req req = {"GET", c->h->path, "", auth, token, origin, "", 0, 0};
+    omsd_http_req req = {"GET", c->h->t.path, "", auth, token, origin, "", 0, 0};
     omsd_http_resp r = {0};
     if (omsd_rest_auth(d, &req, who, &r) != 0) {
         json_t *j = json_loadb(r.body, r.len, 0, NULL);
@@ -922,8 +790,8 @@ static void http_free(omsd_conn *c)
 {
     if (!c->h)
         return;
-    free(c->h->body);
-    free(c->h->resp.body);
+    oms_httpd_txn_clear(&c->h->t);
+    free(c->h->deferred.body);
     free(c->h);
     c->h = NULL;
 }
@@ -1249,7 +1117,7 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
             d->m.address_refused++;
             return refuse_upgrade(c, 429, "too_many_connections", amsg);
         }
-        if (omsd_sio_path(c->h->path)) {
+        if (omsd_sio_path(c->h->t.path)) {
             /* Socket.IO: no token here, auth comes in CONNECT */
             char origin[300], host[300], body[320];
             hdr(wsi, WSI_TOKEN_ORIGIN, origin, sizeof origin);
@@ -1268,7 +1136,7 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
             lws_set_opaque_user_data(wsi, u);
             return 0;
         }
-        if (strcmp(c->h->path, "/events") != 0)
+        if (strcmp(c->h->t.path, "/events") != 0)
             return refuse_upgrade(c, 404, "not_found", "WebSocket endpoint is /events");
         if (d->draining)
             return refuse_upgrade(c, 503, "unavailable", "omsd is shutting down");
@@ -1297,49 +1165,19 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
 
     case LWS_CALLBACK_HTTP:
         request_info(c);
-        if (strcmp(c->h->method, "POST") == 0 || strcmp(c->h->method, "PUT") == 0 ||
-            strcmp(c->h->method, "PATCH") == 0) {
-            char cl[32];
-            hdr(wsi, WSI_TOKEN_HTTP_CONTENT_LENGTH, cl, sizeof cl);
-            if (cl[0] && strtoull(cl, NULL, 10) > body_limit(c)) {
-                c->h->body_too_large = true;
-                /* answering while the client still sends would make the
-                 * kernel reset the connection under the answer: read and
-                 * drop the body first, unless it is absurdly large */
-                if (strtoull(cl, NULL, 10) / 16 > body_limit(c))
-                    run_request(d, c);
-                return 0;
-            }
-            if (cl[0] && strtoull(cl, NULL, 10) > 0)
-                return 0; /* wait for the body */
-        }
-        run_request(d, c);
+        if (oms_httpd_body_plan(&c->h->t, wsi, body_limit(c)) == OMS_HTTPD_RUN)
+            run_request(d, c);
         return 0;
 
     case LWS_CALLBACK_HTTP_BODY:
-        if (len == 0 || !in)
-            return 0;
-        if (c->h->body_too_large || c->h->body_len + len > body_limit(c)) {
-            c->h->body_too_large = true;
-            return 0;
-        }
-        {
-            char *nb = realloc(c->h->body, c->h->body_len + len + 1);
-            if (!nb)
-                return -1;
-            c->h->body = nb;
-            memcpy(c->h->body + c->h->body_len, in, len);
-            c->h->body_len += len;
-            c->h->body[c->h->body_len] = '\0';
-        }
-        return 0;
+        return oms_httpd_body(&c->h->t, in, len);
 
     case LWS_CALLBACK_HTTP_BODY_COMPLETION:
         run_request(d, c);
         return 0;
 
     case LWS_CALLBACK_HTTP_WRITEABLE:
-        if (c->sio && !c->h->resp_ready)
+        if (c->sio && !c->h->t.ready)
             omsd_sio_get_writeable(d, c); /* a held polling GET */
         return write_http(d, c);
 
