@@ -97,6 +97,7 @@ struct proj_worker {
     uint64_t retry_at_ns;
     int backoff_ms;
     uint64_t next_check_ns, next_lag_ns;
+    int fault_lost_commit; /* FAULT_*, see fault_commit_lost */
 
     proj_part *parts;
     size_t nparts;
@@ -215,8 +216,31 @@ static void abandon_pg(proj_worker *p)
     p->ready = false;
 }
 
+/* Fault injection for the tests (0410), off unless OMS_FAULT_PROJ_LOST_COMMIT
+ * is set (and not "0") when omsd starts: the first batch a worker commits
+ * after a Postgres failure is reported as if the connection had dropped
+ * before the answer to COMMIT came back — committed, but the worker cannot
+ * know. That is what a Postgres going away at the wrong moment does, in a
+ * window too narrow to hit on purpose. Once per worker; otherwise a flag
+ * test per batch. */
+enum { FAULT_OFF, FAULT_WAIT_FAILURE, FAULT_ARMED, FAULT_FIRED };
+
+static bool fault_commit_lost(proj_worker *p)
+{
+    if (p->fault_lost_commit != FAULT_ARMED)
+        return false;
+    p->fault_lost_commit = FAULT_FIRED;
+    oms_log(p->d->log, OMS_LOG_WARN,
+            "projections: fault injection: the answer to COMMIT is lost, the connection closed",
+            OMS_LI("worker", p->id));
+    abandon_pg(p);
+    return true;
+}
+
 static void backoff(proj_worker *p)
 {
+    if (p->fault_lost_commit == FAULT_WAIT_FAILURE)
+        p->fault_lost_commit = FAULT_ARMED;
     pause_all(p);
     p->retry_at_ns = oms_mono_ns() + (uint64_t)p->backoff_ms * 1000000u;
     p->backoff_ms = p->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : p->backoff_ms * 2;
@@ -513,6 +537,10 @@ static bool settle(proj_worker *p, int timeout_ms)
     int rc = oms_pg_apply_poll(p->pg, timeout_ms, &st, err, sizeof err);
     if (rc == OMS_ETIMEDOUT)
         return false;
+    if (rc == OMS_OK && fault_commit_lost(p)) {
+        rc = OMS_EIO;
+        snprintf(err, sizeof err, "batch: connection lost (fault injection)");
+    }
     outcome(p, rc, &st, err);
     return !pending(p);
 }
@@ -963,6 +991,9 @@ static proj_worker *worker_new(omsd *d, int id)
     pthread_mutex_init(&p->lock, NULL);
     p->state = PROJ_STARTING;
     p->backoff_ms = BACKOFF_MIN_MS;
+    const char *fault = getenv("OMS_FAULT_PROJ_LOST_COMMIT");
+    if (fault && *fault && strcmp(fault, "0") != 0)
+        p->fault_lost_commit = FAULT_WAIT_FAILURE;
     size_t maxparts = 3 * OMSD_MAX_PARTITIONS;
     bool ok = (p->parts = calloc(maxparts, sizeof *p->parts)) != NULL;
     for (int i = 0; i < 2; i++) {

@@ -88,3 +88,35 @@ check "the outage was logged and the recovery too" bash -c "grep -q 'projections
     grep -q 'projections: postgres ready' '$T/a.log'"
 check "omsd exits 0 on SIGTERM" stop_omsd "$OMSD_PID"
 check "omsd ran clean under ASan/UBSan" asan_clean "$T/a.log"
+
+# ---- a COMMIT whose answer is lost in an outage (issue 15, item 6)
+# Postgres may commit a batch and go away before its answer reaches omsd: the
+# worker reconnects, tries the batch again and finds the stored offsets moved
+# past it, while its partitions are still paused from the outage. That window
+# is too narrow to hit on purpose, so omsd's fault injection makes the first
+# batch each worker commits after a failure lose its answer: every worker goes
+# through it, every run. The lag must drain all the same.
+export OMS_FAULT_PROJ_LOST_COMMIT=1
+check "omsd starts with the lost-answer fault armed" start_omsd b
+unset OMS_FAULT_PROJ_LOST_COMMIT
+for _ in $(seq 1 50); do [ "$(health_code b)" = 200 ] && break; sleep 0.1; done
+check "health is 200" test "$(health_code b)" = 200
+"$BIN/oms-producer" simulate --rate 1000 --duration 0 --count 8000 --seed "$((SEED + 1))" \
+    --json-summary >"$T/sim2.json" 2>"$T/sim2.err" &
+sim=$!
+sleep 2
+check "postgres stops again" as_pg "$PGBIN/pg_ctl" -D "$PGROOT/data" -m fast -w -t 30 stop
+sleep 3
+check "postgres starts again" pg_own_start
+wait "$sim"
+check "the producer delivered 8000 more events" \
+    python3 -c 'import json,sys; assert json.load(open(sys.argv[1]))["delivered"] == 8000' \
+    "$T/sim2.json"
+check "the projections catch up after the lost answers" wait_caught_up 60
+lost=$(grep -c 'fault injection: the answer to COMMIT is lost' "$T/b.log")
+check "... answers to COMMIT were lost ($lost)" test "$lost" -ge 1
+check "... and every such worker read again from the stored offsets" \
+    test "$(grep -c 'stored offsets moved' "$T/b.log")" -ge "$lost"
+check "the tables equal the reference fold of the topics" compare_reference
+check "omsd exits 0 on SIGTERM" stop_omsd "$OMSD_PID"
+check "omsd ran clean under ASan/UBSan" asan_clean "$T/b.log"
