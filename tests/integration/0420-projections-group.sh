@@ -9,24 +9,6 @@ trap 'proj_cleanup; finish' EXIT
 check "topics created" proj_config group
 check "test database created" new_db
 
-# the partitions an instance holds: per worker, the count of its last
-# assignment, unless it was revoked since
-assigned() {
-    python3 - "$T/$1.log" <<'PY'
-import json, sys
-held = {}
-for line in open(sys.argv[1]):
-    try:
-        j = json.loads(line)
-    except ValueError:
-        continue
-    if j.get("msg") == "projections: partitions assigned":
-        held[j["worker"]] = j["count"]
-    elif j.get("msg") in ("projections: partitions revoked", "projections: consuming"):
-        held[j["worker"]] = 0
-print(sum(held.values()))
-PY
-}
 split_done() {
     local a b
     a=$(assigned a)

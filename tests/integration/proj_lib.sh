@@ -113,6 +113,36 @@ stop_omsd() {
     wait "$pid"
 }
 
+# assigned NAME: the partitions omsd NAME holds: per worker, the count of its
+# last assignment, unless it was revoked since
+assigned() {
+    python3 - "$T/$1.log" <<'PY'
+import json, sys
+held = {}
+for line in open(sys.argv[1]):
+    try:
+        j = json.loads(line)
+    except ValueError:
+        continue
+    if j.get("msg") == "projections: partitions assigned":
+        held[j["worker"]] = j["count"]
+    elif j.get("msg") in ("projections: partitions revoked", "projections: consuming"):
+        held[j["worker"]] = 0
+print(sum(held.values()))
+PY
+}
+
+# wait_for SECONDS COMMAND...: until the command succeeds
+wait_for() {
+    local deadline=$((SECONDS + $1))
+    shift
+    while [ "$SECONDS" -lt "$deadline" ]; do
+        "$@" && return 0
+        sleep 0.5
+    done
+    "$@"
+}
+
 # lag: the group's total lag per `omsctl projections status --json` (-1 on failure)
 lag() {
     "$BIN/omsctl" projections status --json --group "$GROUP" 2>/dev/null |
