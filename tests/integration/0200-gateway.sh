@@ -4,7 +4,7 @@
 . "$(dirname "$0")/lib.sh"
 
 check "topics created" make_topics gateway
-PORT=$((20000 + RANDOM % 20000))
+PORT=$(free_port)
 export JWT_SECRET="test-secret-test-secret-test-secret-0123"
 cat >>"$T/omsd.yaml" <<YAML
 server:

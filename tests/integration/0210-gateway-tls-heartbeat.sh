@@ -4,7 +4,7 @@
 . "$(dirname "$0")/lib.sh"
 
 check "topics created" make_topics tls
-PORT=$((20000 + RANDOM % 20000))
+PORT=$(free_port)
 export JWT_SECRET="test-secret-test-secret-test-secret-0123"
 openssl req -x509 -newkey rsa:2048 -nodes -subj "/CN=127.0.0.1" -days 1 \
     -keyout "$T/key.pem" -out "$T/cert.pem" >/dev/null 2>&1

@@ -12,7 +12,7 @@ if [ ! -x "$CHROMIUM" ] || [ ! -d tests/node/node_modules/playwright-core ]; the
 fi
 
 check "topics created" make_topics console
-PORT=$((20000 + RANDOM % 20000))
+PORT=$(free_port)
 export JWT_SECRET="test-secret-test-secret-test-secret-0123"
 
 # the console from a copy of web/, with decoys for the traversal test: a

@@ -5,7 +5,7 @@
 . "$(dirname "$0")/lib.sh"
 
 check "topics created" make_topics omsctl
-PORT=$((20000 + RANDOM % 20000))
+PORT=$(free_port)
 export JWT_SECRET="test-secret-test-secret-test-secret-0123"
 export OMS_URL="http://127.0.0.1:$PORT"
 C="$ABIN/omsctl"

@@ -7,8 +7,7 @@
 
 check "topics created" make_topics resume
 export JWT_SECRET="test-secret-test-secret-test-secret-0123"
-base=$((20000 + RANDOM % 20000))
-PORT_A=$base PORT_B=$((base + 1)) PORT_C=$((base + 2))
+PORT_A=$(free_port) PORT_B=$(free_port) PORT_C=$(free_port)
 # B keeps almost no history: its resumes read Kafka; it also holds the
 # witnesses, which must never be closed for falling behind (a big queue),
 # while A's small queue makes its slow client overflow soon

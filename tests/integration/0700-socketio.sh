@@ -5,7 +5,7 @@
 . "$(dirname "$0")/lib.sh"
 
 check "topics created" make_topics socketio
-PORT=$((20000 + RANDOM % 20000))
+PORT=$(free_port)
 export JWT_SECRET="test-secret-test-secret-test-secret-0123"
 # millisecond timers for the heartbeat and connect-timeout tests (omsd --help)
 export OMS_SIO_PING_INTERVAL_MS=1000 OMS_SIO_PING_TIMEOUT_MS=1000 OMS_SIO_CONNECT_TIMEOUT_MS=3000

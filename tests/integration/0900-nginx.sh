@@ -16,7 +16,7 @@ fi
 
 check "topics created" make_topics nginx
 export JWT_SECRET="nginx-test-secret-nginx-test-secret-0123"
-port() { echo $((20000 + RANDOM % 20000)); }
+port() { free_port; }
 P1=$(port); P2=$(port); NGINX_HTTP=$(port); NGINX_HTTPS=$(port)
 
 # ---- two omsd on the same topics ----------------------------------------------------

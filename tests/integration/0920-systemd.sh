@@ -35,7 +35,7 @@ check "omsd.service is Type=notify and reloads with SIGHUP" \
 
 # ---- sd_notify and SIGHUP -------------------------------------------------------------
 check "topics created" make_topics systemd
-PORT=$((20000 + RANDOM % 20000))
+PORT=$(free_port)
 export JWT_SECRET="systemd-test-secret-systemd-test-secret"
 cert() { # NAME: a self-signed certificate with CN=NAME into $T/NAME.{crt,key}
     openssl req -x509 -newkey rsa:2048 -nodes -subj "/CN=$1" -days 1 \

@@ -8,7 +8,7 @@
 . "$(dirname "$0")/lib.sh"
 
 check "topics created" make_topics secrets
-PORT=$((20000 + RANDOM % 20000))
+PORT=$(free_port)
 tag=$RANDOM$RANDOM
 S_JWT="jwt-TOPSECRET-$tag-0123456789abcdef0123"
 S_PW="pw-TOPSECRET-$tag"
@@ -141,7 +141,7 @@ local     all all              trust
 hostssl   all all 127.0.0.1/32 trust
 hostnossl all all 127.0.0.1/32 reject
 HBA
-PGSSL_PORT=$((40000 + RANDOM % 20000))
+PGSSL_PORT=$(free_port)
 as_pg "$PGBIN/pg_ctl" -D "$P/data" -l "$P/pg.log" -w -t 30 \
     -o "-p $PGSSL_PORT -k '$P/sock' -c listen_addresses=127.0.0.1 -c ssl=on -c ssl_cert_file=$P/server.crt -c ssl_key_file=$P/server.key" \
     start >"$P/pg_ctl.out" 2>&1

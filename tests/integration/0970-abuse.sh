@@ -11,8 +11,8 @@
 
 check "topics created" make_topics abuse
 export JWT_SECRET="test-secret-test-secret-test-secret-0123"
-PORT=$((20000 + RANDOM % 20000))
-PORT_RS=$((PORT + 1))
+PORT=$(free_port)
+PORT_RS=$(free_port)
 cat >>"$T/omsd.yaml" <<YAML
 server:
   port: $PORT

@@ -12,8 +12,8 @@
 
 check "topics created" make_topics hardening
 export JWT_SECRET="test-secret-test-secret-test-secret-0123"
-PORT=$((20000 + RANDOM % 20000))
-PORT_B=$((PORT + 1))
+PORT=$(free_port)
+PORT_B=$(free_port)
 cat >>"$T/omsd.yaml" <<YAML
 log:
   format: json

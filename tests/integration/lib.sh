@@ -14,6 +14,18 @@ export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1}
 unset OMS_CONFIG
 _n=0
 
+# free_port: a TCP port nobody listens on, below the ephemeral range
+# (32768-60999) where outgoing connections (Kafka clients, nginx upstreams)
+# would take it from under us. Every server a test starts gets its own.
+free_port() {
+    local p
+    for _ in $(seq 1 50); do
+        p=$((20000 + RANDOM % 12000))
+        ss -Hltn "sport = :$p" | grep -q . || { echo "$p"; return; }
+    done
+    echo $((20000 + RANDOM % 12000))
+}
+
 ok() { _n=$((_n + 1)); echo "ok $_n - $*"; }
 not_ok() { _n=$((_n + 1)); echo "not ok $_n - $*"; }
 note() { echo "# $*"; }

@@ -38,17 +38,6 @@ log:
 YAML
 }
 
-# a port nobody listens on, below the ephemeral range (32768-60999) where
-# outgoing connections would take it from under us
-free_port() {
-    local p
-    for _ in $(seq 1 50); do
-        p=$((20000 + RANDOM % 12000))
-        ss -Hltn "sport = :$p" | grep -q . || { echo "$p"; return; }
-    done
-    echo $((20000 + RANDOM % 12000))
-}
-
 # start_omsd NAME [CONFIG]: the ASan omsd in the background on a port of its
 # own, log $T/NAME.log (appended); sets OMSD_PID, PID_NAME and PORT_NAME;
 # waits for /health. A port taken in between: another port, three tries.
