@@ -34,7 +34,7 @@ omsd_frame *omsd_frame_replay(omsd_frame *f)
 
 void omsd_frame_unref(omsd_frame *f)
 {
-    if (f && --f->refs == 0)
+    if (f && atomic_fetch_sub_explicit(&f->refs, 1, memory_order_acq_rel) == 1)
         free(f);
 }
 
@@ -58,9 +58,8 @@ int omsd_fanout_prepare(omsd *d, char *errbuf, size_t errlen)
         if (n > OMSD_MAX_PARTITIONS)
             n = OMSD_MAX_PARTITIONS;
         d->nparts[k] = n;
-        d->last_offset[k] = calloc((size_t)n, sizeof(int64_t));
         d->start_offset[k] = calloc((size_t)n, sizeof(int64_t));
-        if (!d->last_offset[k] || !d->start_offset[k]) {
+        if (!d->start_offset[k]) {
             oms_errf(errbuf, errlen, "out of memory");
             rc = OMS_ENOMEM;
             break;
@@ -80,7 +79,6 @@ int omsd_fanout_prepare(omsd *d, char *errbuf, size_t errlen)
                 break;
             }
             d->start_offset[k][p] = hi;
-            d->last_offset[k][p] = hi - 1;
         }
     }
     rd_kafka_assign(rk, NULL);
@@ -149,7 +147,21 @@ static void handle(omsd *d, rd_kafka_message_t *m, oms_buf *scratch)
     it->partition = m->partition;
     it->offset = m->offset;
     oms_event_clear(&ev);
-    omsd_xq_push(d, it);
+    /* the history first: a resume on any thread finds what it dispatched */
+    omsd_history_add(d, it);
+    /* the same frame to every service thread (a reference each) */
+    for (int i = 1; i < d->nworkers; i++) {
+        omsd_xq_item *copy = malloc(sizeof *copy);
+        if (!copy) {
+            oms_log(d->log, OMS_LOG_ERROR, "out of memory in fan-out");
+            continue;
+        }
+        *copy = *it;
+        copy->next = NULL;
+        atomic_fetch_add(&f->refs, 1);
+        omsd_xq_push(&d->workers[i], copy);
+    }
+    omsd_xq_push(&d->workers[0], it);
 }
 
 static void update_lag(omsd *d, rd_kafka_t *rk)

@@ -51,6 +51,9 @@ static void help(FILE *out)
             "Under systemd (Type=notify) omsd sends READY=1, RELOADING=1 and STOPPING=1\n"
             "to $NOTIFY_SOCKET.\n"
             "\n"
+            "Connections are served by server.threads threads (default: one per CPU\n"
+            "core), each with its own share of them; an event is serialized once for all.\n"
+            "\n"
             "Socket.IO v4 clients connect on /socket.io/ (namespace /events, JWT in the\n"
             "CONNECT auth {token}). Its heartbeat follows server.ping_interval_s (the\n"
             "pingTimeout is server.idle_timeout_s minus that); for tests these take\n"
@@ -118,7 +121,7 @@ static void on_delivery(void *ctx, void *opaque, rd_kafka_resp_err_t err, const 
     it->err = err != RD_KAFKA_RESP_ERR_NO_ERROR;
     if (err)
         snprintf(it->errstr, sizeof it->errstr, "%s", rd_kafka_err2str(err));
-    omsd_xq_push(d, it);
+    omsd_xq_push(omsd_request_worker(d, id), it); /* the thread the request came on */
 }
 
 static int pg_ping(const oms_config *c)
@@ -162,11 +165,10 @@ static void cleanup(omsd *d)
     oms_events_free(d->events);
     oms_auth_free(d->auth);
     free(d->secret);
-    for (int k = 0; k < OMS_TOPIC__COUNT; k++) {
-        free(d->last_offset[k]);
+    for (int k = 0; k < OMS_TOPIC__COUNT; k++)
         free(d->start_offset[k]);
-    }
-    pthread_mutex_destroy(&d->xq_lock);
+    pthread_mutex_destroy(&d->hist_lock);
+    pthread_mutex_destroy(&d->rb_lock);
     oms_logger_free(d->log);
     oms_config_free(&d->cfg);
 }
@@ -198,7 +200,8 @@ int main(int argc, char **argv)
     int rc = oms_cli_load_config("omsd", config, &d.cfg);
     if (rc)
         return rc;
-    pthread_mutex_init(&d.xq_lock, NULL);
+    pthread_mutex_init(&d.hist_lock, NULL);
+    pthread_mutex_init(&d.rb_lock, NULL);
     char err[512];
     if (oms_config_validate(&d.cfg, err, sizeof err) != OMS_OK ||
         oms_pg_check_config(&d.cfg, err, sizeof err) != OMS_OK || load_key(&d, err, sizeof err) ||
@@ -279,7 +282,7 @@ int main(int argc, char **argv)
 
     /* STOPPING=1 went out when the drain began (server.c); a run loop that
      * ended another way says it here */
-    if (!d.draining)
+    if (!atomic_load(&d.stopping))
         omsd_notify("STOPPING=1");
     oms_log(d.log, OMS_LOG_INFO, "stopping");
     atomic_store(&d.threads_stop, 1);

@@ -46,28 +46,56 @@ static const char *const kind_names[OMS_TOPIC__COUNT] = {"orders", "inventory", 
 static const int64_t age_bounds_ms[] = {1,   2,   3,   5,    7,    10,   15,   20,   30,    50, 70,
                                         100, 150, 200, 300, 500, 700, 1000, 2000, 5000, 10000};
 #define AGE_BOUNDS (sizeof age_bounds_ms / sizeof age_bounds_ms[0])
-_Static_assert(AGE_BOUNDS + 1 == sizeof(((omsd_metrics *)0)->age_buckets) / sizeof(uint64_t),
-               "one bucket per bound plus +Inf");
+_Static_assert(AGE_BOUNDS + 1 == OMSD_AGE_BUCKETS, "one bucket per bound plus +Inf");
 
-void omsd_age_record(omsd *d, int64_t ts_ms, int64_t now_ms)
+void omsd_age_record(omsd_worker *w, int64_t ts_ms, int64_t now_ms)
 {
     int64_t age = now_ms > ts_ms ? now_ms - ts_ms : 0;
     size_t b = 0;
     while (b < AGE_BOUNDS && age > age_bounds_ms[b])
         b++;
-    d->m.age_buckets[b]++;
-    d->m.age_count++;
-    d->m.age_sum_ms += age;
+    OMSD_BUMP(w->age_buckets[b], 1);
+    OMSD_BUMP(w->age_count, 1);
+    OMSD_BUMP(w->age_sum_ms, age);
+}
+
+#define RELAXED(x) atomic_load_explicit(&(x), memory_order_relaxed)
+
+/* The histogram, all service threads together. */
+static void age_totals(const omsd *d, uint64_t buckets[OMSD_AGE_BUCKETS], uint64_t *count,
+                       int64_t *sum_ms)
+{
+    memset(buckets, 0, OMSD_AGE_BUCKETS * sizeof *buckets);
+    *count = 0;
+    *sum_ms = 0;
+    for (int i = 0; i < d->nworkers; i++) {
+        omsd_worker *w = &d->workers[i];
+        for (int b = 0; b < OMSD_AGE_BUCKETS; b++)
+            buckets[b] += RELAXED(w->age_buckets[b]);
+        *count += RELAXED(w->age_count);
+        *sum_ms += RELAXED(w->age_sum_ms);
+    }
+}
+
+static uint64_t delivered_total(const omsd *d, int k)
+{
+    uint64_t n = 0;
+    for (int i = 0; i < d->nworkers; i++)
+        n += RELAXED(d->workers[i].delivered[k]);
+    return n;
 }
 
 double omsd_age_quantile(const omsd *d, double q)
 {
-    if (d->m.age_count == 0)
+    uint64_t buckets[OMSD_AGE_BUCKETS], count;
+    int64_t sum;
+    age_totals(d, buckets, &count, &sum);
+    if (count == 0)
         return -1;
     /* as Prometheus' histogram_quantile: linear within the bucket */
-    double rank = q * (double)d->m.age_count, seen = 0;
+    double rank = q * (double)count, seen = 0;
     for (size_t b = 0; b <= AGE_BOUNDS; b++) {
-        double n = (double)d->m.age_buckets[b];
+        double n = (double)buckets[b];
         if (seen + n >= rank && n > 0) {
             if (b == AGE_BOUNDS)
                 return (double)age_bounds_ms[AGE_BOUNDS - 1];
@@ -84,7 +112,7 @@ char *omsd_metrics_text(omsd *d, size_t *len)
     sbuf b = {0};
     sb_printf(&b, "# HELP oms_connections WebSocket connections open now.\n"
                   "# TYPE oms_connections gauge\noms_connections %zu\n",
-              d->nconns);
+              omsd_nconns(d));
     sb_printf(&b, "# HELP oms_connections_total WebSocket connections accepted.\n"
                   "# TYPE oms_connections_total counter\noms_connections_total %" PRIu64 "\n",
               d->m.connections_total);
@@ -102,27 +130,35 @@ char *omsd_metrics_text(omsd *d, size_t *len)
                   "# TYPE oms_events_delivered_total counter\n");
     for (int k = 0; k < OMS_TOPIC__COUNT; k++)
         sb_printf(&b, "oms_events_delivered_total{topic=\"%s\"} %" PRIu64 "\n", d->topics[k],
-                  d->m.delivered[k]);
+                  delivered_total(d, k));
     sb_printf(&b, "# HELP oms_events_dropped_total Deliveries not queued because the client "
                   "was closing or overflowed, by topic.\n"
                   "# TYPE oms_events_dropped_total counter\n");
     for (int k = 0; k < OMS_TOPIC__COUNT; k++)
         sb_printf(&b, "oms_events_dropped_total{topic=\"%s\"} %" PRIu64 "\n", d->topics[k],
                   d->m.dropped[k]);
+    sb_printf(&b, "# HELP oms_thread_connections Connections each service thread serves.\n"
+                  "# TYPE oms_thread_connections gauge\n");
+    for (int i = 0; i < d->nworkers; i++)
+        sb_printf(&b, "oms_thread_connections{thread=\"%d\"} %zu\n", i,
+                  atomic_load(&d->workers[i].nconns));
     sb_printf(&b, "# HELP oms_delivery_age_seconds Age of live events when written to a client: "
                   "record timestamp to socket write.\n"
                   "# TYPE oms_delivery_age_seconds histogram\n");
+    uint64_t ages[OMSD_AGE_BUCKETS], age_count;
+    int64_t age_sum;
+    age_totals(d, ages, &age_count, &age_sum);
     uint64_t cum = 0;
     for (size_t i = 0; i < AGE_BOUNDS; i++) {
-        cum += d->m.age_buckets[i];
+        cum += ages[i];
         sb_printf(&b, "oms_delivery_age_seconds_bucket{le=\"%g\"} %" PRIu64 "\n",
                   (double)age_bounds_ms[i] / 1000.0, cum);
     }
-    cum += d->m.age_buckets[AGE_BOUNDS];
+    cum += ages[AGE_BOUNDS];
     sb_printf(&b,
               "oms_delivery_age_seconds_bucket{le=\"+Inf\"} %" PRIu64 "\n"
               "oms_delivery_age_seconds_sum %.3f\noms_delivery_age_seconds_count %" PRIu64 "\n",
-              cum, (double)d->m.age_sum_ms / 1000.0, d->m.age_count);
+              cum, (double)age_sum / 1000.0, age_count);
     struct mallinfo2 mi = mallinfo2();
     sb_printf(&b,
               "# HELP oms_heap_in_use_bytes Heap memory allocated and not freed (malloc).\n"
@@ -139,10 +175,19 @@ char *omsd_metrics_text(omsd *d, size_t *len)
               "server.max_unauthenticated_sessions reached.\n"
               "# TYPE oms_sessions_refused_unauthenticated_total counter\n"
               "oms_sessions_refused_unauthenticated_total %" PRIu64 "\n"
+              "# HELP oms_service_threads Threads serving connections (server.threads).\n"
+              "# TYPE oms_service_threads gauge\noms_service_threads %d\n"
+              "# HELP oms_sio_forwarded_total Socket.IO polling requests that reached a thread "
+              "other than their session's and were handed to it.\n"
+              "# TYPE oms_sio_forwarded_total counter\noms_sio_forwarded_total %" PRIu64 "\n"
+              "# HELP oms_sio_moved_total Socket.IO sessions that moved to the thread their "
+              "WebSocket upgrade landed on.\n"
+              "# TYPE oms_sio_moved_total counter\noms_sio_moved_total %" PRIu64 "\n"
               "# HELP oms_sessions_unauthenticated Socket.IO sessions open and not joined "
               "to /events yet.\n"
               "# TYPE oms_sessions_unauthenticated gauge\noms_sessions_unauthenticated %zu\n",
-              d->m.address_refused, d->m.unauth_refused, omsd_sio_unauthenticated());
+              d->m.address_refused, d->m.unauth_refused, d->nworkers,
+              (uint64_t)d->m.sio_forwarded, (uint64_t)d->m.sio_moved, omsd_sio_unauthenticated(d));
     sb_printf(&b, "# HELP oms_resumes_total Resumes answered, by where the missed events came "
                   "from or why not.\n"
                   "# TYPE oms_resumes_total counter\n"
@@ -228,12 +273,12 @@ json_t *omsd_stats_json(omsd *d)
     for (int k = 0; k < OMS_TOPIC__COUNT; k++) {
         json_object_set_new(consumed, kind_names[k],
                             json_integer((json_int_t)atomic_load(&d->m.consumed[k])));
-        json_object_set_new(delivered, kind_names[k], json_integer((json_int_t)d->m.delivered[k]));
+        json_object_set_new(delivered, kind_names[k], json_integer((json_int_t)delivered_total(d, k)));
         json_object_set_new(dropped, kind_names[k], json_integer((json_int_t)d->m.dropped[k]));
     }
     json_t *j = json_pack(
         "{s:I,s:I,s:{s:I,s:I},s:{s:o,s:o,s:o},s:f,s:f,s:I,s:I,s:I,s:I}", "connections",
-        (json_int_t)d->nconns, "usersOnline", (json_int_t)json_array_size(users), "subscriptions",
+        (json_int_t)omsd_nconns(d), "usersOnline", (json_int_t)json_array_size(users), "subscriptions",
         "orders", (json_int_t)omsd_subscribed(d, OMS_SUB_ORDERS), "inventory",
         (json_int_t)omsd_subscribed(d, OMS_SUB_INVENTORY), "events", "consumed", consumed,
         "delivered", delivered, "dropped", dropped, "eventsPerSecond", d->events_per_s,
@@ -243,9 +288,12 @@ json_t *omsd_stats_json(omsd *d)
         "uptimeSeconds", (json_int_t)((oms_now_ms() - d->started_ms) / 1000));
     json_decref(users);
     double p50 = omsd_age_quantile(d, 0.5), p99 = omsd_age_quantile(d, 0.99);
+    uint64_t age_b[OMSD_AGE_BUCKETS], age_n;
+    int64_t age_sum;
+    age_totals(d, age_b, &age_n, &age_sum);
     json_object_set_new(j, "deliveryAgeMs",
                         json_pack("{s:o,s:o,s:I}", "p50", p50 < 0 ? json_null() : json_real(p50),
                                   "p99", p99 < 0 ? json_null() : json_real(p99), "count",
-                                  (json_int_t)d->m.age_count));
+                                  (json_int_t)age_n));
     return j;
 }

@@ -126,13 +126,28 @@ static void reload_tls(omsd *d, const oms_config *next)
                 OMS_LS("error", err));
         return;
     }
-    if (lws_tls_cert_updated(d->ctx, cert, key, NULL, 0, NULL, 0) != 0) {
+    /* every service thread re-reads them into its own context
+     * (omsd_reload_tls), this one first */
+    omsd_worker *w = omsd_self;
+    if (w && lws_tls_cert_updated(w->ctx, cert, key, NULL, 0, NULL, 0) != 0) {
         oms_log(d->log, OMS_LOG_ERROR, "reload: libwebsockets refused the TLS certificate",
                 OMS_LS("cert", cert));
         return;
     }
+    int gen = atomic_fetch_add(&d->reload_gen, 1) + 1;
+    if (w)
+        w->reload_gen = gen;
     oms_log(d->log, OMS_LOG_INFO, "reload: TLS certificate re-read", OMS_LS("cert", cert),
             OMS_LS("subject", subject), OMS_LS("notAfter", not_after));
+}
+
+void omsd_reload_tls(omsd_worker *w)
+{
+    omsd *d = w->d;
+    const char *cert = d->cfg.server.tls_cert, *key = d->cfg.server.tls_key;
+    if (*cert && lws_tls_cert_updated(w->ctx, cert, key, NULL, 0, NULL, 0) != 0)
+        oms_log(d->log, OMS_LOG_ERROR, "reload: libwebsockets refused the TLS certificate",
+                OMS_LS("cert", cert), OMS_LI("thread", w->idx));
 }
 
 void omsd_reload(omsd *d)

@@ -27,5 +27,8 @@ void omsd_reload_setup(const char *config_path);
  * invalid is logged and the running settings stay. Other keys need a
  * restart. Tells the service manager RELOADING=1, then READY=1. */
 void omsd_reload(omsd *d);
+/* On another service thread after omsd_reload re-read the TLS files: the
+ * same for its own context. */
+void omsd_reload_tls(omsd_worker *w);
 
 #endif

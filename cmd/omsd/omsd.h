@@ -1,11 +1,16 @@
 /* omsd.h — the daemon's shared state. Threads:
- *   service (main): libwebsockets; owns every connection, the positions and
- *                   the counters it updates; the only thread that calls lws.
+ *   service (server.threads of them, the first is main): each has its own
+ *                   libwebsockets context listening on the same port
+ *                   (SO_REUSEPORT) and owns the connections the kernel gave
+ *                   it, their queues, router, timers and positions; only it
+ *                   calls lws on its context (omsd_worker).
  *   fanout:         reads every partition of the event topics, decodes,
- *                   serializes each event once, hands frames over (xq).
+ *                   serializes each event once, keeps the history, and hands
+ *                   the same frame to every service thread (xq).
  *   kafka-poll:     serves the producer's delivery reports (REST triggers,
  *                   DLQ copies) and checks the dependencies' health.
- * Hand-over to the service thread goes through `xq` plus lws_cancel_service. */
+ * Hand-over to a service thread goes through its `xq` plus
+ * lws_cancel_service on its context. */
 #ifndef OMSD_H
 #define OMSD_H
 
@@ -28,10 +33,10 @@ extern volatile sig_atomic_t omsd_stop;
 /* Clock skew allowed on a token's exp/nbf, at verification and at expiry. */
 #define OMSD_AUTH_LEEWAY_S 5
 
-/* A serialized frame shared by every connection it goes to. Reference
- * counts are touched by the service thread only. */
+/* A serialized frame shared by every connection it goes to, on every
+ * service thread (the reference count is atomic). */
 typedef struct omsd_frame {
-    int refs;
+    atomic_int refs;
     int topic; /* oms_topic_kind of an event, -1 for replies */
     int64_t ts_ms; /* a live event's record timestamp (for its age at write
                     * time, oms_delivery_age_seconds); 0 otherwise */
@@ -47,7 +52,7 @@ void omsd_frame_unref(omsd_frame *f);
 omsd_frame *omsd_frame_replay(omsd_frame *f);
 
 /* An item handed to the service thread. */
-typedef enum { XQ_EVENT, XQ_DELIVERY, XQ_RESUME } omsd_xq_kind;
+typedef enum { XQ_EVENT, XQ_DELIVERY, XQ_RESUME, XQ_SIO } omsd_xq_kind;
 
 struct omsd_rreq;
 
@@ -71,47 +76,96 @@ typedef struct omsd_xq_item {
     omsd_frame **frames;
     size_t nframes;
     int rstatus;
+    /* XQ_SIO: a Socket.IO message between service threads (socketio.c) */
+    struct omsd_sio_msg *sio;
 } omsd_xq_item;
 
 #define OMSD_MAX_PARTITIONS 256
 
-/* Counters. Those written by other threads are atomic. */
+/* Counters shared by every thread (atomic). The hot ones (deliveries,
+ * their age) are per service thread, in omsd_worker. */
 typedef struct omsd_metrics {
     atomic_uint_fast64_t consumed[OMS_TOPIC__COUNT];
     atomic_uint_fast64_t undecodable;
     atomic_uint_fast64_t dlq_sent;
     atomic_int_fast64_t lag; /* sum over partitions, fan-out reader */
-    uint64_t delivered[OMS_TOPIC__COUNT];
-    uint64_t dropped[OMS_TOPIC__COUNT]; /* never queued: connection closing/overflowing */
-    uint64_t overflow_closes;
-    uint64_t connections_total;
-    uint64_t auth_failures;
-    uint64_t rate_limited;
-    uint64_t address_refused; /* upgrades refused: server.max_connections_per_address */
-    uint64_t unauth_refused;  /* Socket.IO sessions refused: server.max_unauthenticated_sessions */
-    uint64_t rest_requests;
-    uint64_t triggers_produced;
-    uint64_t resumes[4];      /* by outcome: recovered from memory, from kafka, not recoverable, failed */
-    uint64_t replayed;        /* events sent by resumes */
+    atomic_uint_fast64_t dropped[OMS_TOPIC__COUNT]; /* never queued: connection closing/overflowing */
+    atomic_uint_fast64_t overflow_closes;
+    atomic_uint_fast64_t connections_total;
+    atomic_uint_fast64_t auth_failures;
+    atomic_uint_fast64_t rate_limited;
+    atomic_uint_fast64_t address_refused; /* upgrades refused: server.max_connections_per_address */
+    atomic_uint_fast64_t unauth_refused;  /* Socket.IO sessions refused: server.max_unauthenticated_sessions */
+    atomic_uint_fast64_t rest_requests;
+    atomic_uint_fast64_t triggers_produced;
+    atomic_uint_fast64_t resumes[4];      /* by outcome: recovered from memory, from kafka, not recoverable, failed */
+    atomic_uint_fast64_t replayed;        /* events sent by resumes */
     atomic_uint_fast64_t resume_reads; /* records read back from Kafka for resumes */
+    atomic_uint_fast64_t sio_forwarded; /* Socket.IO requests served by another thread's session */
+    atomic_uint_fast64_t sio_moved;     /* Socket.IO sessions moved to their WebSocket's thread */
     /* resume.read_budget_mb: bytes of read-back frames held by resumes (the
-     * reader adds, the service thread subtracts), the most ever held, the
+     * reader adds, the service threads subtract), the most ever held, the
      * frame size fan-out sees (for estimates), resumes that had to wait */
     atomic_int_fast64_t rb_used;
     atomic_int_fast64_t rb_peak;
     atomic_int_fast64_t avg_frame;
-    uint64_t rb_waited;
-    uint64_t rb_waiting;
-    /* age of live events when written to a client (record timestamp ->
-     * socket write): counts per bucket of OMSD_AGE_BOUNDS_MS, then > last */
-    uint64_t age_buckets[22];
-    uint64_t age_count;
-    int64_t age_sum_ms;
+    atomic_uint_fast64_t rb_waited;
+    atomic_uint_fast64_t rb_waiting;
 } omsd_metrics;
 
 typedef struct omsd_conn omsd_conn;
+typedef struct omsd omsd;
 
-typedef struct omsd {
+#define OMSD_MAX_THREADS 64
+#define OMSD_AGE_BUCKETS 22 /* metrics.c: one per bound, then +Inf */
+
+/* Add to a counter only its own thread writes (a plain add; any thread may
+ * read it). */
+#define OMSD_BUMP(ctr, n)                                                                        \
+    atomic_store_explicit(&(ctr), atomic_load_explicit(&(ctr), memory_order_relaxed) + (n),     \
+                          memory_order_relaxed)
+
+/* One service thread: its lws context, connections and everything they
+ * need, touched by it alone but for the hand-over queue (xq) and the
+ * counters others read. */
+typedef struct omsd_worker {
+    omsd *d;
+    int idx;
+    pthread_t thread;
+    struct lws_context *ctx;
+    /* per-connection timers (pings, idle and connect timeouts, token
+     * expiry, Socket.IO heartbeats), swept by the tick: O(1) to re-arm,
+     * unlike lws' sorted list */
+    oms_wheel wheel;
+    omsd_conn *conns; /* plain WebSocket connections (list) */
+    struct oms_router *router; /* who gets what, for the plain connections */
+    struct omsd_sio_state *sio; /* socketio.c */
+    omsd_conn *pending_http;    /* REST answers waiting for Kafka */
+    size_t sio_ws_conns;        /* Socket.IO WebSockets open */
+    uint64_t next_request;
+    int64_t *last_offset[OMS_TOPIC__COUNT]; /* last offset dispatched here, -1 none */
+    bool draining;
+    uint64_t drain_deadline_ns;
+    int reload_gen; /* SIGHUP reloads applied to this context */
+    lws_sorted_usec_list_t sul_tick;
+
+    pthread_mutex_t xq_lock;
+    omsd_xq_item *xq_head, *xq_tail;
+    size_t xq_len;
+
+    atomic_size_t nconns; /* plain and joined Socket.IO connections */
+    atomic_uint_fast64_t delivered[OMS_TOPIC__COUNT];
+    /* age of live events when written to a client (record timestamp ->
+     * socket write): per bucket of metrics.c's bounds, then > last */
+    atomic_uint_fast64_t age_buckets[OMSD_AGE_BUCKETS];
+    atomic_uint_fast64_t age_count;
+    atomic_int_fast64_t age_sum_ms;
+} omsd_worker;
+
+/* The service thread running this code (NULL on the others). */
+extern _Thread_local omsd_worker *omsd_self;
+
+struct omsd {
     oms_config cfg;
     oms_logger *log;
     oms_auth *auth;
@@ -121,33 +175,29 @@ typedef struct omsd {
     oms_events *events;
     const char *topics[OMS_TOPIC__COUNT];
     int nparts[OMS_TOPIC__COUNT];
-    int64_t *last_offset[OMS_TOPIC__COUNT]; /* service thread: last offset seen, -1 none */
     int64_t *start_offset[OMS_TOPIC__COUNT]; /* where fan-out starts (end at boot) */
     int pbase[OMS_TOPIC__COUNT]; /* flat partition index: pbase[kind] + partition */
     int nparts_total;
-    struct omsd_hist *hist;      /* resume.c: recent events per partition (service thread) */
+    struct omsd_hist *hist;      /* resume.c: recent events per partition (hist_lock) */
+    pthread_mutex_t hist_lock;
     struct omsd_rreader *rreader; /* resume.c: the Kafka read-back thread */
     int64_t rb_budget;            /* resume.read_budget_mb in bytes */
-    int64_t rb_admitted;          /* service thread: estimates of the reads under way */
+    pthread_mutex_t rb_lock;      /* the next two */
+    int64_t rb_admitted;          /* estimates of the reads under way */
     struct omsd_rreq *rb_wait_head, *rb_wait_tail; /* reads waiting for the budget */
     struct omsd_presence *presence; /* presence.c */
     char instance_id[64];
 
-    struct lws_context *ctx;
-    struct lws_vhost *vhost;
-    /* per-connection timers of the service thread (pings, idle and connect
-     * timeouts, token expiry, Socket.IO heartbeats), swept by the tick:
-     * O(1) to re-arm, unlike lws' sorted list */
-    oms_wheel wheel;
-    char origin_self[300]; /* our own origin, computed from Host */
-
-    omsd_conn *conns; /* WebSocket connections (list) */
-    struct oms_router *router; /* who gets what, for the plain connections */
-    size_t nconns;
-
-    pthread_mutex_t xq_lock;
-    omsd_xq_item *xq_head, *xq_tail;
-    size_t xq_len;
+    omsd_worker *workers; /* server.threads of them */
+    int listen_fd;        /* server.c: every service thread accepts from it */
+    int nworkers;
+    atomic_int stopping;    /* the drain began: refuse new clients */
+    atomic_int reload_gen;  /* SIGHUP reloads asked for */
+    /* users connected here, cluster presence's local part: {"id": n} */
+    pthread_mutex_t users_lock;
+    json_t *users;
+    atomic_size_t subscribed[2]; /* connections subscribed to orders, inventory */
+    atomic_size_t sio_unauth;    /* Socket.IO sessions not joined to /events */
 
     oms_kafka_producer *producer;
     pthread_t fanout_thread, poll_thread;
@@ -155,7 +205,6 @@ typedef struct omsd {
     atomic_int kafka_up;
     atomic_int pg_up;
     char kafka_error[256];
-    uint64_t next_request_id;
 
     omsd_metrics m;
     int64_t started_ms;
@@ -163,10 +212,8 @@ typedef struct omsd {
     uint64_t rate_mark_consumed, rate_mark_delivered;
     double events_per_s, deliveries_per_s;
     char web_root[4096]; /* resolved, "" when there is none */
-    bool draining;
-    uint64_t drain_deadline_ns;
     struct omsd_projections *proj; /* projections.c; NULL when disabled */
-} omsd;
+};
 
 /* resume.c — positions and resume (DESIGN §3.5). */
 typedef struct omsd_resume omsd_resume;
@@ -232,12 +279,26 @@ static inline int64_t omsd_mono_ms(void)
 {
     return (int64_t)(oms_mono_ns() / 1000000u);
 }
+/* Creates server.threads lws contexts on the port (0 or OMS_EIO + errbuf);
+ * run serves them (the first on the calling thread) until the drain ends;
+ * stop frees them once every service thread has ended. */
 int omsd_server_start(omsd *d, char *errbuf, size_t errlen);
 int omsd_server_run(omsd *d);
 void omsd_server_stop(omsd *d);
-void omsd_xq_push(omsd *d, omsd_xq_item *it);
-/* Items waiting for the service thread (the fan-out slows down above a bound). */
+/* Hand an item to service thread w (any thread). */
+void omsd_xq_push(omsd_worker *w, omsd_xq_item *it);
+/* The most items waiting for a service thread (the fan-out slows down
+ * above a bound). */
 size_t omsd_xq_backlog(omsd *d);
+/* The service thread a request id (omsd_request_id) came from. */
+omsd_worker *omsd_request_worker(omsd *d, uint64_t request_id);
+/* A user's connections here went up or down by delta (any service
+ * thread): the local part of users online. */
+void omsd_users_add(omsd *d, int64_t user_id, int delta);
+/* Connections subscribed to orders or inventory went up or down. */
+void omsd_subs_count(omsd *d, unsigned old_subs, unsigned new_subs);
+/* Connections here, all service threads together. */
+size_t omsd_nconns(omsd *d);
 #define OMSD_XQ_HIGH 20000
 
 /* fanout.c */
@@ -282,19 +343,21 @@ bool omsd_static_serve(omsd *d, const omsd_http_req *req, omsd_http_resp *resp);
  * else to the program's ../../). */
 void omsd_static_init(omsd *d);
 
-/* socketio.c: Socket.IO sessions not joined to /events (service thread). */
-size_t omsd_sio_unauthenticated(void);
+/* socketio.c: Socket.IO sessions not joined to /events (all threads). */
+size_t omsd_sio_unauthenticated(omsd *d);
 
 /* metrics.c */
 /* A live event written to a client now_ms, its record timestamp ts_ms. */
-void omsd_age_record(omsd *d, int64_t ts_ms, int64_t now_ms);
-/* The q-quantile (0..1) of those ages in ms, -1 when there is none. */
+void omsd_age_record(omsd_worker *w, int64_t ts_ms, int64_t now_ms);
+/* The q-quantile (0..1) of those ages in ms (all threads), -1 when there is
+ * none. */
 double omsd_age_quantile(const omsd *d, double q);
 char *omsd_metrics_text(omsd *d, size_t *len);
 json_t *omsd_stats_json(omsd *d);
 
 /* presence (server.c): users online across the cluster; this instance's
- * own users counted into byuser {"userId": connections} */
+ * own users counted into byuser {"userId": connections}; positions are the
+ * calling service thread's */
 json_t *omsd_users_online(omsd *d);
 void omsd_local_users(omsd *d, json_t *byuser);
 int omsd_user_connections(omsd *d, int64_t user_id);

@@ -275,7 +275,7 @@ static void health(omsd *d, const omsd_http_req *req, omsd_http_resp *resp)
     json_t *j = json_object();
     json_object_set_new(j, "status", json_string(ok ? "ok" : "unavailable"));
     json_object_set_new(j, "uptimeSeconds", json_integer((oms_now_ms() - d->started_ms) / 1000));
-    json_object_set_new(j, "connections", json_integer((json_int_t)d->nconns));
+    json_object_set_new(j, "connections", json_integer((json_int_t)omsd_nconns(d)));
     json_t *deps = json_object();
     json_t *k = json_pack("{s:s,s:s}", "status", kafka ? "up" : "down", "brokers",
                           d->cfg.kafka.brokers);

@@ -88,10 +88,19 @@ static void hist_pop(omsd_hist *h)
     h->len--;
 }
 
+static void history_add(omsd *d, const omsd_xq_item *it);
+
 void omsd_history_add(omsd *d, const omsd_xq_item *it)
 {
     if (!d->hist || it->partition < 0 || it->partition >= d->nparts[it->topic])
         return;
+    pthread_mutex_lock(&d->hist_lock);
+    history_add(d, it);
+    pthread_mutex_unlock(&d->hist_lock);
+}
+
+static void history_add(omsd *d, const omsd_xq_item *it)
+{
     omsd_hist *h = &d->hist[flat(d, it->topic, it->partition)];
     uint32_t max = (uint32_t)d->cfg.resume.history_size;
     if (max == 0) {
@@ -133,11 +142,13 @@ void omsd_history_sweep(omsd *d, int64_t now_ms)
     if (!d->hist)
         return;
     int64_t oldest = now_ms - (int64_t)d->cfg.resume.history_ttl_s * 1000;
+    pthread_mutex_lock(&d->hist_lock);
     for (int i = 0; i < d->nparts_total; i++) {
         omsd_hist *h = &d->hist[i];
         while (h->len > 0 && h->ring[h->head].at_ms < oldest)
             hist_pop(h);
     }
+    pthread_mutex_unlock(&d->hist_lock);
 }
 
 void omsd_history_free(omsd *d)
@@ -177,7 +188,8 @@ typedef struct omsd_rreq {
     int n;
     atomic_int cancelled;
     omsd_resume *rs; /* service thread only: NULL once the resume is gone */
-    int64_t estimate; /* service thread: bytes counted in d->rb_admitted */
+    int64_t estimate; /* bytes counted in d->rb_admitted (rb_lock) */
+    omsd_worker *w;   /* the service thread of the connection: items go there */
     bool want;        /* reader: wants the record being read */
     /* reader only */
     omsd_frame **batch;
@@ -216,7 +228,8 @@ static void push_status(omsd *d, omsd_rreq *q, int status)
         q->batch = NULL;
         q->nbatch = q->capbatch = 0;
     }
-    omsd_xq_push(d, it);
+    omsd_xq_push(q->w, it);
+    (void)d;
 }
 
 /* Bytes of read-back frames held: the reader adds, the service thread takes
@@ -587,7 +600,9 @@ void omsd_resume_reader_join(omsd *d)
     pthread_cond_destroy(&R->cond);
     free(R);
     d->rreader = NULL;
+    pthread_mutex_lock(&d->rb_lock);
     rb_admit(d); /* frees the reads still waiting for the budget */
+    pthread_mutex_unlock(&d->rb_lock);
 }
 
 static void reader_submit(omsd *d, omsd_rreq *q)
@@ -757,8 +772,11 @@ void omsd_resume_xq(omsd *d, omsd_xq_item *it)
     free(it->frames);
     it->frames = NULL;
     if (final) {
+        pthread_mutex_lock(&d->rb_lock);
         d->rb_admitted -= q->estimate;
         q->estimate = 0;
+        rb_admit(d);
+        pthread_mutex_unlock(&d->rb_lock);
         if (rs) {
             rs->req = NULL;
             if (it->rstatus == RS_UNRECOVERABLE)
@@ -770,7 +788,6 @@ void omsd_resume_xq(omsd *d, omsd_xq_item *it)
         }
         free(q->r);
         free(q);
-        rb_admit(d);
         return;
     }
     if (rs)
@@ -803,7 +820,7 @@ int omsd_rstate_init(omsd *d, omsd_rstate *st)
         return OMS_ENOMEM;
     for (int k = 0; k < OMS_TOPIC__COUNT; k++)
         for (int p = 0; p < d->nparts[k]; p++)
-            st->live_from[flat(d, k, p)] = d->last_offset[k][p];
+            st->live_from[flat(d, k, p)] = omsd_self->last_offset[k][p];
     return OMS_OK;
 }
 
@@ -819,7 +836,7 @@ void omsd_rstate_subs(omsd *d, omsd_rstate *st, unsigned old_subs, unsigned new_
         if (!(added & bit))
             continue;
         for (int p = 0; p < d->nparts[k]; p++)
-            st->live_from[flat(d, k, p)] = d->last_offset[k][p];
+            st->live_from[flat(d, k, p)] = omsd_self->last_offset[k][p];
     }
 }
 
@@ -912,7 +929,7 @@ void omsd_resume_start(omsd *d, omsd_rstate *st, const oms_session *s, const jso
             return;
         }
         int k = kind_of(d, topic);
-        if (k < 0 || part >= d->nparts[k] || off > d->last_offset[k][part]) {
+        if (k < 0 || part >= d->nparts[k] || off > omsd_self->last_offset[k][part]) {
             /* not a position of this log: another cluster's, a deleted
              * topic's, or from the future */
             lost = true;
@@ -942,7 +959,10 @@ void omsd_resume_start(omsd *d, omsd_rstate *st, const oms_session *s, const jso
     rs->st = st;
     int nk = 0;
     int64_t total = 0;
-    for (int k = 0; k < OMS_TOPIC__COUNT; k++) {
+    bool oom = false;
+    /* the history is written by the fan-out thread */
+    pthread_mutex_lock(&d->hist_lock);
+    for (int k = 0; k < OMS_TOPIC__COUNT && !oom; k++) {
         /* a topic the session gets nothing from needs no replay */
         bool any = k == OMS_TOPIC_ORDERS      ? (s->subs & OMS_SUB_ORDERS) != 0
                    : k == OMS_TOPIC_INVENTORY ? (s->subs & OMS_SUB_INVENTORY) != 0
@@ -969,11 +989,8 @@ void omsd_resume_start(omsd *d, omsd_rstate *st, const oms_session *s, const jso
                     if (!oms_session_wants(s, (oms_event_type)he->type, he->user_id))
                         continue;
                     if (!push_frame(&rs->frames, &rs->n, &rs->cap, he->frame)) {
-                        free(kr);
-                        free(pos);
-                        resume_free(d, rs);
-                        bad_request(ops, conn, "out of memory");
-                        return;
+                        oom = true;
+                        break;
                     }
                     he->frame->refs++;
                 }
@@ -982,7 +999,14 @@ void omsd_resume_start(omsd *d, omsd_rstate *st, const oms_session *s, const jso
             }
         }
     }
+    pthread_mutex_unlock(&d->hist_lock);
     free(pos);
+    if (oom) {
+        free(kr);
+        resume_free(d, rs);
+        bad_request(ops, conn, "out of memory");
+        return;
+    }
     rs->mem_left = rs->n; /* what follows is read back */
     if (d->cfg.resume.max_replay >= 0 && total > d->cfg.resume.max_replay) {
         free(kr);
@@ -1019,6 +1043,7 @@ void omsd_resume_start(omsd *d, omsd_rstate *st, const oms_session *s, const jso
     q->r = kr;
     q->n = nk;
     q->rs = rs;
+    q->w = omsd_self;
     rs->req = q;
     rs->from_kafka = true;
     /* the read budget: what it will hold, estimated from the frames seen */
@@ -1040,6 +1065,7 @@ void omsd_resume_start(omsd *d, omsd_rstate *st, const oms_session *s, const jso
         ops->answer(conn, "resumed", json_pack("{s:b,s:i}", "recovered", 0, "replayed", 0));
         return;
     }
+    pthread_mutex_lock(&d->rb_lock);
     if (d->rb_wait_head || d->rb_admitted + q->estimate > d->rb_budget) {
         /* its turn comes when reads under way end (rb_admit) */
         d->m.rb_waited++;
@@ -1049,20 +1075,24 @@ void omsd_resume_start(omsd *d, omsd_rstate *st, const oms_session *s, const jso
         else
             d->rb_wait_head = q;
         d->rb_wait_tail = q;
-        return;
+    } else {
+        d->rb_admitted += q->estimate;
+        reader_submit(d, q);
     }
-    d->rb_admitted += q->estimate;
-    reader_submit(d, q);
+    pthread_mutex_unlock(&d->rb_lock);
 }
 
 /* Reads waiting for the budget, in their order, while they fit (the first
  * always fits when nothing else is read). A resume gone meanwhile leaves
- * its request here: it is freed, never read. */
+ * its request here, cancelled: it is freed, never read. Under rb_lock; a
+ * request may belong to another service thread, so only `cancelled` (set
+ * after its resume let go of it) is looked at while the reader runs. */
 static void rb_admit(omsd *d)
 {
     while (d->rb_wait_head) {
         omsd_rreq *q = d->rb_wait_head;
-        if (q->rs && d->rreader && d->rb_admitted > 0 &&
+        bool gone = atomic_load(&q->cancelled);
+        if (!gone && d->rreader && d->rb_admitted > 0 &&
             d->rb_admitted + q->estimate > d->rb_budget)
             return;
         d->rb_wait_head = q->next;
@@ -1070,9 +1100,10 @@ static void rb_admit(omsd *d)
             d->rb_wait_tail = NULL;
         q->next = NULL;
         d->m.rb_waiting--;
-        if (!q->rs || !d->rreader) {
-            /* gone, or omsd is stopping (the reader is no more) */
-            if (q->rs)
+        if (gone || !d->rreader) {
+            /* gone, or omsd is stopping (the reader is no more, nor the
+             * service threads: the resume can be told) */
+            if (!gone && q->rs)
                 forget_req(q->rs);
             free(q->r);
             free(q);

@@ -1,10 +1,20 @@
 /* server.c — libwebsockets: HTTP (REST, upgrade checks) and the WebSocket
  * connections of the plain JSON dialect, their send queues and the hand-over
- * from the other threads. Runs on the service thread only. */
+ * from the other threads. Runs on the service threads: one lws context
+ * each, all listening on the same port (SO_REUSEPORT, the kernel spreads
+ * the connections), each owning the connections it accepted (omsd_worker).
+ * What they share (users online, per-address counts, the history) is under
+ * a lock, and frames are shared by reference. */
+#define _GNU_SOURCE /* accept4 */
 #include <inttypes.h>
 #include <malloc.h>
 #include <stdlib.h>
+#include <errno.h>
+#include <netdb.h>
+#include <netinet/in.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include "gateway/router.h"
 #include "httpd/httpd.h"
@@ -17,6 +27,7 @@
 
 struct omsd_conn {
     omsd *d;
+    omsd_worker *w; /* the service thread it belongs to */
     struct lws *wsi;
     bool is_ws;
     /* HTTP transaction (NULL on a WebSocket: idle connections stay small) */
@@ -35,14 +46,14 @@ struct omsd_conn {
     int close_code;
     char close_reason[96];
     bool closing, close_sent;
-    /* timers on d->wheel: the token's expiry; pings and the idle timeout
+    /* timers on w->wheel: the token's expiry; pings and the idle timeout
      * (activity only stamps last_rx_ms, the timer looks at it when due) */
     oms_wtimer t_exp, t_idle;
     int64_t last_rx_ms;
     bool ping_due;
     /* Socket.IO (socketio.c): the session this connection serves, as its
      * held polling GET or its WebSocket; sio_ws marks a Socket.IO WebSocket
-     * (not in d->conns: its session is what fan-out visits) */
+     * (not in w->conns: its session is what fan-out visits) */
     omsd_sio *sio;
     bool sio_ws;
     struct omsd_addr *addr; /* its client address's count (WebSockets) */
@@ -55,10 +66,11 @@ typedef struct omsd_http {
     oms_httpd_txn t;
     uint64_t request_id;
     omsd_http_resp deferred; /* status 0: none */
+    bool sio_forward;        /* answered by another thread (omsd_http_defer) */
+    char sio_sid[OMSD_SIO_ARG_MAX];
 } omsd_http;
 
-static omsd_conn *pending_http; /* service thread only */
-static size_t sio_ws_conns;     /* Socket.IO WebSockets open */
+_Thread_local omsd_worker *omsd_self;
 
 /* ---- WebSockets per client address (server.max_connections_per_address) ---------------- */
 
@@ -69,7 +81,8 @@ struct omsd_addr {
 };
 
 #define ADDR_BUCKETS 4096
-static omsd_addr *addr_tab[ADDR_BUCKETS];
+static omsd_addr *addr_tab[ADDR_BUCKETS]; /* every service thread: under addr_lock */
+static pthread_mutex_t addr_lock = PTHREAD_MUTEX_INITIALIZER;
 
 static unsigned addr_hash(const char *a)
 {
@@ -98,16 +111,20 @@ static omsd_addr *addr_find(const char *a, bool create)
 
 void omsd_addr_put(omsd_addr *e)
 {
-    if (!e || --e->n > 0)
+    if (!e)
         return;
-    unsigned b = addr_hash(e->addr);
-    for (omsd_addr **pp = &addr_tab[b]; *pp; pp = &(*pp)->next) {
-        if (*pp == e) {
-            *pp = e->next;
-            free(e);
-            return;
+    pthread_mutex_lock(&addr_lock);
+    if (--e->n == 0) {
+        unsigned b = addr_hash(e->addr);
+        for (omsd_addr **pp = &addr_tab[b]; *pp; pp = &(*pp)->next) {
+            if (*pp == e) {
+                *pp = e->next;
+                free(e);
+                break;
+            }
         }
     }
+    pthread_mutex_unlock(&addr_lock);
 }
 
 static void addr_release(omsd_conn *c)
@@ -119,6 +136,7 @@ static void addr_release(omsd_conn *c)
 
 static void addr_free_all(void)
 {
+    /* every service thread has ended */
     for (int b = 0; b < ADDR_BUCKETS; b++) {
         while (addr_tab[b]) {
             omsd_addr *e = addr_tab[b];
@@ -138,8 +156,11 @@ static int addr_check(omsd *d, struct lws *wsi, char *msg, size_t msglen)
     char a[64];
     if (!lws_get_peer_simple(wsi, a, sizeof a))
         return 0;
+    pthread_mutex_lock(&addr_lock);
     omsd_addr *e = addr_find(a, false);
-    if (e && e->n >= (uint32_t)max) {
+    uint32_t n = e ? e->n : 0;
+    pthread_mutex_unlock(&addr_lock);
+    if (n >= (uint32_t)max) {
         snprintf(msg, msglen,
                  "too many connections from %s: at most %d (server.max_connections_per_address)", a,
                  max);
@@ -153,11 +174,13 @@ static void addr_take(omsd_conn *c)
     char a[64];
     if (c->d->cfg.server.max_conns_per_address <= 0 || !lws_get_peer_simple(c->wsi, a, sizeof a))
         return;
+    pthread_mutex_lock(&addr_lock);
     omsd_addr *e = addr_find(a, true);
     if (e) {
         e->n++;
         c->addr = e;
     }
+    pthread_mutex_unlock(&addr_lock);
 }
 
 int omsd_conn_addr_acquire(omsd_conn *c, omsd_addr **out, char *msg, size_t msglen)
@@ -168,11 +191,13 @@ int omsd_conn_addr_acquire(omsd_conn *c, omsd_addr **out, char *msg, size_t msgl
     if (st || c->d->cfg.server.max_conns_per_address <= 0 ||
         !lws_get_peer_simple(c->wsi, a, sizeof a))
         return st;
+    pthread_mutex_lock(&addr_lock);
     omsd_addr *e = addr_find(a, true);
     if (e) {
         e->n++;
         *out = e;
     }
+    pthread_mutex_unlock(&addr_lock);
     return 0;
 }
 
@@ -185,21 +210,35 @@ typedef struct omsd_upgrade {
 
 /* ---- cross-thread hand-over ------------------------------------------------------ */
 
-void omsd_xq_push(omsd *d, omsd_xq_item *it)
+void omsd_xq_push(omsd_worker *w, omsd_xq_item *it)
 {
-    pthread_mutex_lock(&d->xq_lock);
-    bool was_empty = d->xq_head == NULL;
-    if (d->xq_tail)
-        d->xq_tail->next = it;
+    pthread_mutex_lock(&w->xq_lock);
+    bool was_empty = w->xq_head == NULL;
+    if (w->xq_tail)
+        w->xq_tail->next = it;
     else
-        d->xq_head = it;
-    d->xq_tail = it;
-    d->xq_len++;
-    pthread_mutex_unlock(&d->xq_lock);
+        w->xq_head = it;
+    w->xq_tail = it;
+    w->xq_len++;
+    pthread_mutex_unlock(&w->xq_lock);
     /* the service thread empties the whole queue when it wakes, so one
      * wake-up per batch is enough */
-    if (was_empty && d->ctx)
-        lws_cancel_service(d->ctx);
+    if (was_empty && w->ctx)
+        lws_cancel_service(w->ctx);
+}
+
+omsd_worker *omsd_request_worker(omsd *d, uint64_t request_id)
+{
+    int i = (int)(request_id & 0xff);
+    return i < d->nworkers ? &d->workers[i] : &d->workers[0];
+}
+
+size_t omsd_nconns(omsd *d)
+{
+    size_t n = 0;
+    for (int i = 0; i < d->nworkers; i++)
+        n += atomic_load(&d->workers[i].nconns);
+    return n;
 }
 
 /* ---- WebSocket send queue ----------------------------------------------------------- */
@@ -380,7 +419,8 @@ json_t *omsd_positions(omsd *d, oms_topic_kind kind)
     json_t *a = json_array();
     for (int p = 0; p < d->nparts[kind]; p++) {
         char pos[300];
-        snprintf(pos, sizeof pos, "%s:%d:%" PRId64, d->topics[kind], p, d->last_offset[kind][p]);
+        snprintf(pos, sizeof pos, "%s:%d:%" PRId64, d->topics[kind], p,
+                 omsd_self->last_offset[kind][p]);
         json_array_append_new(a, json_string(pos));
     }
     return a;
@@ -391,23 +431,34 @@ static json_t *env_positions(void *ud, oms_topic_kind kind)
     return omsd_positions(ud, kind);
 }
 
-static void count_user(json_t *byuser, int64_t user_id)
+void omsd_users_add(omsd *d, int64_t user_id, int delta)
 {
+    if (!user_id)
+        return;
     char k[32];
     snprintf(k, sizeof k, "%" PRId64, user_id);
-    json_t *n = json_object_get(byuser, k);
-    json_object_set_new(byuser, k, json_integer(n ? json_integer_value(n) + 1 : 1));
+    pthread_mutex_lock(&d->users_lock);
+    json_t *n = json_object_get(d->users, k);
+    json_int_t v = (n ? json_integer_value(n) : 0) + delta;
+    if (v > 0)
+        json_object_set_new(d->users, k, json_integer(v));
+    else
+        json_object_del(d->users, k);
+    pthread_mutex_unlock(&d->users_lock);
 }
 
 void omsd_local_users(omsd *d, json_t *byuser)
 {
-    for (omsd_conn *c = d->conns; c; c = c->next)
-        if (c->sess.who.user_id)
-            count_user(byuser, c->sess.who.user_id);
-    void *cur = NULL;
-    for (const oms_session *s; (s = omsd_sio_next_session(&cur));)
-        if (s->who.user_id)
-            count_user(byuser, s->who.user_id);
+    pthread_mutex_lock(&d->users_lock);
+    const char *k;
+    json_t *v;
+    json_object_foreach(d->users, k, v)
+    {
+        json_t *n = json_object_get(byuser, k);
+        json_object_set_new(byuser, k,
+                            json_integer((n ? json_integer_value(n) : 0) + json_integer_value(v)));
+    }
+    pthread_mutex_unlock(&d->users_lock);
 }
 
 /* Users online across the cluster: this instance's connections plus the
@@ -441,20 +492,25 @@ int omsd_user_connections(omsd *d, int64_t user_id)
     return n;
 }
 
+void omsd_subs_count(omsd *d, unsigned old_subs, unsigned new_subs)
+{
+    static const unsigned bits[2] = {OMS_SUB_ORDERS, OMS_SUB_INVENTORY};
+    for (int i = 0; i < 2; i++) {
+        if ((old_subs & bits[i]) && !(new_subs & bits[i]))
+            atomic_fetch_sub(&d->subscribed[i], 1);
+        else if (!(old_subs & bits[i]) && (new_subs & bits[i]))
+            atomic_fetch_add(&d->subscribed[i], 1);
+    }
+}
+
 size_t omsd_subscribed(omsd *d, unsigned sub)
 {
-    size_t n = 0;
-    for (omsd_conn *c = d->conns; c; c = c->next)
-        n += (c->sess.subs & sub) != 0;
-    void *cur = NULL;
-    for (const oms_session *s; (s = omsd_sio_next_session(&cur));)
-        n += (s->subs & sub) != 0;
-    return n;
+    return atomic_load(&d->subscribed[sub == OMS_SUB_ORDERS ? 0 : 1]);
 }
 
 /* ---- dispatch of handed-over items ------------------------------------------------------ */
 
-static void answer_pending(omsd *d, uint64_t request_id, int err, const char *errstr);
+static void answer_pending(omsd_worker *w, uint64_t request_id, int err, const char *errstr);
 
 static void deliver(void *conn, void *ud)
 {
@@ -466,13 +522,13 @@ static void deliver(void *conn, void *ud)
         c->d->m.dropped[it->topic]++;
 }
 
-static void dispatch_event(omsd *d, omsd_xq_item *it)
+static void dispatch_event(omsd_worker *w, omsd_xq_item *it)
 {
+    omsd *d = w->d;
     if (it->partition >= 0 && it->partition < d->nparts[it->topic] &&
-        it->offset > d->last_offset[it->topic][it->partition])
-        d->last_offset[it->topic][it->partition] = it->offset;
-    omsd_history_add(d, it);
-    oms_router_dispatch(d->router, it->type, it->user_id, deliver, it);
+        it->offset > w->last_offset[it->topic][it->partition])
+        w->last_offset[it->topic][it->partition] = it->offset;
+    oms_router_dispatch(w->router, it->type, it->user_id, deliver, it);
     omsd_sio_dispatch(d, it);
 }
 
@@ -481,49 +537,57 @@ static void dispatch_event(omsd *d, omsd_xq_item *it)
  * would fill to its bound during a burst. */
 #define XQ_BATCH 128
 
-static void drain_xq(omsd *d, bool dispatch)
+static void drain_xq(omsd_worker *w, bool dispatch)
 {
-    pthread_mutex_lock(&d->xq_lock);
-    omsd_xq_item *it = d->xq_head, *last = NULL;
+    omsd *d = w->d;
+    pthread_mutex_lock(&w->xq_lock);
+    omsd_xq_item *it = w->xq_head, *last = NULL;
     size_t n = 0;
     for (omsd_xq_item *p = it; p && (!dispatch || n < XQ_BATCH); p = p->next, n++)
         last = p;
     if (last) {
-        d->xq_head = last->next;
+        w->xq_head = last->next;
         last->next = NULL;
-        if (!d->xq_head)
-            d->xq_tail = NULL;
-        d->xq_len -= n;
+        if (!w->xq_head)
+            w->xq_tail = NULL;
+        w->xq_len -= n;
     }
-    bool more = d->xq_head != NULL;
-    pthread_mutex_unlock(&d->xq_lock);
+    bool more = w->xq_head != NULL;
+    pthread_mutex_unlock(&w->xq_lock);
     while (it) {
         omsd_xq_item *next = it->next;
         if (it->kind == XQ_EVENT) {
             if (dispatch)
-                dispatch_event(d, it);
+                dispatch_event(w, it);
             omsd_frame_unref(it->frame);
         } else if (it->kind == XQ_RESUME) {
             omsd_resume_xq(d, it); /* frees what it carries */
+        } else if (it->kind == XQ_SIO) {
+            omsd_sio_xq(d, it, dispatch); /* frees what it carries */
         } else if (dispatch) {
-            answer_pending(d, it->request_id, it->err, it->errstr);
+            answer_pending(w, it->request_id, it->err, it->errstr);
         }
         free(it);
         it = next;
     }
     /* come back for the rest after the sockets had their turn */
-    if (more && dispatch && d->ctx)
-        lws_cancel_service(d->ctx);
+    if (more && dispatch && w->ctx)
+        lws_cancel_service(w->ctx);
     if (more && !dispatch)
-        drain_xq(d, false);
+        drain_xq(w, false);
 }
 
 size_t omsd_xq_backlog(omsd *d)
 {
-    pthread_mutex_lock(&d->xq_lock);
-    size_t n = d->xq_len;
-    pthread_mutex_unlock(&d->xq_lock);
-    return n;
+    size_t most = 0;
+    for (int i = 0; i < d->nworkers; i++) {
+        omsd_worker *w = &d->workers[i];
+        pthread_mutex_lock(&w->xq_lock);
+        if (w->xq_len > most)
+            most = w->xq_len;
+        pthread_mutex_unlock(&w->xq_lock);
+    }
+    return most;
 }
 
 /* ---- HTTP ----------------------------------------------------------------------- */
@@ -603,7 +667,8 @@ static void run_request(omsd *d, omsd_conn *c)
         omsd_sio_http(d, c, &r);
         return;
     }
-    c->h->request_id = ++d->next_request_id;
+    /* the low byte names this thread: the delivery report comes back here */
+    c->h->request_id = (++c->w->next_request << 8) | (uint64_t)c->w->idx;
     omsd_http_req req = {c->h->t.method, c->h->t.path, "", auth, token, origin,
                          c->h->t.body ? c->h->t.body : "", c->h->t.body_len, c->h->request_id};
     omsd_http_resp resp;
@@ -619,8 +684,8 @@ static void run_request(omsd *d, omsd_conn *c)
         omsd_rest_handle(d, &req, &resp);
     if (resp.deferred) {
         c->h->deferred = resp;
-        c->pending_next = pending_http;
-        pending_http = c;
+        c->pending_next = c->w->pending_http;
+        c->w->pending_http = c;
         lws_set_timeout(c->wsi, PENDING_TIMEOUT_HTTP_CONTENT, 20);
         return;
     }
@@ -629,7 +694,7 @@ static void run_request(omsd *d, omsd_conn *c)
 
 static void unlink_pending(omsd_conn *c)
 {
-    for (omsd_conn **pp = &pending_http; *pp; pp = &(*pp)->pending_next) {
+    for (omsd_conn **pp = &c->w->pending_http; *pp; pp = &(*pp)->pending_next) {
         if (*pp == c) {
             *pp = c->pending_next;
             return;
@@ -637,9 +702,40 @@ static void unlink_pending(omsd_conn *c)
     }
 }
 
-static void answer_pending(omsd *d, uint64_t request_id, int err, const char *errstr)
+uint64_t omsd_http_defer(omsd_conn *c, int secs, const char *sid)
 {
-    for (omsd_conn *c = pending_http; c; c = c->pending_next) {
+    c->h->request_id = (++c->w->next_request << 8) | (uint64_t)c->w->idx;
+    c->h->sio_forward = true;
+    snprintf(c->h->sio_sid, sizeof c->h->sio_sid, "%s", sid);
+    c->pending_next = c->w->pending_http;
+    c->w->pending_http = c;
+    lws_set_timeout(c->wsi, PENDING_TIMEOUT_HTTP_CONTENT, secs);
+    return c->h->request_id;
+}
+
+void omsd_http_answer_deferred(omsd_worker *w, uint64_t id, int status, const char *ctype,
+                               char *body, size_t len)
+{
+    for (omsd_conn *c = w->pending_http; c; c = c->pending_next) {
+        if (c->h->request_id != id || !c->h->sio_forward)
+            continue;
+        unlink_pending(c);
+        c->h->sio_forward = false;
+        omsd_http_reply(c, status, ctype, body, len);
+        return;
+    }
+    free(body); /* the client went away meanwhile */
+}
+
+void omsd_xq_drain_now(void)
+{
+    drain_xq(omsd_self, true);
+}
+
+static void answer_pending(omsd_worker *w, uint64_t request_id, int err, const char *errstr)
+{
+    omsd *d = w->d;
+    for (omsd_conn *c = w->pending_http; c; c = c->pending_next) {
         if (c->h->request_id != request_id)
             continue;
         unlink_pending(c);
@@ -750,7 +846,7 @@ static void schedule_expiry(omsd_conn *c)
      * signs into its token) is looked at again daily, never overflowing the
      * timer */
     int64_t in = oms_auth_expires_in(c->sess.who.exp, oms_now_ms() / 1000, OMSD_AUTH_LEEWAY_S);
-    oms_wheel_arm(&c->d->wheel, &c->t_exp, omsd_mono_ms(), in * 1000 + 1, on_token_expiry);
+    oms_wheel_arm(&c->w->wheel, &c->t_exp, omsd_mono_ms(), in * 1000 + 1, on_token_expiry);
 }
 
 /* Pings and the idle timeout (server.ping_interval_s, idle_timeout_s): a
@@ -775,7 +871,7 @@ static void on_idle_check(oms_wtimer *t)
         lws_callback_on_writable(c->wsi);
         next = ping < hangup - idle ? ping : hangup - idle;
     }
-    oms_wheel_arm(&d->wheel, &c->t_idle, now, next, on_idle_check);
+    oms_wheel_arm(&c->w->wheel, &c->t_idle, now, next, on_idle_check);
 }
 
 static oms_gw_env make_env(omsd *d)
@@ -814,7 +910,7 @@ static int ws_established(omsd *d, omsd_conn *c)
     addr_take(c);
     if (u.sio) {
         c->sio_ws = true;
-        sio_ws_conns++;
+        c->w->sio_ws_conns++;
         if (omsd_sio_ws_open(d, c, u.sid) != 0) {
             ws_closed(d, c);
             return -1;
@@ -823,7 +919,7 @@ static int ws_established(omsd *d, omsd_conn *c)
     }
     oms_session_init(&c->sess, &who, d->cfg.server.rate_limit_per_min, oms_now_ms());
     if (omsd_rstate_init(d, &c->rst) != OMS_OK ||
-        oms_router_add(d->router, &c->route, c, &c->sess) != OMS_OK) {
+        oms_router_add(c->w->router, &c->route, c, &c->sess) != OMS_OK) {
         omsd_rstate_free(d, &c->rst);
         addr_release(c);
         free(c->q);
@@ -831,17 +927,19 @@ static int ws_established(omsd *d, omsd_conn *c)
         c->is_ws = false;
         return -1;
     }
-    c->next = d->conns;
-    if (d->conns)
-        d->conns->prev = c;
-    d->conns = c;
-    d->nconns++;
+    c->next = c->w->conns;
+    if (c->w->conns)
+        c->w->conns->prev = c;
+    c->w->conns = c;
+    atomic_fetch_add(&c->w->nconns, 1);
+    omsd_users_add(d, who.user_id, 1);
     d->m.connections_total++;
     oms_gw_env env = make_env(d);
     conn_send_json_new(c, "connected", oms_gw_connected(&c->sess, &env));
     schedule_expiry(c);
     c->last_rx_ms = omsd_mono_ms();
-    oms_wheel_arm(&d->wheel, &c->t_idle, c->last_rx_ms, (int64_t)d->cfg.server.ping_interval_s * 1000,
+    oms_wheel_arm(&c->w->wheel, &c->t_idle, c->last_rx_ms,
+                  (int64_t)d->cfg.server.ping_interval_s * 1000,
                   on_idle_check);
     oms_log(d->log, OMS_LOG_DEBUG, "client connected", OMS_LI("userId", who.user_id),
             OMS_LS("role", oms_role_name(who.role)));
@@ -854,22 +952,23 @@ static void ws_closed(omsd *d, omsd_conn *c)
         return;
     addr_release(c);
     if (c->sio_ws) {
-        if (c->sio)
-            omsd_sio_conn_gone(d, c);
+        omsd_sio_conn_gone(d, c); /* also when it waits for its session */
         c->sio_ws = false;
-        sio_ws_conns--;
+        c->w->sio_ws_conns--;
     } else {
-        oms_wheel_cancel(&d->wheel, &c->t_exp);
-        oms_wheel_cancel(&d->wheel, &c->t_idle);
-        oms_router_remove(d->router, &c->route);
+        oms_wheel_cancel(&c->w->wheel, &c->t_exp);
+        oms_wheel_cancel(&c->w->wheel, &c->t_idle);
+        oms_router_remove(c->w->router, &c->route);
+        omsd_users_add(d, c->sess.who.user_id, -1);
+        omsd_subs_count(d, c->sess.subs, 0);
         omsd_rstate_free(d, &c->rst);
         if (c->prev)
             c->prev->next = c->next;
-        else if (d->conns == c)
-            d->conns = c->next;
+        else if (c->w->conns == c)
+            c->w->conns = c->next;
         if (c->next)
             c->next->prev = c->prev;
-        d->nconns--;
+        atomic_fetch_sub(&c->w->nconns, 1);
     }
     drop_queue(c);
     free(c->q);
@@ -927,7 +1026,7 @@ static void rx_done(omsd_conn *c)
  * before the session authenticates). */
 static int sio_ws_receive(omsd *d, omsd_conn *c, const char *in, size_t len)
 {
-    if (c->closing || !c->sio)
+    if (c->closing)
         return 0;
     int rc = ws_collect(c, in, len, omsd_sio_message_limit(c));
     if (rc == 2) {
@@ -963,9 +1062,11 @@ static int ws_receive(omsd *d, omsd_conn *c, const char *in, size_t len)
     out.answer = -1;
     unsigned subs = c->sess.subs;
     oms_session_on_text(&c->sess, &env, c->rx, c->rxlen, &out);
-    if (c->sess.subs != subs)
+    if (c->sess.subs != subs) {
         omsd_rstate_subs(d, &c->rst, subs, c->sess.subs);
-    if (oms_router_update(d->router, &c->route, &c->sess) != OMS_OK)
+        omsd_subs_count(d, subs, c->sess.subs);
+    }
+    if (oms_router_update(c->w->router, &c->route, &c->sess) != OMS_OK)
         conn_close(c, OMS_CLOSE_TRY_LATER, "out of memory");
     rx_done(c);
     if (out.n > 0 && strcmp(out.msgs[0].event, "error") == 0 &&
@@ -1010,11 +1111,11 @@ static int ws_writeable(omsd *d, omsd_conn *c)
         c->qhead = (c->qhead + 1) % c->qcap;
         c->qlen--;
         if (f->topic >= 0)
-            d->m.delivered[f->topic]++;
+            OMSD_BUMP(c->w->delivered[f->topic], 1);
         if (f->ts_ms) {
             if (!now_ms)
                 now_ms = oms_now_ms(); /* once per callback */
-            omsd_age_record(d, f->ts_ms, now_ms);
+            omsd_age_record(c->w, f->ts_ms, now_ms);
         }
         omsd_frame_unref(f);
     }
@@ -1050,11 +1151,15 @@ static int ws_writeable(omsd *d, omsd_conn *c)
 
 /* ---- the protocol callback ------------------------------------------------------------- */
 
+static void accept_some(omsd_worker *w, struct lws *lwsi);
+
 static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
                     size_t len)
 {
-    omsd *d = lws_context_user(lws_get_context(wsi));
+    omsd_worker *w = lws_context_user(lws_get_context(wsi));
+    omsd *d = w ? w->d : NULL;
     omsd_conn *c = NULL;
+    omsd_self = w; /* whatever thread runs this context's callbacks */
     /* `user` is our per-session memory only for the connection callbacks;
      * for others (TLS set-up among them) it is something else entirely */
     switch (reason) {
@@ -1075,6 +1180,7 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
             return 0;
         if (!c->d) {
             c->d = d;
+            c->w = w;
             c->wsi = wsi;
         }
         break;
@@ -1094,7 +1200,13 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
     }
     switch (reason) {
     case LWS_CALLBACK_EVENT_WAIT_CANCELLED:
-        drain_xq(d, true);
+        if (w)
+            drain_xq(w, true);
+        return 0;
+
+    case LWS_CALLBACK_RAW_RX_FILE:
+        if (w)
+            accept_some(w, wsi);
         return 0;
 
     case LWS_CALLBACK_HTTP_CONFIRM_UPGRADE: {
@@ -1108,6 +1220,7 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
         memset(&tmp, 0, sizeof tmp);
         memset(&th, 0, sizeof th);
         tmp.d = d;
+        tmp.w = w;
         tmp.wsi = wsi;
         tmp.h = &th;
         c = &tmp;
@@ -1138,7 +1251,7 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
         }
         if (strcmp(c->h->t.path, "/events") != 0)
             return refuse_upgrade(c, 404, "not_found", "WebSocket endpoint is /events");
-        if (d->draining)
+        if (atomic_load(&d->stopping))
             return refuse_upgrade(c, 503, "unavailable", "omsd is shutting down");
         oms_principal who;
         char err[256];
@@ -1186,6 +1299,11 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
         {
             if (c->sio && !c->sio_ws)
                 omsd_sio_conn_gone(d, c);
+            if (c->h && c->h->sio_forward) {
+                /* the thread holding the session must not answer into the void */
+                c->h->sio_forward = false;
+                omsd_sio_forward_gone(d, c->h->sio_sid, c->h->request_id);
+            }
             unlink_pending(c);
             http_free(c);
         }
@@ -1228,18 +1346,93 @@ static const struct lws_protocols protocols[] = {
     {NULL, NULL, 0, 0, 0, NULL, 0},
 };
 
+/* ---- the listening socket ------------------------------------------------------------------- */
+
+/* One listening socket for every service thread: each watches it in its
+ * own loop (adopted as a file) and accepts a few connections per wake-up,
+ * so the connections spread over the threads and a second process still
+ * cannot take the port. (lws 4.1 sets SO_REUSEPORT only when built for
+ * several threads per context, which Debian's is not.) */
+#define ACCEPTS_PER_WAKE 8
+
+static int open_listener(const omsd *d, char *errbuf, size_t errlen)
+{
+    const char *host = d->cfg.server.host;
+    bool any = strcmp(host, "0.0.0.0") == 0;
+    char port[16];
+    snprintf(port, sizeof port, "%d", d->cfg.server.port);
+    struct addrinfo hints, *res = NULL;
+    memset(&hints, 0, sizeof hints);
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+    /* every address: IPv6 and IPv4 on one dual-stack socket when we can */
+    hints.ai_family = any ? AF_INET6 : AF_UNSPEC;
+    int gai = getaddrinfo(any ? NULL : host, port, &hints, &res);
+    if (gai != 0 && any) {
+        hints.ai_family = AF_INET;
+        gai = getaddrinfo(NULL, port, &hints, &res);
+    }
+    if (gai != 0) {
+        oms_errf(errbuf, errlen, "cannot listen on %s:%d: %s", host, d->cfg.server.port,
+                 gai_strerror(gai));
+        return -1;
+    }
+    int fd = -1, err = 0;
+    for (struct addrinfo *ai = res; ai && fd < 0; ai = ai->ai_next) {
+        fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        if (fd < 0) {
+            err = errno;
+            continue;
+        }
+        int one = 1, zero = 0;
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+        if (ai->ai_family == AF_INET6 && any)
+            setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof zero);
+        if (bind(fd, ai->ai_addr, ai->ai_addrlen) != 0 || listen(fd, 4096) != 0) {
+            err = errno;
+            close(fd);
+            fd = -1;
+        }
+    }
+    freeaddrinfo(res);
+    if (fd < 0)
+        oms_errf(errbuf, errlen, "cannot listen on %s:%d: %s", host, d->cfg.server.port,
+                 strerror(err));
+    return fd;
+}
+
+/* The listening socket is readable on this thread: take a few. */
+static void accept_some(omsd_worker *w, struct lws *lwsi)
+{
+    int lfd = (int)lws_get_socket_fd(lwsi);
+    struct lws_vhost *vh = lws_get_vhost(lwsi);
+    for (int i = 0; i < ACCEPTS_PER_WAKE; i++) {
+        int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0) {
+            if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR &&
+                errno != ECONNABORTED)
+                oms_log(w->d->log, OMS_LOG_WARN, "accept failed", OMS_LS("error", strerror(errno)),
+                        OMS_LI("thread", w->idx));
+            return; /* another thread took it, or none is left */
+        }
+        /* HTTP serving mode, TLS when the vhost has it; lws closes fd on
+         * failure */
+        lws_adopt_socket_vhost(vh, fd);
+    }
+}
+
 /* ---- timers and life cycle ----------------------------------------------------------------- */
 
-static lws_sorted_usec_list_t sul_tick;
-
-static omsd *tick_daemon; /* the one daemon of this process, for the tick */
-
+/* Every 100 ms on each service thread: its timers, its drain; the first
+ * one also keeps the process-wide figures, the history and presence. */
 static void tick(lws_sorted_usec_list_t *sul)
 {
-    omsd *d = tick_daemon;
-    oms_wheel_advance(&d->wheel, omsd_mono_ms());
+    omsd_worker *w = lws_container_of(sul, omsd_worker, sul_tick);
+    omsd *d = w->d;
+    omsd_self = w;
+    oms_wheel_advance(&w->wheel, omsd_mono_ms());
     uint64_t now = oms_mono_ns();
-    if (now - d->rate_mark_ns >= 1000000000u) {
+    if (w->idx == 0 && now - d->rate_mark_ns >= 1000000000u) {
         omsd_history_sweep(d, oms_now_ms());
         /* the history's turnover leaves freed memory in the heap: give the
          * free pages back now and then, so RSS follows what is in use */
@@ -1254,8 +1447,10 @@ static void tick(lws_sorted_usec_list_t *sul)
         uint64_t consumed = 0, delivered = 0;
         for (int k = 0; k < OMS_TOPIC__COUNT; k++)
             consumed += atomic_load(&d->m.consumed[k]);
-        for (int k = 0; k < OMS_TOPIC__COUNT; k++)
-            delivered += d->m.delivered[k];
+        for (int i = 0; i < d->nworkers; i++)
+            for (int k = 0; k < OMS_TOPIC__COUNT; k++)
+                delivered += atomic_load_explicit(&d->workers[i].delivered[k],
+                                                  memory_order_relaxed);
         double secs = (double)(now - d->rate_mark_ns) / 1e9;
         d->events_per_s = (double)(consumed - d->rate_mark_consumed) / secs;
         d->deliveries_per_s = (double)(delivered - d->rate_mark_delivered) / secs;
@@ -1263,92 +1458,188 @@ static void tick(lws_sorted_usec_list_t *sul)
         d->rate_mark_delivered = delivered;
         d->rate_mark_ns = now;
     }
-    if (omsd_stop && !d->draining) {
-        /* systemd: stopping starts now, with the drain (not after it) */
-        omsd_notify("STOPPING=1\nSTATUS=closing clients");
-        d->draining = true;
-        d->drain_deadline_ns = now + 4500000000u;
-        oms_log(d->log, OMS_LOG_INFO, "shutting down: closing clients",
-                OMS_LI("connections", d->nconns));
-        for (omsd_conn *c = d->conns; c; c = c->next)
+    if (omsd_stop && !w->draining) {
+        if (!atomic_exchange(&d->stopping, 1)) {
+            /* systemd: stopping starts now, with the drain (not after it) */
+            omsd_notify("STOPPING=1\nSTATUS=closing clients");
+            oms_log(d->log, OMS_LOG_INFO, "shutting down: closing clients",
+                    OMS_LI("connections", omsd_nconns(d)));
+        }
+        w->draining = true;
+        w->drain_deadline_ns = now + 4500000000u;
+        for (omsd_conn *c = w->conns; c; c = c->next)
             conn_close(c, OMS_CLOSE_GOING_AWAY, "server shutting down");
         omsd_sio_drain(d);
     }
-    lws_sul_schedule(d->ctx, 0, sul, tick, 100 * LWS_US_PER_MS);
+    lws_sul_schedule(w->ctx, 0, sul, tick, 100 * LWS_US_PER_MS);
 }
 
-int omsd_server_start(omsd *d, char *errbuf, size_t errlen)
+static int worker_init(omsd *d, omsd_worker *w, int idx, char *errbuf, size_t errlen)
 {
+    w->d = d;
+    w->idx = idx;
+    pthread_mutex_init(&w->xq_lock, NULL);
+    w->router = oms_router_new();
+    /* 100 ms ticks, 4096 slots: a turn of the wheel is 409.6 s */
+    if (!w->router || oms_wheel_init(&w->wheel, 4096, 100, omsd_mono_ms()) != OMS_OK)
+        goto nomem;
+    for (int k = 0; k < OMS_TOPIC__COUNT; k++) {
+        w->last_offset[k] = malloc((d->nparts[k] > 0 ? (size_t)d->nparts[k] : 1) * sizeof(int64_t));
+        if (!w->last_offset[k])
+            goto nomem;
+        for (int p = 0; p < d->nparts[k]; p++)
+            w->last_offset[k][p] = d->start_offset[k][p] - 1;
+    }
     struct lws_context_creation_info info;
     memset(&info, 0, sizeof info);
-    info.port = d->cfg.server.port;
-    info.iface = strcmp(d->cfg.server.host, "0.0.0.0") == 0 ? NULL : d->cfg.server.host;
+    /* a server vhost that does not listen: connections come from our
+     * listening socket (accept_some) */
+    info.port = CONTEXT_PORT_NO_LISTEN_SERVER;
     info.protocols = protocols;
-    info.user = d;
+    info.user = w;
     /* no retry_and_idle_policy: lws would re-arm a timer in its sorted list
      * (O(connections)) on every frame received; pings and the idle timeout
-     * are ours, on d->wheel (on_idle_check) */
-    info.options = LWS_SERVER_OPTION_HTTP_HEADERS_SECURITY_BEST_PRACTICES_ENFORCE * 0 |
-                   LWS_SERVER_OPTION_VALIDATE_UTF8;
-    /* lws binds every address when IPv6 is on, whatever iface says: an IPv4
-     * host (127.0.0.1 above all) must mean that address only */
-    if (info.iface && strchr(info.iface, ':') == NULL)
-        info.options |= LWS_SERVER_OPTION_DISABLE_IPV6;
+     * are ours, on w->wheel (on_idle_check) */
+    info.options = LWS_SERVER_OPTION_VALIDATE_UTF8;
     info.max_http_header_data = 8192;
     info.pt_serv_buf_size = 64 * 1024;
     info.timeout_secs = 20;
     info.ka_time = 0;
     if (d->cfg.server.tls_cert[0]) {
-        info.options |= LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
+        /* ADOPT_APPLY_LISTEN_ACCEPT_CONFIG: the vhost's TLS for the
+         * sockets we adopt, and no client TLS context (omsd connects to
+         * no one over lws; with several contexts lws leaks those) */
+        info.options |= LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT |
+                        LWS_SERVER_OPTION_ADOPT_APPLY_LISTEN_ACCEPT_CONFIG;
         info.ssl_cert_filepath = d->cfg.server.tls_cert;
         info.ssl_private_key_filepath = d->cfg.server.tls_key;
     }
+    omsd_self = w;
+    w->ctx = lws_create_context(&info);
+    if (!w->ctx) {
+        oms_errf(errbuf, errlen, "cannot start the server (bad TLS files?)");
+        return OMS_EIO;
+    }
+    struct lws_vhost *vh = lws_get_vhost_by_name(w->ctx, "default");
+    int lfd = dup(d->listen_fd);
+    lws_sock_file_fd_type fd = {.filefd = lfd};
+    if (!vh || lfd < 0 || !lws_adopt_descriptor_vhost(vh, LWS_ADOPT_RAW_FILE_DESC, fd, "oms", NULL)) {
+        oms_errf(errbuf, errlen, "cannot watch the listening socket");
+        return OMS_EIO;
+    }
+    omsd_sio_init(d);
+    lws_sul_schedule(w->ctx, 0, &w->sul_tick, tick, 100 * LWS_US_PER_MS);
+    omsd_self = NULL;
+    return OMS_OK;
+nomem:
+    oms_errf(errbuf, errlen, "out of memory");
+    return OMS_ENOMEM;
+}
+
+int omsd_server_start(omsd *d, char *errbuf, size_t errlen)
+{
     lws_set_log_level(getenv("OMS_LWS_DEBUG") ? LLL_ERR | LLL_WARN | LLL_NOTICE | LLL_INFO : LLL_ERR, NULL);
-    d->router = oms_router_new();
-    /* 100 ms ticks, 4096 slots: a turn of the wheel is 409.6 s */
-    if (!d->router || oms_wheel_init(&d->wheel, 4096, 100, omsd_mono_ms()) != OMS_OK) {
+    d->listen_fd = -1;
+    int n = d->cfg.server.threads;
+    if (n <= 0) {
+        long cores = sysconf(_SC_NPROCESSORS_ONLN);
+        n = cores > 0 ? (int)cores : 1;
+    }
+    if (n > OMSD_MAX_THREADS)
+        n = OMSD_MAX_THREADS;
+    d->workers = calloc((size_t)n, sizeof *d->workers);
+    d->users = json_object();
+    if (!d->workers || !d->users) {
         oms_errf(errbuf, errlen, "out of memory");
         return OMS_ENOMEM;
     }
-    d->ctx = lws_create_context(&info);
-    if (!d->ctx) {
-        oms_errf(errbuf, errlen, "cannot listen on %s:%d (port taken, or bad TLS files?)",
-                 d->cfg.server.host, d->cfg.server.port);
+    pthread_mutex_init(&d->users_lock, NULL);
+    d->listen_fd = open_listener(d, errbuf, errlen);
+    if (d->listen_fd < 0)
         return OMS_EIO;
+    for (int i = 0; i < n; i++) {
+        d->nworkers = i + 1;
+        int rc = worker_init(d, &d->workers[i], i, errbuf, errlen);
+        if (rc != OMS_OK)
+            return rc;
     }
-    tick_daemon = d;
-    omsd_sio_init(d);
     d->rate_mark_ns = oms_mono_ns();
-    lws_sul_schedule(d->ctx, 0, &sul_tick, tick, 100 * LWS_US_PER_MS);
     return OMS_OK;
+}
+
+/* A service thread's loop, until its drain ends. */
+static void *worker_main(void *arg)
+{
+    omsd_worker *w = arg;
+    omsd *d = w->d;
+    omsd_self = w;
+    while (lws_service(w->ctx, 0) >= 0) {
+        /* sessions closed during that turn: nothing of ours runs now */
+        omsd_sio_reap();
+        if (w->idx == 0 && omsd_reload_requested && !w->draining)
+            omsd_reload(d); /* SIGHUP: notify.c; bumps reload_gen */
+        if (w->reload_gen != atomic_load(&d->reload_gen)) {
+            w->reload_gen = atomic_load(&d->reload_gen);
+            omsd_reload_tls(w);
+        }
+        if (w->draining && ((atomic_load(&w->nconns) == 0 && w->sio_ws_conns == 0) ||
+                            oms_mono_ns() > w->drain_deadline_ns))
+            break;
+    }
+    return NULL;
 }
 
 int omsd_server_run(omsd *d)
 {
-    while (lws_service(d->ctx, 0) >= 0) {
-        /* sessions closed during that turn: nothing of ours runs now */
-        omsd_sio_reap();
-        if (omsd_reload_requested && !d->draining)
-            omsd_reload(d); /* SIGHUP: notify.c */
-        if (d->draining &&
-            ((d->nconns == 0 && sio_ws_conns == 0) || oms_mono_ns() > d->drain_deadline_ns))
+    for (int i = 1; i < d->nworkers; i++) {
+        if (pthread_create(&d->workers[i].thread, NULL, worker_main, &d->workers[i]) != 0) {
+            oms_log(d->log, OMS_LOG_ERROR, "cannot start a service thread", OMS_LI("thread", i));
+            d->nworkers = i; /* the others are not served; their contexts still listen */
             break;
+        }
     }
+    oms_log(d->log, OMS_LOG_INFO, "service threads", OMS_LI("threads", d->nworkers));
+    worker_main(&d->workers[0]);
+    for (int i = 1; i < d->nworkers; i++)
+        pthread_join(d->workers[i].thread, NULL);
     return 0;
 }
 
 void omsd_server_stop(omsd *d)
 {
-    if (!d->ctx)
+    if (!d->workers)
         return;
-    lws_sul_cancel(&sul_tick);
-    omsd_sio_free_all(d);
-    lws_context_destroy(d->ctx);
-    oms_wheel_free(&d->wheel);
+    /* the first context last: it set OpenSSL up for the process */
+    for (int i = d->nworkers - 1; i >= 0; i--) {
+        omsd_worker *w = &d->workers[i];
+        omsd_self = w;
+        if (w->ctx) {
+            lws_sul_cancel(&w->sul_tick);
+            omsd_sio_free_all(d);
+            lws_context_destroy(w->ctx);
+            w->ctx = NULL;
+        }
+    }
+    for (int i = 0; i < d->nworkers; i++) {
+        omsd_worker *w = &d->workers[i];
+        omsd_self = w;
+        /* whatever was handed over after the last drain has no one to go to */
+        drain_xq(w, false);
+        oms_wheel_free(&w->wheel);
+        oms_router_free(w->router);
+        for (int k = 0; k < OMS_TOPIC__COUNT; k++)
+            free(w->last_offset[k]);
+        pthread_mutex_destroy(&w->xq_lock);
+    }
+    omsd_self = NULL;
+    if (d->listen_fd >= 0)
+        close(d->listen_fd);
+    d->listen_fd = -1;
     addr_free_all();
-    oms_router_free(d->router);
-    d->router = NULL;
-    d->ctx = NULL;
-    /* whatever was handed over after the last drain has no one to go to */
-    drain_xq(d, false);
+    free(d->workers);
+    d->workers = NULL;
+    d->nworkers = 0;
+    json_decref(d->users);
+    d->users = NULL;
+    pthread_mutex_destroy(&d->users_lock);
 }

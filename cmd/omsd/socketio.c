@@ -67,8 +67,12 @@ struct omsd_sio {
     bool dead; /* closed: in the graveyard, freed by omsd_sio_reap */
     omsd_sio *grave_next;
     omsd_addr *addr; /* the address slot of a polling session's handshake */
+    omsd_worker *home; /* the service thread it lives on */
     /* polling */
-    omsd_conn *get; /* the held GET */
+    omsd_conn *get;      /* the held GET, on this thread */
+    uint64_t get_remote; /* or the held GET another thread keeps for us */
+    bool flush_queued;   /* in S.flush: packets for get_remote */
+    omsd_sio *flush_next;
     omsd_frame **q;
     uint32_t qhead, qlen, qcap;
     /* websocket */
@@ -77,7 +81,7 @@ struct omsd_sio {
     bool probed;      /* 2probe answered */
     /* timers */
     bool awaiting_pong;
-    oms_wtimer t_hb, t_connect, t_upgrade, t_noop, t_exp; /* on S.d->wheel */
+    oms_wtimer t_hb, t_connect, t_upgrade, t_noop, t_exp; /* on its thread's wheel */
     /* namespace /events */
     bool joined;
     int refusals; /* CONNECTs refused on this EIO connection */
@@ -93,14 +97,20 @@ struct omsd_sio {
     json_t *att_args;
 };
 
-static struct {
+/* The sessions of one service thread (omsd_worker.sio); S is the calling
+ * thread's. A session lives on the thread that created it: its sid's
+ * first character names that thread, and a polling request that another
+ * thread received is forwarded there (XQ_SIO). */
+struct omsd_sio_state {
     omsd *d;
     omsd_sio *all;
     omsd_sio **hash; /* by sid, nbuckets (a power of two) chains */
     size_t nbuckets;
     size_t count;
-    size_t unauth; /* sessions not joined to /events */
     omsd_sio *grave; /* closed, to be freed by omsd_sio_reap */
+    omsd_sio *flush; /* remote GETs to answer at the end of the turn */
+    struct probe_wait *probes; /* WebSockets waiting for their session to move here */
+    uint64_t next_probe;
     int64_t ping_interval_ms, ping_timeout_ms, connect_timeout_ms, upgrade_timeout_ms;
     size_t max_payload;
     uint32_t queue_limit;
@@ -108,7 +118,8 @@ static struct {
     oms_router *router; /* joined sessions by channel, as for plain connections */
     omsd_sio **batch;   /* one event's recipients, held while it is sent */
     size_t nbatch, capbatch;
-} S;
+};
+#define S (*omsd_self->sio)
 
 /* ---- settings -------------------------------------------------------------------------- */
 
@@ -153,6 +164,8 @@ static omsd_frame *frame_text(const char *s)
 
 void omsd_sio_init(omsd *d)
 {
+    if (!omsd_self->sio && !(omsd_self->sio = calloc(1, sizeof *omsd_self->sio)))
+        return; /* out of memory at start-up: no Socket.IO on this thread */
     S.d = d;
     if (!S.router)
         S.router = oms_router_new();
@@ -188,10 +201,13 @@ size_t omsd_sio_max_payload(void)
 
 static omsd_sio *find(const char *sid);
 
+static bool reg_is_joined(const char *sid);
+
 size_t omsd_sio_body_limit(const char *sid)
 {
-    const omsd_sio *s = sid ? find(sid) : NULL;
-    return s && s->joined ? S.max_payload : OMSD_SIO_PREAUTH_BYTES;
+    /* the session may live on another thread: the registry knows */
+    return sid && strlen(sid) == ID_LEN && reg_is_joined(sid) ? S.max_payload
+                                                               : OMSD_SIO_PREAUTH_BYTES;
 }
 
 size_t omsd_sio_message_limit(const omsd_conn *c)
@@ -205,7 +221,7 @@ size_t omsd_sio_message_limit(const omsd_conn *c)
 static int unauth_full(char *msg, size_t len)
 {
     int max = S.d->cfg.server.max_unauth_sessions;
-    if (max <= 0 || S.unauth < (size_t)max)
+    if (max <= 0 || atomic_load(&S.d->sio_unauth) < (size_t)max)
         return 0;
     S.d->m.unauth_refused++;
     snprintf(msg, len,
@@ -217,9 +233,11 @@ static int unauth_full(char *msg, size_t len)
 
 /* ---- sessions ---------------------------------------------------------------------------- */
 
+static const char id_alpha[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+
 static int random_id(char out[ID_LEN + 1])
 {
-    static const char a[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    const char *a = id_alpha;
     unsigned char raw[ID_BYTES];
     size_t got = 0;
     while (got < sizeof raw) {
@@ -293,10 +311,131 @@ static omsd_sio *find(const char *sid)
 static void sched(omsd_sio *s, oms_wtimer *t, oms_wtimer_fn cb, int64_t ms)
 {
     if (!s->dead)
-        oms_wheel_arm(&S.d->wheel, t, omsd_mono_ms(), ms, cb);
+        oms_wheel_arm(&omsd_self->wheel, t, omsd_mono_ms(), ms, cb);
 }
 
-static void session_free(omsd_sio *s)
+/* ---- the sessions of every thread ------------------------------------------------------------ */
+
+/* Which thread holds each session, and whether a WebSocket has it or is
+ * claiming it: requests that land on another thread are sent there, and
+ * an upgrade is refused at once when the session has a WebSocket already
+ * (one per session), whichever thread it lands on. {sid: state}, state =
+ * thread | REG_WS | claim time (ms) << REG_CLAIM_SHIFT. */
+#define REG_WS 0x100
+#define REG_JOINED 0x200 /* joined to /events: its requests may be large */
+#define REG_CLAIM_SHIFT 16
+#define REG_CLAIM_MS 10000 /* a claim whose WebSocket never came is void after this */
+static pthread_mutex_t reg_lock = PTHREAD_MUTEX_INITIALIZER;
+static json_t *reg;
+
+static json_int_t reg_get_locked(const char *sid)
+{
+    json_t *v = reg ? json_object_get(reg, sid) : NULL;
+    return v ? json_integer_value(v) : -1;
+}
+
+static void reg_set_locked(const char *sid, json_int_t state)
+{
+    if (!reg)
+        reg = json_object();
+    if (reg)
+        json_object_set_new(reg, sid, json_integer(state));
+}
+
+static void reg_put(const char *sid, int thread, bool ws)
+{
+    pthread_mutex_lock(&reg_lock);
+    reg_set_locked(sid, thread | (ws ? REG_WS : 0));
+    pthread_mutex_unlock(&reg_lock);
+}
+
+static void reg_del(const char *sid)
+{
+    pthread_mutex_lock(&reg_lock);
+    if (reg) {
+        json_object_del(reg, sid);
+        if (json_object_size(reg) == 0) {
+            json_decref(reg);
+            reg = NULL;
+        }
+    }
+    pthread_mutex_unlock(&reg_lock);
+}
+
+/* A new owner, or the WebSocket transport (which ends a claim). */
+static void reg_update(const char *sid, int thread, bool ws)
+{
+    pthread_mutex_lock(&reg_lock);
+    json_int_t st = reg_get_locked(sid);
+    if (st >= 0) {
+        if (!ws)
+            reg_set_locked(sid, (st & ~(json_int_t)0xff) | thread);
+        else
+            reg_set_locked(sid, thread | REG_WS | (st & REG_JOINED));
+    }
+    pthread_mutex_unlock(&reg_lock);
+}
+
+static void reg_joined(const char *sid, bool joined)
+{
+    pthread_mutex_lock(&reg_lock);
+    json_int_t st = reg_get_locked(sid);
+    if (st >= 0)
+        reg_set_locked(sid, joined ? st | REG_JOINED : st & ~(json_int_t)REG_JOINED);
+    pthread_mutex_unlock(&reg_lock);
+}
+
+static bool reg_is_joined(const char *sid)
+{
+    pthread_mutex_lock(&reg_lock);
+    json_int_t st = reg_get_locked(sid);
+    pthread_mutex_unlock(&reg_lock);
+    return st >= 0 && (st & REG_JOINED);
+}
+
+/* An upgrade for sid: 0 (claimed for it), 1 no such session, 2 it has or
+ * is getting a WebSocket. */
+static int reg_claim(const char *sid)
+{
+    int rc;
+    int64_t now = omsd_mono_ms();
+    pthread_mutex_lock(&reg_lock);
+    json_int_t st = reg_get_locked(sid);
+    int64_t claimed = st >= 0 ? (int64_t)(st >> REG_CLAIM_SHIFT) : 0;
+    if (st < 0)
+        rc = 1;
+    else if ((st & REG_WS) || (claimed && now - claimed < REG_CLAIM_MS))
+        rc = 2;
+    else {
+        reg_set_locked(sid, (st & 0x3ff) | ((json_int_t)now << REG_CLAIM_SHIFT));
+        rc = 0;
+    }
+    pthread_mutex_unlock(&reg_lock);
+    return rc;
+}
+
+static void reg_unclaim(const char *sid)
+{
+    pthread_mutex_lock(&reg_lock);
+    json_int_t st = reg_get_locked(sid);
+    if (st >= 0)
+        reg_set_locked(sid, st & 0x3ff);
+    pthread_mutex_unlock(&reg_lock);
+}
+
+/* The thread that holds session sid (-1: none). */
+static int owner_of(const omsd *d, const char *sid)
+{
+    if (strlen(sid) != ID_LEN)
+        return -1;
+    pthread_mutex_lock(&reg_lock);
+    json_int_t st = reg_get_locked(sid);
+    pthread_mutex_unlock(&reg_lock);
+    int t = st >= 0 ? (int)(st & 0xff) : -1;
+    return t < d->nworkers ? t : -1;
+}
+
+static void session_free_d(omsd *d, omsd_sio *s)
 {
     while (s->qlen) {
         omsd_frame_unref(s->q[s->qhead]);
@@ -305,18 +444,45 @@ static void session_free(omsd_sio *s)
     }
     free(s->q);
     json_decref(s->att_args);
-    omsd_rstate_free(S.d, &s->rst);
+    omsd_rstate_free(d, &s->rst);
     omsd_addr_put(s->addr);
+    reg_del(s->sid);
     free(s);
 }
 
-size_t omsd_sio_unauthenticated(void)
+static void session_free(omsd_sio *s)
 {
-    return S.unauth;
+    session_free_d(S.d, s);
 }
+
+size_t omsd_sio_unauthenticated(omsd *d)
+{
+    return atomic_load(&d->sio_unauth);
+}
+
+static char *poll_body(omsd *d, omsd_sio *s, size_t *len);
+static void send_answer(uint64_t id, int status, const char *ctype, char *body, size_t len);
 
 void omsd_sio_reap(void)
 {
+    if (!omsd_self->sio)
+        return;
+    while (S.flush) {
+        omsd_sio *s = S.flush;
+        S.flush = s->flush_next;
+        s->flush_queued = false;
+        if (s->dead || !s->get_remote || !s->qlen)
+            continue;
+        size_t len = 0;
+        char *body = poll_body(S.d, s, &len);
+        if (!body)
+            continue;
+        uint64_t id = s->get_remote;
+        s->get_remote = 0;
+        send_answer(id, 200, TEXT_PLAIN, body, len);
+        if (s->rst.rs)
+            omsd_resume_pump(S.d, &s->rst);
+    }
     while (S.grave) {
         omsd_sio *s = S.grave;
         S.grave = s->grave_next;
@@ -330,10 +496,11 @@ static void set_joined(omsd_sio *s, bool joined)
     if (s->joined == joined)
         return;
     s->joined = joined;
+    reg_joined(s->sid, joined);
     if (joined)
-        S.unauth--;
+        atomic_fetch_sub(&S.d->sio_unauth, 1);
     else
-        S.unauth++;
+        atomic_fetch_add(&S.d->sio_unauth, 1);
 }
 
 static void on_heartbeat(oms_wtimer *t);
@@ -350,6 +517,8 @@ static omsd_sio *session_new(omsd *d, sio_transport tr)
         free(s);
         return NULL;
     }
+    s->home = omsd_self;
+    reg_put(s->sid, omsd_self->idx, tr == TR_WEBSOCKET);
     s->tr = tr;
     s->att_ack = -1;
     s->next = S.all;
@@ -360,7 +529,7 @@ static omsd_sio *session_new(omsd *d, sio_transport tr)
     s->hnext = S.hash[b];
     S.hash[b] = s;
     S.count++;
-    S.unauth++;
+    atomic_fetch_add(&S.d->sio_unauth, 1);
     sched(s, &s->t_hb, on_heartbeat, S.ping_interval_ms);
     sched(s, &s->t_connect, on_connect_timeout, S.connect_timeout_ms);
     (void)d;
@@ -374,25 +543,44 @@ static void leave(omsd_sio *s)
     set_joined(s, false);
     oms_router_remove(S.router, &s->route);
     omsd_rstate_free(S.d, &s->rst);
-    S.d->nconns--;
-    oms_wheel_cancel(&S.d->wheel, &s->t_exp);
+    atomic_fetch_sub(&omsd_self->nconns, 1);
+    omsd_users_add(S.d, s->sess.who.user_id, -1);
+    omsd_subs_count(S.d, s->sess.subs, 0);
+    oms_wheel_cancel(&omsd_self->wheel, &s->t_exp);
     oms_log(S.d->log, OMS_LOG_DEBUG, "socket.io client left", OMS_LI("userId", s->sess.who.user_id));
     /* an EIO connection without a namespace does not stay around */
     sched(s, &s->t_connect, on_connect_timeout, S.connect_timeout_ms);
 }
 
-/* Answer the held GET with one packet. */
+/* Answer the held GET (here or on another thread) with one packet. */
 static void answer_get(omsd_sio *s, const omsd_frame *f)
 {
     omsd_conn *c = s->get;
-    if (!c)
+    if (!c && !s->get_remote)
         return;
-    s->get = NULL;
-    omsd_conn_set_sio(c, NULL);
     char *body = malloc(f->len ? f->len : 1);
     if (body)
         memcpy(body, FDATA(f), f->len);
-    omsd_http_reply(c, 200, TEXT_PLAIN, body, body ? f->len : 0);
+    if (c) {
+        s->get = NULL;
+        omsd_conn_set_sio(c, NULL);
+        omsd_http_reply(c, 200, TEXT_PLAIN, body, body ? f->len : 0);
+    } else {
+        uint64_t id = s->get_remote;
+        s->get_remote = 0;
+        send_answer(id, 200, TEXT_PLAIN, body, body ? f->len : 0);
+    }
+}
+
+/* A held GET on another thread: answered with the queued packets at the
+ * end of this turn of the loop (omsd_sio_reap), so a burst goes in one. */
+static void flush_later(omsd_sio *s)
+{
+    if (s->flush_queued)
+        return;
+    s->flush_queued = true;
+    s->flush_next = S.flush;
+    S.flush = s;
 }
 
 /* Close a session: its WebSocket gets a close frame (code), a held GET gets
@@ -418,16 +606,18 @@ static void session_close(omsd_sio *s, int code, const char *reason, const omsd_
     S.count--;
     if (s->joined) {
         oms_router_remove(S.router, &s->route);
-        d->nconns--;
+        atomic_fetch_sub(&omsd_self->nconns, 1);
+        omsd_users_add(d, s->sess.who.user_id, -1);
+        omsd_subs_count(d, s->sess.subs, 0);
         s->joined = false;
     } else {
-        S.unauth--;
+        atomic_fetch_sub(&d->sio_unauth, 1);
     }
-    oms_wheel_cancel(&S.d->wheel, &s->t_hb);
-    oms_wheel_cancel(&S.d->wheel, &s->t_connect);
-    oms_wheel_cancel(&S.d->wheel, &s->t_upgrade);
-    oms_wheel_cancel(&S.d->wheel, &s->t_noop);
-    oms_wheel_cancel(&S.d->wheel, &s->t_exp);
+    oms_wheel_cancel(&omsd_self->wheel, &s->t_hb);
+    oms_wheel_cancel(&omsd_self->wheel, &s->t_connect);
+    oms_wheel_cancel(&omsd_self->wheel, &s->t_upgrade);
+    oms_wheel_cancel(&omsd_self->wheel, &s->t_noop);
+    oms_wheel_cancel(&omsd_self->wheel, &s->t_exp);
     if (s->ws) {
         omsd_conn *c = s->ws;
         s->ws = NULL;
@@ -440,8 +630,7 @@ static void session_close(omsd_sio *s, int code, const char *reason, const omsd_
         omsd_conn_set_sio(c, NULL);
         omsd_conn_close(c, code, reason);
     }
-    if (s->get)
-        answer_get(s, get_answer ? get_answer : S.f_close);
+    answer_get(s, get_answer ? get_answer : S.f_close);
     oms_log(d->log, OMS_LOG_DEBUG, "socket.io session closed", OMS_LS("reason", reason),
             OMS_LI("userId", s->sess.who.user_id));
     s->grave_next = S.grave;
@@ -491,6 +680,8 @@ static bool sio_send(omsd_sio *s, omsd_frame *f)
     s->qlen++;
     if (s->get && s->qlen == 1)
         omsd_conn_want_write(s->get);
+    else if (s->get_remote)
+        flush_later(s);
     return true;
 }
 
@@ -575,8 +766,9 @@ static void abandon_upgrade(omsd_sio *s, int code, const char *reason)
     omsd_conn *c = s->probe;
     s->probe = NULL;
     s->probed = false;
-    oms_wheel_cancel(&S.d->wheel, &s->t_upgrade);
-    oms_wheel_cancel(&S.d->wheel, &s->t_noop);
+    oms_wheel_cancel(&omsd_self->wheel, &s->t_upgrade);
+    oms_wheel_cancel(&omsd_self->wheel, &s->t_noop);
+    reg_unclaim(s->sid);
     if (c) {
         omsd_conn_set_sio(c, NULL);
         omsd_conn_close(c, code, reason);
@@ -596,8 +788,7 @@ static void on_noop_tick(oms_wtimer *t)
     omsd_sio *s = lws_container_of(t, omsd_sio, t_noop);
     if (!s->probe || !s->probed)
         return;
-    if (s->get)
-        answer_get(s, S.f_noop);
+    answer_get(s, S.f_noop);
     sched(s, &s->t_noop, on_noop_tick, 100);
 }
 
@@ -683,9 +874,10 @@ static int sio_connect(omsd_sio *s, const char *nsp, const json_t *auth)
         return -1;
     }
     set_joined(s, true);
-    d->nconns++;
+    atomic_fetch_add(&omsd_self->nconns, 1);
+    omsd_users_add(d, who.user_id, 1);
     d->m.connections_total++;
-    oms_wheel_cancel(&S.d->wheel, &s->t_connect);
+    oms_wheel_cancel(&omsd_self->wheel, &s->t_connect);
     json_t *p = json_pack("{s:s}", "sid", s->nsp_sid);
     send_new(s, sio_frame('0', NSP, -1, p));
     json_decref(p);
@@ -725,8 +917,10 @@ static void sio_event(omsd_sio *s, const json_t *args, int64_t ack)
         oms_session_on_message(&s->sess, &env, name, json_array_get(args, 1), &out);
     else
         d->m.rate_limited++;
-    if (s->sess.subs != subs)
+    if (s->sess.subs != subs) {
         omsd_rstate_subs(d, &s->rst, subs, s->sess.subs);
+        omsd_subs_count(d, subs, s->sess.subs);
+    }
     if (s->joined && oms_router_update(S.router, &s->route, &s->sess) != OMS_OK)
         d->m.dropped[OMS_TOPIC_NOTIFICATIONS]++; /* out of memory: its lists are unchanged */
     if (out.exp_changed)
@@ -935,12 +1129,28 @@ static bool valid_base64(const char *p, size_t n)
 
 /* ---- polling ----------------------------------------------------------------------------- */
 
-static void http_error(omsd_conn *c, int status, int code, const char *message)
+/* Where the answer to a polling request goes: a connection of this thread,
+ * or (remote != 0) a request another thread keeps open for it. */
+typedef struct sio_reply {
+    omsd_conn *c;
+    uint64_t remote;
+} sio_reply;
+
+static void reply(sio_reply to, int status, const char *ctype, char *body, size_t len)
 {
-    char buf[160];
-    int n = snprintf(buf, sizeof buf, "{\"code\":%d,\"message\":\"%s\"}", code, message);
-    omsd_http_reply(c, status, "application/json", strdup(buf), (size_t)n);
+    if (to.c)
+        omsd_http_reply(to.c, status, ctype, body, len);
+    else
+        send_answer(to.remote, status, ctype, body, len);
 }
+
+static void reply_error(sio_reply to, int status, int code, const char *message)
+{
+    char buf[320];
+    int n = snprintf(buf, sizeof buf, "{\"code\":%d,\"message\":\"%s\"}", code, message);
+    reply(to, status, "application/json", strdup(buf), (size_t)n);
+}
+
 
 static char *open_packet(const omsd_sio *s, size_t *len)
 {
@@ -983,103 +1193,125 @@ static int post_body(omsd_sio *s, const char *p, size_t n)
     return 0;
 }
 
-void omsd_sio_http(omsd *d, omsd_conn *c, const omsd_sio_req *r)
+static void forward_request(omsd *d, sio_reply to, const omsd_sio_req *r, int owner);
+
+static void handle_polling(omsd *d, sio_reply to, const omsd_sio_req *r)
 {
+    omsd_conn *c = to.c; /* NULL: the request came from another thread */
     if (r->origin[0] && !r->origin_ok) {
         d->m.auth_failures++;
-        http_error(c, 403, 4, "Forbidden");
+        reply_error(to, 403, 4, "Forbidden");
         return;
     }
     if (strcmp(r->method, "OPTIONS") == 0) {
-        omsd_http_reply(c, 204, TEXT_PLAIN, NULL, 0);
+        reply(to, 204, TEXT_PLAIN, NULL, 0);
         return;
     }
     if (strcmp(r->transport, "polling") != 0) {
         if (strcmp(r->transport, "websocket") == 0)
-            http_error(c, 400, 3, "Bad request");
+            reply_error(to, 400, 3, "Bad request");
         else
-            http_error(c, 400, 0, "Transport unknown");
+            reply_error(to, 400, 0, "Transport unknown");
         return;
     }
     if (strcmp(r->eio, "4") != 0) {
-        http_error(c, 400, 5, "Unsupported protocol version");
+        reply_error(to, 400, 5, "Unsupported protocol version");
         return;
     }
     if (!r->has_sid) {
         if (strcmp(r->method, "GET") != 0) {
-            http_error(c, 400, 2, "Bad handshake method");
+            reply_error(to, 400, 2, "Bad handshake method");
             return;
         }
-        if (d->draining) {
-            http_error(c, 503, 3, "Server shutting down");
+        if (atomic_load(&d->stopping)) {
+            reply_error(to, 503, 3, "Server shutting down");
             return;
         }
         char why[200];
         omsd_addr *a = NULL;
         int st = unauth_full(why, sizeof why);
-        if (!st && (st = omsd_conn_addr_acquire(c, &a, why, sizeof why)) != 0)
+        if (!st && c && (st = omsd_conn_addr_acquire(c, &a, why, sizeof why)) != 0)
             d->m.address_refused++;
         if (st) {
-            http_error(c, st, 3, why);
+            reply_error(to, st, 3, why);
             return;
         }
         omsd_sio *s = session_new(d, TR_POLLING);
         if (!s) {
             omsd_addr_put(a);
-            http_error(c, 500, 3, "Cannot create a session");
+            reply_error(to, 500, 3, "Cannot create a session");
             return;
         }
         s->addr = a;
         size_t len = 0;
         char *open = open_packet(s, &len);
-        omsd_http_reply(c, 200, TEXT_PLAIN, open, open ? len : 0);
+        reply(to, 200, TEXT_PLAIN, open, open ? len : 0);
         return;
     }
     omsd_sio *s = r->sid_long ? NULL : find(r->sid);
+    if (!s && !r->sid_long) {
+        int owner = owner_of(S.d, r->sid);
+        if (owner >= 0 && owner != omsd_self->idx) {
+            forward_request(d, to, r, owner); /* its thread answers */
+            return;
+        }
+        if (owner == omsd_self->idx) {
+            /* moving here: its hand-over may still wait in our queue */
+            omsd_xq_drain_now();
+            s = find(r->sid);
+        }
+    }
     if (!s) {
-        http_error(c, 400, 1, "Session ID unknown");
+        reply_error(to, 400, 1, "Session ID unknown");
         return;
     }
     if (s->tr != TR_POLLING) {
-        http_error(c, 400, 3, "Bad request"); /* upgraded already */
+        reply_error(to, 400, 3, "Bad request"); /* upgraded already */
         return;
     }
     if (strcmp(r->method, "GET") == 0) {
-        if (s->get) {
+        if (s->get || s->get_remote) {
             /* only one GET at a time */
-            http_error(c, 400, 3, "Bad request");
+            reply_error(to, 400, 3, "Bad request");
             protocol_error(s, "overlapping GET");
-        } else {
+        } else if (c) {
             s->get = c;
             omsd_conn_set_sio(c, s);
             omsd_http_hold(c, hold_secs());
             if (s->qlen)
                 omsd_conn_want_write(c);
+        } else {
+            s->get_remote = to.remote;
+            if (s->qlen)
+                flush_later(s);
         }
     } else if (strcmp(r->method, "POST") == 0) {
         if (r->body_too_large) {
-            http_error(c, 413, 3, "Payload too large");
+            reply_error(to, 413, 3, "Payload too large");
             protocol_error(s, "POST body over maxPayload");
         } else if (r->content_type && strncmp(r->content_type, "application/octet-stream", 24) == 0) {
-            http_error(c, 400, 3, "Bad request");
+            reply_error(to, 400, 3, "Bad request");
             protocol_error(s, "binary POST body");
         } else if (post_body(s, r->body, r->body_len) != 0) {
-            http_error(c, 400, 3, "Bad request");
+            reply_error(to, 400, 3, "Bad request");
             protocol_error(s, "bad packet in a POST body");
         } else {
-            omsd_http_reply(c, 200, "text/html", strdup("ok"), 2);
+            reply(to, 200, "text/html", strdup("ok"), 2);
         }
     } else {
-        http_error(c, 400, 3, "Bad request");
+        reply_error(to, 400, 3, "Bad request");
     }
 }
 
-void omsd_sio_get_writeable(omsd *d, omsd_conn *c)
+void omsd_sio_http(omsd *d, omsd_conn *c, const omsd_sio_req *r)
 {
-    omsd_sio *s = omsd_conn_sio(c);
-    if (!s || s->get != c || s->qlen == 0)
-        return;
-    /* as many packets as fit in maxPayload, at least one */
+    handle_polling(d, (sio_reply){c, 0}, r);
+}
+
+/* A polling answer: as many queued packets as fit in maxPayload (at least
+ * one), joined with \x1e; they leave the queue. NULL when out of memory. */
+static char *poll_body(omsd *d, omsd_sio *s, size_t *len)
+{
     size_t total = 0;
     uint32_t k = 0;
     for (; k < s->qlen; k++) {
@@ -1091,7 +1323,7 @@ void omsd_sio_get_writeable(omsd *d, omsd_conn *c)
     }
     char *body = malloc(total ? total : 1);
     if (!body)
-        return;
+        return NULL;
     size_t at = 0;
     int64_t now_ms = oms_now_ms();
     for (uint32_t i = 0; i < k; i++) {
@@ -1101,18 +1333,332 @@ void omsd_sio_get_writeable(omsd *d, omsd_conn *c)
         memcpy(body + at, FDATA(f), f->len);
         at += f->len;
         if (f->topic >= 0)
-            d->m.delivered[f->topic]++;
+            OMSD_BUMP(omsd_self->delivered[f->topic], 1);
         if (f->ts_ms)
-            omsd_age_record(d, f->ts_ms, now_ms);
+            omsd_age_record(omsd_self, f->ts_ms, now_ms);
         omsd_frame_unref(f);
         s->qhead = (s->qhead + 1) % s->qcap;
         s->qlen--;
     }
+    (void)d;
+    *len = total;
+    return body;
+}
+
+void omsd_sio_get_writeable(omsd *d, omsd_conn *c)
+{
+    omsd_sio *s = omsd_conn_sio(c);
+    if (!s || s->get != c || s->qlen == 0)
+        return;
+    size_t total = 0;
+    char *body = poll_body(d, s, &total);
+    if (!body)
+        return;
     s->get = NULL;
     omsd_conn_set_sio(c, NULL);
     omsd_http_reply(c, 200, TEXT_PLAIN, body, total);
     if (s->rst.rs && !s->dead)
         omsd_resume_pump(d, &s->rst); /* for the next GET */
+}
+
+/* ---- between service threads ----------------------------------------------------------------- */
+
+enum { MSG_REQ, MSG_ANSWER, MSG_GONE, MSG_MOVE_ASK, MSG_MOVE };
+
+struct omsd_sio_msg {
+    int kind;
+    uint64_t id; /* the request (its thread in the low byte), or the waiting WebSocket */
+    char sid[OMSD_SIO_ARG_MAX];
+    /* MSG_REQ: a polling request another thread received */
+    char method[8], eio[OMSD_SIO_ARG_MAX], transport[OMSD_SIO_ARG_MAX], content_type[128];
+    bool origin_ok, body_too_large;
+    char *body;
+    size_t len;
+    /* MSG_ANSWER: its answer (body, len above); ctype is a static string */
+    int status;
+    const char *ctype;
+    /* MSG_MOVE: the session, NULL when it cannot move */
+    omsd_sio *s;
+    int from; /* MSG_MOVE_ASK: the thread that asks */
+};
+
+typedef struct probe_wait {
+    struct probe_wait *next;
+    uint64_t id;
+    omsd_conn *c;
+    /* what the client sent meanwhile ("2probe", "5"): replayed on arrival */
+    char early[4][16];
+    size_t early_len[4];
+    int nearly;
+} probe_wait;
+
+static void push_msg(omsd *d, int thread, omsd_sio_msg *m)
+{
+    omsd_xq_item *it = calloc(1, sizeof *it);
+    if (!it || thread < 0 || thread >= d->nworkers) {
+        free(it);
+        free(m->body);
+        free(m);
+        return;
+    }
+    it->kind = XQ_SIO;
+    it->sio = m;
+    omsd_xq_push(&d->workers[thread], it);
+}
+
+static void send_answer(uint64_t id, int status, const char *ctype, char *body, size_t len)
+{
+    omsd_sio_msg *m = calloc(1, sizeof *m);
+    if (!m) {
+        free(body);
+        return;
+    }
+    m->kind = MSG_ANSWER;
+    m->id = id;
+    m->status = status;
+    m->ctype = ctype;
+    m->body = body;
+    m->len = body ? len : 0;
+    push_msg(S.d, (int)(id & 0xff), m);
+}
+
+static void forward_request(omsd *d, sio_reply to, const omsd_sio_req *r, int owner)
+{
+    omsd_sio_msg *m = calloc(1, sizeof *m);
+    char *body = r->body_len ? malloc(r->body_len + 1) : NULL;
+    if (!m || (r->body_len && !body)) {
+        free(m);
+        free(body);
+        reply_error(to, 500, 3, "Out of memory");
+        return;
+    }
+    m->kind = MSG_REQ;
+    /* a connection here waits for the answer; a request that came from
+     * yet another thread keeps its own id */
+    m->id = to.c ? omsd_http_defer(to.c, strcmp(r->method, "GET") == 0 ? hold_secs() : 20,
+                                   r->sid)
+                 : to.remote;
+    snprintf(m->sid, sizeof m->sid, "%s", r->sid);
+    snprintf(m->method, sizeof m->method, "%s", r->method);
+    snprintf(m->eio, sizeof m->eio, "%s", r->eio);
+    snprintf(m->transport, sizeof m->transport, "%s", r->transport);
+    snprintf(m->content_type, sizeof m->content_type, "%s", r->content_type ? r->content_type : "");
+    m->origin_ok = r->origin_ok;
+    m->body_too_large = r->body_too_large;
+    if (body) {
+        memcpy(body, r->body, r->body_len);
+        body[r->body_len] = '\0';
+    }
+    m->body = body;
+    m->len = r->body_len;
+    d->m.sio_forwarded++;
+    push_msg(d, owner, m);
+}
+
+void omsd_sio_forward_gone(omsd *d, const char *sid, uint64_t id)
+{
+    int owner = owner_of(d, sid);
+    omsd_sio_msg *m = owner >= 0 ? calloc(1, sizeof *m) : NULL;
+    if (!m)
+        return;
+    m->kind = MSG_GONE;
+    m->id = id;
+    snprintf(m->sid, sizeof m->sid, "%s", sid);
+    push_msg(d, owner, m);
+}
+
+static void on_heartbeat(oms_wtimer *t);
+static void on_connect_timeout(oms_wtimer *t);
+static void on_upgrade_timeout(oms_wtimer *t);
+static void schedule_expiry(omsd_sio *s);
+
+/* Session s leaves this thread for thread `to` (its WebSocket is there):
+ * out of every structure here, its held GET answered with a noop (the
+ * client polls again, now routed to its new thread). */
+static void move_out(omsd *d, omsd_sio *s, int to)
+{
+    answer_get(s, S.f_noop);
+    if (s->prev)
+        s->prev->next = s->next;
+    else
+        S.all = s->next;
+    if (s->next)
+        s->next->prev = s->prev;
+    s->next = s->prev = NULL;
+    for (omsd_sio **pp = &S.hash[bucket(s->sid)]; *pp; pp = &(*pp)->hnext) {
+        if (*pp == s) {
+            *pp = s->hnext;
+            break;
+        }
+    }
+    s->hnext = NULL;
+    S.count--;
+    if (s->joined) {
+        oms_router_remove(S.router, &s->route);
+        atomic_fetch_sub(&omsd_self->nconns, 1);
+    }
+    if (s->flush_queued) {
+        for (omsd_sio **pp = &S.flush; *pp; pp = &(*pp)->flush_next) {
+            if (*pp == s) {
+                *pp = s->flush_next;
+                break;
+            }
+        }
+        s->flush_queued = false;
+    }
+    oms_wheel_cancel(&omsd_self->wheel, &s->t_hb);
+    oms_wheel_cancel(&omsd_self->wheel, &s->t_connect);
+    oms_wheel_cancel(&omsd_self->wheel, &s->t_upgrade);
+    oms_wheel_cancel(&omsd_self->wheel, &s->t_noop);
+    oms_wheel_cancel(&omsd_self->wheel, &s->t_exp);
+    s->home = NULL;
+    reg_update(s->sid, to, false);
+    (void)d;
+}
+
+/* Session s arrives here; c is the WebSocket it upgrades to (NULL when
+ * that went away meanwhile: it goes on polling from here). */
+static void move_in(omsd *d, omsd_sio *s, omsd_conn *c)
+{
+    s->home = omsd_self;
+    if (hash_reserve(S.count + 1) != OMS_OK) {
+        s->dead = true; /* cannot keep it: the client starts over */
+        s->grave_next = S.grave;
+        S.grave = s;
+        return;
+    }
+    s->next = S.all;
+    if (S.all)
+        S.all->prev = s;
+    S.all = s;
+    size_t b = bucket(s->sid);
+    s->hnext = S.hash[b];
+    S.hash[b] = s;
+    S.count++;
+    if (s->joined) {
+        memset(&s->route, 0, sizeof s->route);
+        if (oms_router_add(S.router, &s->route, s, &s->sess) != OMS_OK) {
+            atomic_fetch_add(&omsd_self->nconns, 1); /* session_close counts it down */
+            session_close(s, OMS_CLOSE_TRY_LATER, "out of memory", S.f_close);
+            return;
+        }
+        atomic_fetch_add(&omsd_self->nconns, 1);
+        schedule_expiry(s);
+    } else {
+        sched(s, &s->t_connect, on_connect_timeout, S.connect_timeout_ms);
+    }
+    s->awaiting_pong = false;
+    sched(s, &s->t_hb, on_heartbeat, S.ping_interval_ms);
+    if (s->qlen && s->get_remote)
+        flush_later(s);
+    if (c) {
+        s->probe = c;
+        s->probed = false;
+        omsd_conn_set_sio(c, s);
+        sched(s, &s->t_upgrade, on_upgrade_timeout, S.upgrade_timeout_ms);
+    }
+    (void)d;
+}
+
+static probe_wait *probe_take(uint64_t id)
+{
+    for (probe_wait **pp = &S.probes; *pp; pp = &(*pp)->next) {
+        if ((*pp)->id == id) {
+            probe_wait *pw = *pp;
+            *pp = pw->next;
+            return pw;
+        }
+    }
+    return NULL;
+}
+
+void omsd_sio_xq(omsd *d, omsd_xq_item *it, bool live)
+{
+    omsd_sio_msg *m = it->sio;
+    it->sio = NULL;
+    if (!live || !omsd_self->sio) {
+        /* omsd is stopping: nothing is answered any more */
+        if (m->kind == MSG_MOVE && m->s) {
+            if (!m->s->joined)
+                atomic_fetch_sub(&d->sio_unauth, 1);
+            session_free_d(d, m->s);
+        }
+        free(m->body);
+        free(m);
+        return;
+    }
+    switch (m->kind) {
+    case MSG_REQ: {
+        omsd_sio_req r;
+        memset(&r, 0, sizeof r);
+        r.method = m->method;
+        snprintf(r.eio, sizeof r.eio, "%s", m->eio);
+        snprintf(r.transport, sizeof r.transport, "%s", m->transport);
+        snprintf(r.sid, sizeof r.sid, "%s", m->sid);
+        r.has_sid = true;
+        r.origin = "";
+        r.origin_ok = m->origin_ok;
+        r.content_type = m->content_type;
+        r.body = m->body ? m->body : "";
+        r.body_len = m->len;
+        r.body_too_large = m->body_too_large;
+        handle_polling(d, (sio_reply){NULL, m->id}, &r);
+        break;
+    }
+    case MSG_ANSWER:
+        omsd_http_answer_deferred(omsd_self, m->id, m->status, m->ctype, m->body, m->len);
+        m->body = NULL;
+        break;
+    case MSG_GONE: {
+        omsd_sio *s = find(m->sid);
+        if (s && s->get_remote == m->id)
+            s->get_remote = 0; /* the client gave up on that GET */
+        else if (!s && owner_of(S.d, m->sid) >= 0 && owner_of(S.d, m->sid) != omsd_self->idx)
+            omsd_sio_forward_gone(d, m->sid, m->id);
+        break;
+    }
+    case MSG_MOVE_ASK: {
+        omsd_sio *s = find(m->sid);
+        int owner = s ? omsd_self->idx : owner_of(S.d, m->sid);
+        if (!s && owner >= 0 && owner != omsd_self->idx) {
+            push_msg(d, owner, m); /* moved on meanwhile: ask there */
+            return;
+        }
+        omsd_sio_msg *a = calloc(1, sizeof *a);
+        if (!a)
+            break;
+        a->kind = MSG_MOVE;
+        a->id = m->id;
+        /* a session that polls, is not upgrading, and replays nothing can
+         * move (a resume belongs to the thread that started it) */
+        if (s && s->tr == TR_POLLING && !s->probe && !s->rst.rs) {
+            move_out(d, s, m->from);
+            a->s = s;
+            d->m.sio_moved++;
+        } else if (s && s->tr == TR_POLLING && !s->probe) {
+            reg_unclaim(s->sid); /* it stays polling here */
+        }
+        push_msg(d, m->from, a);
+        break;
+    }
+    case MSG_MOVE: {
+        probe_wait *pw = probe_take(m->id);
+        omsd_conn *c = pw ? pw->c : NULL;
+        if (m->s) {
+            move_in(d, m->s, c);
+            for (int i = 0; c && pw && i < pw->nearly && omsd_conn_sio(c); i++)
+                omsd_sio_ws_message(d, c, pw->early[i], pw->early_len[i], false);
+        } else if (c) {
+            omsd_conn_close(c, CLOSE_NORMAL, "Session ID unknown");
+        }
+        free(pw);
+        break;
+    }
+    default:
+        break;
+    }
+    free(m->body);
+    free(m);
 }
 
 /* ---- WebSocket --------------------------------------------------------------------------- */
@@ -1126,7 +1672,7 @@ int omsd_sio_confirm_upgrade(omsd *d, const omsd_sio_req *r, char *sid_out, size
     if (r->origin[0] && !r->origin_ok) {
         d->m.auth_failures++;
         status = 403, code = 4, msg = "Forbidden";
-    } else if (d->draining) {
+    } else if (atomic_load(&d->stopping)) {
         status = 503, msg = "Server shutting down";
     } else if (strcmp(r->transport, "websocket") != 0) {
         if (strcmp(r->transport, "polling") != 0)
@@ -1134,12 +1680,14 @@ int omsd_sio_confirm_upgrade(omsd *d, const omsd_sio_req *r, char *sid_out, size
     } else if (strcmp(r->eio, "4") != 0) {
         code = 5, msg = "Unsupported protocol version";
     } else if (r->has_sid) {
-        omsd_sio *s = r->sid_long ? NULL : find(r->sid);
-        if (!s)
+        /* whichever thread holds it (another one's moves here at
+         * ESTABLISHED): one WebSocket per session, claimed now */
+        int rc = r->sid_long || sid_len <= ID_LEN ? 1 : reg_claim(r->sid);
+        if (rc == 1)
             code = 1, msg = "Session ID unknown";
-        else if (s->tr == TR_POLLING && !s->probe && sid_len > ID_LEN)
-            status = 0, memcpy(sid_out, s->sid, ID_LEN + 1);
-        /* else: upgraded or upgrading already: one WebSocket per session */
+        else if (rc == 0)
+            status = 0, memcpy(sid_out, r->sid, ID_LEN + 1);
+        /* else: upgraded or upgrading already */
     } else {
         char why[200];
         status = unauth_full(why, sizeof why);
@@ -1156,7 +1704,7 @@ int omsd_sio_confirm_upgrade(omsd *d, const omsd_sio_req *r, char *sid_out, size
 int omsd_sio_ws_open(omsd *d, omsd_conn *c, const char *sid)
 {
     if (!sid[0]) {
-        if (d->draining)
+        if (atomic_load(&d->stopping))
             return -1;
         omsd_sio *s = session_new(d, TR_WEBSOCKET);
         if (!s)
@@ -1177,8 +1725,32 @@ int omsd_sio_ws_open(omsd *d, omsd_conn *c, const char *sid)
         return 0;
     }
     omsd_sio *s = find(sid);
-    if (!s || s->tr != TR_POLLING || s->probe)
+    int owner = s ? omsd_self->idx : owner_of(S.d, sid);
+    if (!s && owner >= 0 && owner != omsd_self->idx) {
+        /* the session lives on another thread: ask it to move here, where
+         * its WebSocket is; the probe waits meanwhile */
+        probe_wait *pw = calloc(1, sizeof *pw);
+        omsd_sio_msg *m = pw ? calloc(1, sizeof *m) : NULL;
+        if (!m) {
+            free(pw);
+            return -1;
+        }
+        pw->id = ++S.next_probe;
+        pw->c = c;
+        pw->next = S.probes;
+        S.probes = pw;
+        m->kind = MSG_MOVE_ASK;
+        m->id = pw->id;
+        m->from = omsd_self->idx;
+        snprintf(m->sid, sizeof m->sid, "%s", sid);
+        push_msg(d, owner, m);
+        return 0;
+    }
+    if (!s || s->tr != TR_POLLING || s->probe) {
+        if (s && s->tr == TR_POLLING && !s->probe)
+            reg_unclaim(sid);
         return -1;
+    }
     s->probe = c;
     s->probed = false;
     omsd_conn_set_sio(c, s);
@@ -1192,10 +1764,11 @@ static void upgrade(omsd_sio *s)
     omsd_conn *c = s->probe;
     s->probe = NULL;
     s->probed = false;
-    oms_wheel_cancel(&S.d->wheel, &s->t_upgrade);
-    oms_wheel_cancel(&S.d->wheel, &s->t_noop);
+    oms_wheel_cancel(&omsd_self->wheel, &s->t_upgrade);
+    oms_wheel_cancel(&omsd_self->wheel, &s->t_noop);
     s->ws = c;
     s->tr = TR_WEBSOCKET;
+    reg_update(s->sid, omsd_self->idx, true);
     /* the WebSocket holds an address slot of its own from now on */
     omsd_addr_put(s->addr);
     s->addr = NULL;
@@ -1234,7 +1807,19 @@ void omsd_sio_ws_message(omsd *d, omsd_conn *c, const char *buf, size_t len, boo
 {
     omsd_sio *s = omsd_conn_sio(c);
     (void)d;
-    if (!s || s->dead)
+    if (!s) {
+        /* its session is on its way from another thread: keep the probe's
+         * few short messages for it */
+        for (probe_wait *pw = S.probes; pw && !binary; pw = pw->next) {
+            if (pw->c == c && pw->nearly < 4 && len <= sizeof pw->early[0]) {
+                memcpy(pw->early[pw->nearly], buf, len);
+                pw->early_len[pw->nearly++] = len;
+                break;
+            }
+        }
+        return;
+    }
+    if (s->dead)
         return;
     if (c == s->probe) {
         probe_packet(s, c, buf, len, binary);
@@ -1261,16 +1846,23 @@ void omsd_sio_conn_gone(omsd *d, omsd_conn *c)
 {
     omsd_sio *s = omsd_conn_sio(c);
     (void)d;
-    if (!s)
+    if (!s) {
+        /* a WebSocket waiting for its session to move here */
+        if (omsd_self->sio)
+            for (probe_wait *pw = S.probes; pw; pw = pw->next)
+                if (pw->c == c)
+                    pw->c = NULL;
         return;
+    }
     omsd_conn_set_sio(c, NULL);
     if (s->get == c) {
         s->get = NULL; /* the client gave up on a GET; the heartbeat decides */
     } else if (s->probe == c) {
         s->probe = NULL;
         s->probed = false;
-        oms_wheel_cancel(&S.d->wheel, &s->t_upgrade);
-        oms_wheel_cancel(&S.d->wheel, &s->t_noop);
+        oms_wheel_cancel(&omsd_self->wheel, &s->t_upgrade);
+        oms_wheel_cancel(&omsd_self->wheel, &s->t_noop);
+        reg_unclaim(s->sid);
     } else if (s->ws == c) {
         s->ws = NULL;
         session_close(s, CLOSE_NORMAL, "transport close", S.f_close);
@@ -1455,6 +2047,8 @@ void omsd_sio_drain(omsd *d)
 
 void omsd_sio_free_all(omsd *d)
 {
+    if (!omsd_self->sio)
+        return;
     while (S.all) {
         omsd_sio *s = S.all;
         /* no answer can be written any more: detach, then close */
@@ -1465,6 +2059,11 @@ void omsd_sio_free_all(omsd *d)
         session_close(s, OMS_CLOSE_GOING_AWAY, "server stopped", NULL);
     }
     omsd_sio_reap();
+    while (S.probes) {
+        probe_wait *pw = S.probes;
+        S.probes = pw->next;
+        free(pw);
+    }
     free(S.hash);
     S.hash = NULL;
     S.nbuckets = 0;
@@ -1478,14 +2077,7 @@ void omsd_sio_free_all(omsd *d)
     free(S.batch);
     S.batch = NULL;
     S.capbatch = 0;
+    free(omsd_self->sio);
+    omsd_self->sio = NULL;
     (void)d;
-}
-
-const oms_session *omsd_sio_next_session(void **cursor)
-{
-    omsd_sio *s = *cursor ? ((omsd_sio *)*cursor)->next : S.all;
-    while (s && !s->joined)
-        s = s->next;
-    *cursor = s;
-    return s ? &s->sess : NULL;
 }

@@ -67,13 +67,18 @@ void omsd_sio_conn_gone(omsd *d, omsd_conn *c);
 void omsd_sio_dispatch(omsd *d, const omsd_xq_item *it);
 /* A Socket.IO WebSocket's queue went down: a running resume sends more. */
 void omsd_sio_pump(omsd *d, omsd_conn *c);
+/* A message from another service thread (XQ_SIO): a polling request for a
+ * session here, the answer to one we forwarded, a session moving here.
+ * live false: omsd is stopping, only free it. */
+typedef struct omsd_sio_msg omsd_sio_msg;
+void omsd_sio_xq(omsd *d, omsd_xq_item *it, bool live);
+/* A connection that waited for another thread's answer (omsd_http_defer)
+ * closed: that thread forgets the GET it held for it. */
+void omsd_sio_forward_gone(omsd *d, const char *sid, uint64_t id);
 /* Shutdown: close every session (1001 / EIO close). */
 void omsd_sio_drain(omsd *d);
 /* Before lws_context_destroy: free every session, cancel its timers. */
 void omsd_sio_free_all(omsd *d);
-/* Joined /events sockets, for presence: start with *cursor = NULL; NULL at
- * the end. */
-const oms_session *omsd_sio_next_session(void **cursor);
 
 /* ---- server.c, called by socketio.c --------------------------------------------- */
 
@@ -99,5 +104,14 @@ void omsd_http_reply(omsd_conn *c, int status, const char *content_type, char *b
 void omsd_http_hold(omsd_conn *c, int secs);
 /* Ask for a WRITEABLE callback on the connection. */
 void omsd_conn_want_write(omsd_conn *c);
+/* Keep an HTTP request unanswered while another thread answers it (for
+ * at most secs); returns the id its answer comes back with. sid: the
+ * Socket.IO session it is for (told when the connection goes). */
+uint64_t omsd_http_defer(omsd_conn *c, int secs, const char *sid);
+/* That answer (takes body); dropped when the connection is gone. */
+void omsd_http_answer_deferred(omsd_worker *w, uint64_t id, int status, const char *ctype,
+                               char *body, size_t len);
+/* Handle what other threads handed this one, now. */
+void omsd_xq_drain_now(void);
 
 #endif

@@ -64,6 +64,7 @@ static const key_desc config_keys[] = {
     K_INT("server.max_connections_per_address", server.max_conns_per_address, 0, 10000000, 1000),
     K_INT("server.max_unauthenticated_sessions", server.max_unauth_sessions, 0, 10000000, 10000),
     K_INT("server.connect_timeout_s", server.connect_timeout_s, 1, 3600, 10),
+    K_INT("server.threads", server.threads, 0, 64, 0),
     K_STR("server.web_root", server.web_root, "web"),
 
     K_STR("auth.jwt_secret", auth.jwt_secret, ""),

@@ -36,6 +36,7 @@ typedef struct oms_config {
         int max_conns_per_address; /* server.max_connections_per_address, default 1000, 0 = no limit */
         int max_unauth_sessions; /* server.max_unauthenticated_sessions, default 10000, 0 = no limit */
         int connect_timeout_s;   /* server.connect_timeout_s: Socket.IO CONNECT within, default 10 */
+        int threads;             /* server.threads: service threads, default 0 = the cores */
         char *web_root;          /* server.web_root, default "web" */
     } server;
     struct {

@@ -76,7 +76,13 @@ char *omsd_metrics_text(omsd *d, size_t *len)
 
 json_t *omsd_stats_json(omsd *d)
 {
-    return json_pack("{s:I}", "connections", (json_int_t)d->nconns);
+    return json_pack("{s:I}", "connections", (json_int_t)omsd_nconns(d));
+}
+
+size_t omsd_nconns(omsd *d)
+{
+    (void)d;
+    return 0;
 }
 
 json_t *omsd_users_online(omsd *d)
