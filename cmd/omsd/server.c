@@ -1497,9 +1497,14 @@ static int worker_init(omsd *d, omsd_worker *w, int idx, char *errbuf, size_t er
     info.port = CONTEXT_PORT_NO_LISTEN_SERVER;
     info.protocols = protocols;
     info.user = w;
-    /* no retry_and_idle_policy: lws would re-arm a timer in its sorted list
-     * (O(connections)) on every frame received; pings and the idle timeout
-     * are ours, on w->wheel (on_idle_check) */
+    /* lws' validity timer off: without a policy of ours lws applies its
+     * default one (ping after 300 s, hang up after 310 s) and re-arms that
+     * timer in its sorted list, O(connections), as connections are
+     * serviced; a policy with no hang-up turns it off. Pings and the idle
+     * timeout are ours, on w->wheel (on_idle_check). */
+    static const lws_retry_bo_t no_validity = {.secs_since_valid_ping = 0,
+                                               .secs_since_valid_hangup = 0};
+    info.retry_and_idle_policy = &no_validity;
     info.options = LWS_SERVER_OPTION_VALIDATE_UTF8;
     info.max_http_header_data = 8192;
     info.pt_serv_buf_size = 64 * 1024;
