@@ -12,7 +12,7 @@ WARN     := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wno-unused-param
 BASEFLAGS := -std=c11 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE $(WARN) -Ipkg -I$(BUILD)/gen $(PKG_CFLAGS)
 CFLAGS   ?= -O2 -g
 SANFLAGS := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
-LDLIBS   := $(PKG_LIBS) -lcrypto -lpthread -lm
+LDLIBS   := $(PKG_LIBS) -lev -lcrypto -lpthread -lm
 
 PKG_SRCS := $(sort $(wildcard pkg/*/*.c))
 GEN_SRCS := $(BUILD)/gen/schemas_embed.c $(BUILD)/gen/migrations_embed.c

@@ -18,7 +18,7 @@ STAMP="$STATE/kafka/libs.stamp"
 
 PACKAGES=(
   build-essential pkg-config
-  librdkafka-dev libavro-dev libwebsockets-dev libjansson-dev libjwt-dev
+  librdkafka-dev libavro-dev libwebsockets-dev libev-dev libjansson-dev libjwt-dev
   libpq-dev libyaml-dev libcmocka-dev libcurl4-openssl-dev uuid-dev
   postgresql kcat
   openjdk-17-jre-headless maven

@@ -133,6 +133,7 @@ typedef struct omsd_worker {
     int idx;
     pthread_t thread;
     struct lws_context *ctx;
+    void *evloop; /* server.event_loop epoll: the thread's libev loop (lws' foreign loop) */
     /* per-connection timers (pings, idle and connect timeouts, token
      * expiry, Socket.IO heartbeats), swept by the tick: O(1) to re-arm,
      * unlike lws' sorted list */

@@ -16,6 +16,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <ev.h>
+
 #include "gateway/router.h"
 #include "httpd/httpd.h"
 #include "notify.h"
@@ -1506,6 +1508,18 @@ static int worker_init(omsd *d, omsd_worker *w, int idx, char *errbuf, size_t er
                                                .secs_since_valid_hangup = 0};
     info.retry_and_idle_policy = &no_validity;
     info.options = LWS_SERVER_OPTION_VALIDATE_UTF8;
+    if (strcmp(d->cfg.server.event_loop, "epoll") == 0) {
+        /* readiness from epoll: the cost of a wake-up follows the sockets
+         * that are ready, not the number open (lws' own loop polls every
+         * one); the loop is ours, run a turn at a time in worker_main */
+        w->evloop = ev_loop_new(EVBACKEND_EPOLL);
+        if (!w->evloop) {
+            oms_errf(errbuf, errlen, "cannot create an epoll event loop");
+            return OMS_EIO;
+        }
+        info.options |= LWS_SERVER_OPTION_LIBEV;
+        info.foreign_loops = &w->evloop;
+    }
     info.max_http_header_data = 8192;
     info.pt_serv_buf_size = 64 * 1024;
     info.timeout_secs = 20;
@@ -1578,7 +1592,7 @@ static void *worker_main(void *arg)
     omsd_worker *w = arg;
     omsd *d = w->d;
     omsd_self = w;
-    while (lws_service(w->ctx, 0) >= 0) {
+    while (w->evloop ? (ev_run(w->evloop, EVRUN_ONCE), true) : lws_service(w->ctx, 0) >= 0) {
         /* sessions closed during that turn: nothing of ours runs now */
         omsd_sio_reap();
         if (w->idx == 0 && omsd_reload_requested && !w->draining)
@@ -1603,7 +1617,8 @@ int omsd_server_run(omsd *d)
             break;
         }
     }
-    oms_log(d->log, OMS_LOG_INFO, "service threads", OMS_LI("threads", d->nworkers));
+    oms_log(d->log, OMS_LOG_INFO, "service threads", OMS_LI("threads", d->nworkers),
+            OMS_LS("eventLoop", d->cfg.server.event_loop));
     worker_main(&d->workers[0]);
     for (int i = 1; i < d->nworkers; i++)
         pthread_join(d->workers[i].thread, NULL);
@@ -1623,6 +1638,10 @@ void omsd_server_stop(omsd *d)
             omsd_sio_free_all(d);
             lws_context_destroy(w->ctx);
             w->ctx = NULL;
+        }
+        if (w->evloop) {
+            ev_loop_destroy(w->evloop);
+            w->evloop = NULL;
         }
     }
     for (int i = 0; i < d->nworkers; i++) {

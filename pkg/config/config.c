@@ -36,6 +36,7 @@ typedef struct {
 } key_desc;
 
 static const char *const log_levels[] = {"debug", "info", "warn", "error", NULL};
+static const char *const event_loops[] = {"epoll", "poll", NULL};
 static const char *const log_formats[] = {"auto", "json", "text", NULL};
 static const char *const jwt_algorithms[] = {"HS256", "RS256", "ES256", NULL};
 
@@ -65,6 +66,7 @@ static const key_desc config_keys[] = {
     K_INT("server.max_unauthenticated_sessions", server.max_unauth_sessions, 0, 10000000, 10000),
     K_INT("server.connect_timeout_s", server.connect_timeout_s, 1, 3600, 10),
     K_INT("server.threads", server.threads, 0, 64, 0),
+    K_ENUM("server.event_loop", server.event_loop, event_loops, "epoll"),
     K_STR("server.web_root", server.web_root, "web"),
 
     K_STR("auth.jwt_secret", auth.jwt_secret, ""),

@@ -37,6 +37,7 @@ typedef struct oms_config {
         int max_unauth_sessions; /* server.max_unauthenticated_sessions, default 10000, 0 = no limit */
         int connect_timeout_s;   /* server.connect_timeout_s: Socket.IO CONNECT within, default 10 */
         int threads;             /* server.threads: service threads, default 0 = the cores */
+        char *event_loop;        /* server.event_loop: epoll|poll, default "epoll" */
         char *web_root;          /* server.web_root, default "web" */
     } server;
     struct {
