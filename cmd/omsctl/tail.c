@@ -7,6 +7,7 @@
 #include "ctl.h"
 #include "events/events.h"
 #include "kafka/kafka.h"
+#include "registry/registry.h"
 
 static void tail_help(FILE *out)
 {
@@ -147,7 +148,8 @@ int cmd_tail(int argc, char **argv)
 
     char err[512];
     int exit_code = OMS_EXIT_OK;
-    oms_events *events = oms_events_new(schemas ? schemas : cfg.schemas.dir, err, sizeof err);
+    oms_events *events =
+        oms_registry_events_new(&cfg, schemas ? schemas : cfg.schemas.dir, err, sizeof err);
     oms_kafka_reader *r = NULL;
     tail_part *parts = NULL;
     if (!events) {
