@@ -43,7 +43,8 @@ all: $(BINS)
 help:
 	@echo "make            build build/bin/omsd, omsctl, oms-producer"
 	@echo "make deps       install missing Debian packages and the Kafka jars (idempotent)"
-	@echo "make stack-up   start Kafka (KRaft) and PostgreSQL on loopback (idempotent)"
+	@echo "make stack-up   start Kafka (KRaft) and PostgreSQL on loopback (idempotent);"
+	@echo "                REGISTRY=1 also a schema registry (Apicurio, Confluent API)"
 	@echo "make stack-down stop what stack-up started"
 	@echo "make stack-env  print export lines for the running stack"
 	@echo "make demo       the whole pipeline locally"
@@ -181,9 +182,10 @@ unit: $(UNIT_BINS)
 integration: all $(ASAN_BINS) $(TOOL_BINS) fuzz-test-bins
 	bash tests/run.sh --integration
 
+# the registry too: the Confluent wire-format tests (0985) use it
 test: deps
 	$(MAKE) all asan tools $(UNIT_BINS) fuzz-test-bins
-	bash scripts/stack.sh up
+	REGISTRY=1 bash scripts/stack.sh up
 	bash tests/run.sh --all
 
 bench: deps
