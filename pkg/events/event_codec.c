@@ -928,11 +928,17 @@ static int decode_confluent(const oms_events *e, const uint8_t *buf, size_t len,
     }
     const uint8_t *body = buf + OMS_CONFLUENT_HEADER_LEN;
     size_t blen = len - OMS_CONFLUENT_HEADER_LEN;
+    char derr[384];
     if (w->json)
-        return oms_event_decode_json_record(body, blen, ev, errbuf, errlen);
-    if (w->fast)
-        return fast_decode(w->type, body, blen, ev, errbuf, errlen);
-    return decode_resolved(w, body, blen, ev, errbuf, errlen);
+        rc = oms_event_decode_json_record(body, blen, ev, derr, sizeof derr);
+    else if (w->fast)
+        rc = fast_decode(w->type, body, blen, ev, derr, sizeof derr);
+    else
+        rc = decode_resolved(w, body, blen, ev, derr, sizeof derr);
+    /* the id says which schema the body did not match */
+    if (rc != OMS_OK)
+        oms_errf(errbuf, errlen, "schema id %" PRIu32 ": %s", id, derr);
+    return rc;
 }
 
 int oms_event_encode_confluent(const oms_events *e, const oms_event *ev, uint32_t schema_id,
@@ -996,6 +1002,12 @@ int oms_event_decode(const oms_events *e, const uint8_t *buf, size_t len, oms_ev
         }
         if (f == OMS_WIRE_JSON)
             return oms_event_decode_json_record(buf, len, ev, errbuf, errlen);
+        memset(ev, 0, sizeof *ev);
+        oms_errf(errbuf, errlen,
+                 "unknown wire format: first byte %02x, expected c3 01 (single-object Avro), 00 "
+                 "(Confluent framing) or a JSON object",
+                 buf[0]);
+        return OMS_EMAGIC;
     }
     if (buf && len >= OMS_AVRO_SOE_HEADER_LEN && buf[0] == OMS_AVRO_SOE_MAGIC0 &&
         buf[1] == OMS_AVRO_SOE_MAGIC1) {
