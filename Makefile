@@ -116,7 +116,7 @@ tools: $(TOOL_BINS)
 # harness with a plain main() over the corpus and crash inputs (ASan+UBSan).
 FUZZ_CC      ?= clang
 FUZZ_SECONDS ?= 60
-FUZZ_TARGETS := ws_frame rest jwt avro socketio config
+FUZZ_TARGETS := ws_frame rest jwt avro socketio config wire
 FUZZ_FLAGS   := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 FUZZ_HAVE_CC := $(shell command -v $(FUZZ_CC) 2>/dev/null)
 FOBJ         := $(BUILD)/fuzz/obj
