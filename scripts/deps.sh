@@ -159,7 +159,7 @@ install_node_modules() {
 
 # Python tools, pinned, in a venv of Debian's python3 (PEP 668: never into
 # the system's site-packages). Re-installed only when the pins change.
-PY_TOOLS=(kubernetes-validate==1.37.0 'confluent-kafka[avro,schemaregistry]==2.12.2')
+PY_TOOLS=(kubernetes-validate==1.37.0)
 install_python_tools() {
   local venv="$STATE/venv" want
   want="${PY_TOOLS[*]}"
@@ -167,14 +167,28 @@ install_python_tools() {
     return 0
   fi
   log "installing ${PY_TOOLS[*]} into $venv"
-  # pins added to a working venv go on top of it: the venv may be in use
-  if [ ! -x "$venv/bin/pip" ]; then
-    rm -rf "$venv"
-    /usr/bin/python3 -m venv "$venv" || die "python3 -m venv failed (python3-venv missing?)"
-  fi
+  rm -rf "$venv"
+  /usr/bin/python3 -m venv "$venv" || die "python3 -m venv failed (python3-venv missing?)"
   "$venv/bin/pip" install -q --disable-pip-version-check "${PY_TOOLS[@]}" </dev/null \
     || die "pip install ${PY_TOOLS[*]} failed"
   echo "$want" >"$venv/.oms-stamp"
+}
+
+# The schema registry test's independent producer: confluent-kafka with its
+# Avro serializer (fastavro) and registry client, on top of the venv above,
+# with a stamp of its own (the venv's stamp stays what it was).
+PY_TEST_TOOLS=('confluent-kafka[avro,schemaregistry]==2.12.2')
+install_python_test_tools() {
+  local venv="$STATE/venv" want
+  want="${PY_TEST_TOOLS[*]}"
+  if [ "$(cat "$venv/.oms-stamp-test-tools" 2>/dev/null)" = "$want" ] \
+     && "$venv/bin/python3" -c 'import confluent_kafka, fastavro' 2>/dev/null; then
+    return 0
+  fi
+  log "installing ${PY_TEST_TOOLS[*]} into $venv"
+  "$venv/bin/pip" install -q --disable-pip-version-check "${PY_TEST_TOOLS[@]}" </dev/null \
+    || die "pip install ${PY_TEST_TOOLS[*]} failed"
+  echo "$want" >"$venv/.oms-stamp-test-tools"
 }
 
 main() {
@@ -183,6 +197,7 @@ main() {
   install_kafka_jars
   install_registry
   install_python_tools
+  install_python_test_tools
   install_node_modules
   log "all dependencies present"
 }

@@ -4,13 +4,17 @@
 # /apis/ccompat/v7. scripts/deps.sh fetches it from Maven Central into
 # $OMS_STATE/registry/app; stack.sh (REGISTRY=1) and the tests run it here.
 #
-#   registry.sh start DIR PORT   start one on 127.0.0.1:PORT, pid and log in DIR;
-#                                waits until it answers (idempotent)
+#   registry.sh start DIR PORT [persist]
+#                                start one on 127.0.0.1:PORT, pid and log in DIR;
+#                                waits until it answers (idempotent). With
+#                                "persist" its schemas live in an H2 file in DIR
+#                                and survive a restart (outage tests)
 #   registry.sh stop DIR         stop the one started with DIR (if any)
 #   registry.sh running DIR      exit 0 when it runs; prints its port
 #   registry.sh url PORT         the base URL clients use
 #
-# Its data lives in memory: a restart forgets every schema (ids start again).
+# Its data lives in memory unless "persist": a restart then forgets every
+# schema (ids start again).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -20,7 +24,7 @@ HOST=127.0.0.1
 START_TIMEOUT="${REGISTRY_START_TIMEOUT:-180}"
 
 die() { echo "registry: $*" >&2; exit 1; }
-usage() { die "usage: registry.sh start DIR PORT | stop DIR | running DIR | url PORT"; }
+usage() { die "usage: registry.sh start DIR PORT [persist] | stop DIR | running DIR | url PORT"; }
 
 url() { echo "http://$HOST:$1/apis/ccompat/v7"; }
 
@@ -47,7 +51,7 @@ answers() {
 }
 
 cmd_start() {
-  local dir="$1" port="$2" pid jar i
+  local dir="$1" port="$2" persist="${3:-}" pid jar i db=()
   [[ "$port" =~ ^[0-9]+$ ]] || die "port '$port' is not a number"
   mkdir -p "$dir"
   if pid="$(pid_of "$dir")"; then
@@ -58,9 +62,12 @@ cmd_start() {
       die "port $port is already in use by another process (set REGISTRY_PORT to choose another)"
     fi
     jar="$(runner_jar)"
+    dir="$(realpath -m "$dir")"
+    # the in-memory storage is H2 too: a file URL keeps it on disk
+    [ "$persist" = persist ] && db=(env "REGISTRY_DATASOURCE_URL=jdbc:h2:file:$dir/db")
     # Quarkus reads its settings from system properties. The JVM is kept
     # small: a test registry holds a handful of schemas.
-    (cd "$dir" && exec setsid java -Xms64m -Xmx256m -XX:+UseSerialGC -XX:TieredStopAtLevel=1 \
+    (cd "$dir" && exec "${db[@]}" setsid java -Xms64m -Xmx256m -XX:+UseSerialGC -XX:TieredStopAtLevel=1 \
         -Dquarkus.http.host="$HOST" -Dquarkus.http.port="$port" \
         -Dquarkus.log.level=WARN -Dquarkus.banner.enabled=false \
         -jar "$jar" </dev/null >"$dir/registry.log" 2>&1) &
@@ -96,7 +103,7 @@ cmd_stop() {
 main() {
   [ "$#" -ge 1 ] || usage
   case "$1" in
-    start) [ "$#" -eq 3 ] || usage; cmd_start "$2" "$3" ;;
+    start) [ "$#" -eq 3 ] || [ "$#" -eq 4 ] || usage; cmd_start "$2" "$3" "${4:-}" ;;
     stop) [ "$#" -eq 2 ] || usage; cmd_stop "$2" ;;
     running) [ "$#" -eq 2 ] || usage; pid_of "$2" >/dev/null && cat "$2/registry.port" ;;
     url) [ "$#" -eq 2 ] || usage; url "$2" ;;
