@@ -27,7 +27,7 @@ PACKAGES=(
   libpq-dev libyaml-dev libcmocka-dev libcurl4-openssl-dev uuid-dev
   postgresql kcat
   openjdk-17-jre-headless maven
-  ca-certificates curl procps psmisc iproute2 unzip
+  ca-certificates curl procps psmisc iproute2 unzip time
   chromium
   nginx-light python3-venv
   clang libclang-rt-14-dev

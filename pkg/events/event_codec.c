@@ -898,16 +898,19 @@ static int decode_resolved(const oms_events_writer *w, const uint8_t *body, size
     return rc;
 }
 
+/* ev is zeroed on error here, or by the decoder the body goes to */
 static int decode_confluent(const oms_events *e, const uint8_t *buf, size_t len, oms_event *ev,
                             char *errbuf, size_t errlen)
 {
     if (len < OMS_CONFLUENT_HEADER_LEN) {
+        memset(ev, 0, sizeof *ev);
         oms_errf(errbuf, errlen, "confluent record of %zu bytes, shorter than its 5-byte header",
                  len);
         return OMS_ETRUNC;
     }
     uint32_t id = (uint32_t)buf[1] << 24 | (uint32_t)buf[2] << 16 | (uint32_t)buf[3] << 8 | buf[4];
     if (!e->lookup) {
+        memset(ev, 0, sizeof *ev);
         oms_errf(errbuf, errlen,
                  "schema id %" PRIu32 ": confluent record but no schema registry configured "
                  "(schema_registry.url)",
@@ -918,6 +921,8 @@ static int decode_confluent(const oms_events *e, const uint8_t *buf, size_t len,
     char lerr[384];
     lerr[0] = '\0';
     int rc = e->lookup(e->lookup_ctx, id, &w, lerr, sizeof lerr);
+    if (rc != OMS_OK || w->error)
+        memset(ev, 0, sizeof *ev);
     if (rc != OMS_OK) {
         oms_errf(errbuf, errlen, "schema id %" PRIu32 ": %s", id, lerr[0] ? lerr : oms_strerror(rc));
         return rc;
@@ -996,10 +1001,8 @@ int oms_event_decode(const oms_events *e, const uint8_t *buf, size_t len, oms_ev
 {
     if (buf && len > 0 && buf[0] != OMS_AVRO_SOE_MAGIC0) {
         oms_wire_format f = oms_event_wire_format(buf, len);
-        if (f == OMS_WIRE_CONFLUENT) {
-            memset(ev, 0, sizeof *ev);
+        if (f == OMS_WIRE_CONFLUENT)
             return decode_confluent(e, buf, len, ev, errbuf, errlen);
-        }
         if (f == OMS_WIRE_JSON)
             return oms_event_decode_json_record(buf, len, ev, errbuf, errlen);
         memset(ev, 0, sizeof *ev);

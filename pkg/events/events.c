@@ -735,6 +735,16 @@ void oms_event_clear(oms_event *ev)
 int oms_event_decode_json_record(const uint8_t *buf, size_t len, oms_event *ev, char *errbuf,
                                  size_t errlen)
 {
+    /* the common case in one pass; anything it is unsure of, jansson
+     * decides (and says why) */
+    if (oms_ev_json_record_fast(buf, len, ev))
+        return OMS_OK;
+    return oms_ev_json_record_generic(buf, len, ev, errbuf, errlen);
+}
+
+int oms_ev_json_record_generic(const uint8_t *buf, size_t len, oms_event *ev, char *errbuf,
+                               size_t errlen)
+{
     memset(ev, 0, sizeof *ev);
     json_error_t jerr;
     /* duplicate keys would let two producers' views of a field disagree */

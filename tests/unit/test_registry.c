@@ -52,7 +52,8 @@ static void answer(int fd, int status, const char *body)
                      "HTTP/1.1 %d X\r\nContent-Type: application/json\r\nContent-Length: %zu\r\n"
                      "Connection: close\r\n\r\n",
                      status, strlen(body));
-    if (write(fd, head, (size_t)n) < 0 || write(fd, body, strlen(body)) < 0)
+    /* the peer may be gone (teardown's wake-up call): no SIGPIPE */
+    if (send(fd, head, (size_t)n, MSG_NOSIGNAL) < 0 || send(fd, body, strlen(body), MSG_NOSIGNAL) < 0)
         return;
 }
 
