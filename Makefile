@@ -190,7 +190,7 @@ test: deps
 
 bench: deps
 	$(MAKE) all tools
-	bash scripts/stack.sh up
+	REGISTRY=1 bash scripts/stack.sh up
 	bash tests/bench/run.sh $(BENCH)
 
 # failure drills (issue #9): their own 3-broker cluster and PostgreSQL
