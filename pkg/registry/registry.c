@@ -47,6 +47,9 @@ struct oms_registry {
     size_t cap, count;
     uint64_t down_until; /* mono ns: no request before */
     int backoff_ms;
+    /* a lookup waited wait_ms in vain: the next ones do not wait again
+     * until the registry answers (a CLI meeting many new ids) */
+    bool waited_in_vain;
     oms_registry_stats st;
     fast_slot fast[FAST_SLOTS];
 };
@@ -313,6 +316,7 @@ static void note_answer(oms_registry *r)
     r->st.up = true;
     r->backoff_ms = 0;
     r->down_until = 0;
+    r->waited_in_vain = false;
 }
 
 /* One GET /schemas/ids/{id}. 0 with *w (new), OMS_ENOTFOUND, or OMS_EAGAIN. */
@@ -359,7 +363,10 @@ int oms_registry_lookup(void *ctx, uint32_t id, const oms_events_writer **out, c
         *out = hit;
         return OMS_OK;
     }
-    uint64_t deadline = oms_mono_ns() + (uint64_t)r->wait_ms * 1000000u;
+    pthread_mutex_lock(&r->lock);
+    int wait_ms = r->waited_in_vain ? 0 : r->wait_ms;
+    pthread_mutex_unlock(&r->lock);
+    uint64_t deadline = oms_mono_ns() + (uint64_t)wait_ms * 1000000u;
     for (;;) {
         pthread_mutex_lock(&r->lock);
         entry *e = find(r, id);
@@ -380,8 +387,10 @@ int oms_registry_lookup(void *ctx, uint32_t id, const oms_events_writer **out, c
             uint64_t until = r->down_until;
             char last[384];
             snprintf(last, sizeof last, "%s", r->st.last_error);
-            if (now >= deadline)
+            if (now >= deadline) {
                 r->st.waits++;
+                r->waited_in_vain |= wait_ms > 0;
+            }
             pthread_mutex_unlock(&r->lock);
             if (now < deadline) {
                 uint64_t to = until < deadline ? until : deadline;
@@ -403,8 +412,10 @@ int oms_registry_lookup(void *ctx, uint32_t id, const oms_events_writer **out, c
         if (rc == OMS_EAGAIN) {
             note_failure(r, err);
             bool again = oms_mono_ns() < deadline;
-            if (!again)
+            if (!again) {
                 r->st.waits++;
+                r->waited_in_vain |= wait_ms > 0;
+            }
             pthread_mutex_unlock(&r->lock);
             if (again)
                 continue;

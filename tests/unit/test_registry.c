@@ -296,6 +296,33 @@ static void test_wait_for_registry(void **state)
     oms_events_free(e);
 }
 
+static uint64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* A wait that ended in vain is not repeated for every other new id. */
+static void test_wait_once(void **state)
+{
+    (void)state;
+    char err[512];
+    oms_events *e = oms_events_new(NULL, err, sizeof err);
+    oms_registry *r = client(e, NULL, 400);
+    atomic_store(&fail_with, 500);
+    const oms_events_writer *w = NULL;
+    uint64_t t0 = mono_ms();
+    assert_int_equal(oms_registry_lookup(r, 1, &w, err, sizeof err), OMS_EAGAIN);
+    uint64_t t1 = mono_ms();
+    assert_true(t1 - t0 >= 350);
+    assert_int_equal(oms_registry_lookup(r, 2, &w, err, sizeof err), OMS_EAGAIN);
+    assert_true(mono_ms() - t1 < 200);
+    atomic_store(&fail_with, 0);
+    oms_registry_free(r);
+    oms_events_free(e);
+}
+
 static void test_register_and_errors(void **state)
 {
     (void)state;
@@ -368,6 +395,7 @@ int main(void)
         cmocka_unit_test(test_unknown_id),
         cmocka_unit_test(test_down_backoff_and_back),
         cmocka_unit_test(test_wait_for_registry),
+        cmocka_unit_test(test_wait_once),
         cmocka_unit_test(test_register_and_errors),
         cmocka_unit_test(test_attached),
     };
