@@ -358,6 +358,10 @@ int cmd_serve(int argc, char **argv)
                                    argv[optind]);
     if (host && !*host)
         return oms_cli_usage_error("oms-producer serve", "--host must not be empty");
+    oms_wire_format wf;
+    if (wire && oms_wire_format_parse(wire, &wf) != OMS_OK)
+        return oms_cli_usage_error("oms-producer serve",
+                                   "unknown --format '%s' (soe, confluent or json)", wire);
 
     static serve s; /* one per process; large (offset tables) */
     memset(&s, 0, sizeof s);
