@@ -43,7 +43,8 @@ all: $(BINS)
 help:
 	@echo "make            build build/bin/omsd, omsctl, oms-producer"
 	@echo "make deps       install missing Debian packages and the Kafka jars (idempotent)"
-	@echo "make stack-up   start Kafka (KRaft) and PostgreSQL on loopback (idempotent)"
+	@echo "make stack-up   start Kafka (KRaft) and PostgreSQL on loopback (idempotent);"
+	@echo "                REGISTRY=1 also a schema registry (Apicurio, Confluent API)"
 	@echo "make stack-down stop what stack-up started"
 	@echo "make stack-env  print export lines for the running stack"
 	@echo "make demo       the whole pipeline locally"
@@ -115,7 +116,7 @@ tools: $(TOOL_BINS)
 # harness with a plain main() over the corpus and crash inputs (ASan+UBSan).
 FUZZ_CC      ?= clang
 FUZZ_SECONDS ?= 60
-FUZZ_TARGETS := ws_frame rest jwt avro socketio config
+FUZZ_TARGETS := ws_frame rest jwt avro socketio config wire
 FUZZ_FLAGS   := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 FUZZ_HAVE_CC := $(shell command -v $(FUZZ_CC) 2>/dev/null)
 FOBJ         := $(BUILD)/fuzz/obj
@@ -181,14 +182,15 @@ unit: $(UNIT_BINS)
 integration: all $(ASAN_BINS) $(TOOL_BINS) fuzz-test-bins
 	bash tests/run.sh --integration
 
+# the registry too: the Confluent wire-format tests (0985) use it
 test: deps
 	$(MAKE) all asan tools $(UNIT_BINS) fuzz-test-bins
-	bash scripts/stack.sh up
+	REGISTRY=1 bash scripts/stack.sh up
 	bash tests/run.sh --all
 
 bench: deps
 	$(MAKE) all tools
-	bash scripts/stack.sh up
+	REGISTRY=1 bash scripts/stack.sh up
 	bash tests/bench/run.sh $(BENCH)
 
 # failure drills (issue #9): their own 3-broker cluster and PostgreSQL

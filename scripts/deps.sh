@@ -5,8 +5,13 @@
 #      runtime libraries build the libFuzzer targets of tests/fuzz);
 #   2. the Apache Kafka broker jars from Maven Central into $OMS_STATE/kafka/libs
 #      (re-fetched only when scripts/kafka-pom.xml changes);
-#   3. Python tools from PyPI into the venv $OMS_STATE/venv (kubernetes-validate,
-#      which checks deploy/k8s offline; nginx-light above runs deploy/nginx).
+#   3. Apicurio Registry (a Confluent-compatible schema registry, Quarkus on
+#      the JVM) from Maven Central into $OMS_STATE/registry/app, run by
+#      scripts/registry.sh (REGISTRY=1 stack.sh up, the tests);
+#   4. Python tools from PyPI into the venv $OMS_STATE/venv (kubernetes-validate,
+#      which checks deploy/k8s offline; confluent-kafka with its Avro
+#      serializer and registry client, the tests' independent producer;
+#      nginx-light above runs deploy/nginx).
 # Fast (well under a second) when everything is already there.
 set -euo pipefail
 
@@ -22,7 +27,7 @@ PACKAGES=(
   libpq-dev libyaml-dev libcmocka-dev libcurl4-openssl-dev uuid-dev
   postgresql kcat
   openjdk-17-jre-headless maven
-  ca-certificates curl procps psmisc iproute2
+  ca-certificates curl procps psmisc iproute2 unzip time
   chromium
   nginx-light python3-venv
   clang libclang-rt-14-dev
@@ -104,6 +109,39 @@ install_kafka_jars() {
   log "$(find "$LIBS" -name '*.jar' | wc -l) jars fetched in $((SECONDS - t0)) s"
 }
 
+# Apicurio Registry 2.6: Maven Central has it as the "all" zip of
+# apicurio-registry-app (the Quarkus runner jar plus its lib/ folder); the
+# default storage is in-memory. Re-fetched only when the version changes.
+REGISTRY_VERSION=2.6.13.Final
+install_registry() {
+  local dir="$STATE/registry" stamp="$STATE/registry/app.stamp"
+  if [ -f "$dir/app/apicurio-registry-app-$REGISTRY_VERSION-runner.jar" ] \
+     && [ "$(cat "$stamp" 2>/dev/null)" = "$REGISTRY_VERSION" ]; then
+    return 0
+  fi
+  command -v mvn >/dev/null 2>&1 || die "mvn not found (the maven package should provide it)"
+  log "fetching Apicurio Registry $REGISTRY_VERSION with Maven into $dir/app"
+  local t0=$SECONDS tmp="$dir/app.tmp" mlog="$STATE/logs/deps-registry-mvn.log"
+  mkdir -p "$dir" "$STATE/logs"
+  rm -rf "$tmp"
+  if ! mvn -q -B -Dstyle.color=never org.apache.maven.plugins:maven-dependency-plugin:3.6.1:copy \
+        -Dartifact="io.apicurio:apicurio-registry-app:$REGISTRY_VERSION:zip:all" \
+        -DoutputDirectory="$tmp" </dev/null >"$mlog" 2>&1; then
+    tail -n 40 "$mlog" >&2
+    rm -rf "$tmp"
+    die "mvn could not fetch io.apicurio:apicurio-registry-app:$REGISTRY_VERSION:zip:all (full log: $mlog)"
+  fi
+  unzip -q -o "$tmp/apicurio-registry-app-$REGISTRY_VERSION-all.zip" -d "$tmp/app" \
+    || die "cannot unpack the Apicurio Registry zip"
+  [ -f "$tmp/app/apicurio-registry-app-$REGISTRY_VERSION-runner.jar" ] \
+    || die "no runner jar in the Apicurio Registry zip"
+  rm -rf "$dir/app"
+  mv "$tmp/app" "$dir/app"
+  rm -rf "$tmp"
+  echo "$REGISTRY_VERSION" >"$stamp"
+  log "Apicurio Registry fetched in $((SECONDS - t0)) s"
+}
+
 # tests/node: the client libraries of the end-to-end tests (ws, and
 # playwright-core driving Debian's chromium), from the npm registry, pinned
 # by package-lock.json.
@@ -136,11 +174,30 @@ install_python_tools() {
   echo "$want" >"$venv/.oms-stamp"
 }
 
+# The schema registry test's independent producer: confluent-kafka with its
+# Avro serializer (fastavro) and registry client, on top of the venv above,
+# with a stamp of its own (the venv's stamp stays what it was).
+PY_TEST_TOOLS=('confluent-kafka[avro,schemaregistry]==2.12.2')
+install_python_test_tools() {
+  local venv="$STATE/venv" want
+  want="${PY_TEST_TOOLS[*]}"
+  if [ "$(cat "$venv/.oms-stamp-test-tools" 2>/dev/null)" = "$want" ] \
+     && "$venv/bin/python3" -c 'import confluent_kafka, fastavro' 2>/dev/null; then
+    return 0
+  fi
+  log "installing ${PY_TEST_TOOLS[*]} into $venv"
+  "$venv/bin/pip" install -q --disable-pip-version-check "${PY_TEST_TOOLS[@]}" </dev/null \
+    || die "pip install ${PY_TEST_TOOLS[*]} failed"
+  echo "$want" >"$venv/.oms-stamp-test-tools"
+}
+
 main() {
   [ "$#" -eq 0 ] || die "usage: deps.sh (no arguments; honours OMS_STATE)"
   install_packages
   install_kafka_jars
+  install_registry
   install_python_tools
+  install_python_test_tools
   install_node_modules
   log "all dependencies present"
 }

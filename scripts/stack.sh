@@ -22,6 +22,11 @@
 # min.insync.replicas=min(2, N). `up` starts the nodes that do not run (so it
 # also restarts one that was killed); `env` prints the whole broker list;
 # `down` and `status` see the cluster without the variable.
+#
+# REGISTRY=1 on `up` also starts a schema registry (Apicurio Registry,
+# Confluent-compatible API, in-memory: scripts/registry.sh) on REGISTRY_PORT
+# (18081); `env` then exports SCHEMA_REGISTRY_URL, `down` stops it, `status`
+# shows it. Off unless asked: nothing needs it but Confluent-framed records.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -30,10 +35,13 @@ HOST=127.0.0.1
 KAFKA_PORT="${KAFKA_PORT:-19092}"
 KAFKA_CONTROLLER_PORT="${KAFKA_CONTROLLER_PORT:-19093}"
 PG_PORT="${PG_PORT:-55432}"
+REGISTRY="${REGISTRY:-0}"
+REGISTRY_PORT="${REGISTRY_PORT:-18081}"
 DB_NAME=oms
 START_TIMEOUT=60
 
 LOGS="$STATE/logs"
+RDIR="$STATE/registry/run"   # pid, port and log of the stack's registry
 KDIR="$STATE/kafka"
 KLIBS="$KDIR/libs"
 KDATA="$KDIR/data"
@@ -693,6 +701,22 @@ cmd_up() {
   else
     log "up in $(( $(now_ms) - t0 )) ms: Kafka $HOST:$KAFKA_PORT, PostgreSQL $HOST:$PG_PORT db $DB_NAME (eval \"\$(make -s stack-env)\")"
   fi
+  up_registry
+}
+
+# REGISTRY=1: the schema registry too (idempotent).
+up_registry() {
+  [ "$REGISTRY" = 1 ] || return 0
+  local t0 port
+  t0="$(now_ms)"
+  if port="$(bash "$ROOT/scripts/registry.sh" running "$RDIR" 2>/dev/null)"; then
+    [ "$port" = "$REGISTRY_PORT" ] || die "the schema registry already runs on port $port, not $REGISTRY_PORT: run 'stack.sh down' first"
+    return 0
+  fi
+  log "starting the schema registry (Apicurio) on $HOST:$REGISTRY_PORT, log $RDIR/registry.log"
+  bash "$ROOT/scripts/registry.sh" start "$RDIR" "$REGISTRY_PORT" 9>&- \
+    || die "the schema registry did not start"
+  log "schema registry up in $(( $(now_ms) - t0 )) ms: $(bash "$ROOT/scripts/registry.sh" url "$REGISTRY_PORT")"
 }
 
 # up with KAFKA_BROKERS_COUNT > 1: the nodes that do not run, and PostgreSQL.
@@ -711,6 +735,7 @@ cmd_up_cluster() {
   ensure_db
   kc_up
   log "up in $(( $(now_ms) - t0 )) ms: Kafka $(kc_broker_list), PostgreSQL $HOST:$PG_PORT db $DB_NAME (eval \"\$(make -s stack-env)\")"
+  up_registry
 }
 
 cmd_down() {
@@ -725,6 +750,10 @@ cmd_down() {
     return 0
   fi
   lock_state
+  if bash "$ROOT/scripts/registry.sh" running "$RDIR" >/dev/null 2>&1; then
+    log "stopping the schema registry"
+  fi
+  bash "$ROOT/scripts/registry.sh" stop "$RDIR" || true
   stop_kafka
   kc_down
   stop_pg
@@ -754,6 +783,10 @@ export DATABASE_USER=postgres
 export DATABASE_PASSWORD=
 export DATABASE_NAME=$DB_NAME
 EOF
+  local rport
+  if rport="$(bash "$ROOT/scripts/registry.sh" running "$RDIR" 2>/dev/null)"; then
+    echo "export SCHEMA_REGISTRY_URL=$(bash "$ROOT/scripts/registry.sh" url "$rport")"
+  fi
 }
 
 cmd_status() {
@@ -783,6 +816,13 @@ cmd_status() {
   else
     echo "stack: postgres  stopped"
     rc=1
+  fi
+  local rport
+  if rport="$(bash "$ROOT/scripts/registry.sh" running "$RDIR" 2>/dev/null)"; then
+    echo "stack: registry  running   $(bash "$ROOT/scripts/registry.sh" url "$rport")"
+  else
+    echo "stack: registry  stopped"
+    [ "$REGISTRY" != 1 ] || rc=1
   fi
   return "$rc"
 }

@@ -14,7 +14,8 @@ static void emit_help(FILE *out)
             "usage: oms-producer emit TYPE --json '{...}' [options]\n"
             "       oms-producer emit [TYPE] --file FILE|- [options]\n"
             "\n"
-            "Encode events as Avro (single-object encoding) and produce them to Kafka,\n"
+            "Encode events (Avro single-object encoding, or see --format) and produce\n"
+            "them to Kafka,\n"
             "keyed as the design says (orderId, productId, userId or '*').\n"
             "TYPE: OrderCreated, OrderStatusChanged, InventoryChanged, UserNotification,\n"
             "      SystemNotification (also order-created, order_created, ...).\n"
@@ -31,6 +32,7 @@ static void emit_help(FILE *out)
             "  --config FILE      configuration file (default: $OMS_CONFIG, none)\n"
             "  --schemas DIR      extra .avsc files to load\n"
             "  --record FILE      write one JSON line per delivered event\n"
+            PROD_FORMAT_HELP
             "  --json-summary     print the summary as JSON on stdout\n"
             "  -h, --help         this help\n"
             "\n"
@@ -44,6 +46,7 @@ int cmd_emit(int argc, char **argv)
         {"skip-bad", no_argument, NULL, 's'},       {"brokers", required_argument, NULL, 'b'},
         {"config", required_argument, NULL, 'c'},   {"schemas", required_argument, NULL, 'S'},
         {"record", required_argument, NULL, 'r'},   {"json-summary", no_argument, NULL, 'J'},
+        {"format", required_argument, NULL, 'F'},  {"registry", required_argument, NULL, 'G'},
         {"help", no_argument, NULL, 'h'},           {NULL, 0, NULL, 0},
     };
     prod_opts po = {0};
@@ -59,6 +62,8 @@ int cmd_emit(int argc, char **argv)
         case 'b': po.brokers = optarg; break;
         case 'c': po.config = optarg; break;
         case 'S': po.schemas = optarg; break;
+        case 'F': po.format = optarg; break;
+        case 'G': po.registry = optarg; break;
         case 'r': po.record = optarg; break;
         case 'J': json_summary = true; break;
         case 'h': emit_help(stdout); return OMS_EXIT_OK;

@@ -15,7 +15,8 @@ static const oms_cli_command commands[] = {
 static void help(FILE *out)
 {
     fprintf(out, "usage: oms-producer COMMAND [options]\n\n"
-                 "Emit order-management events (Avro, single-object encoding) to Kafka, or\n"
+                 "Emit order-management events (Avro single-object encoding, or the Confluent\n"
+                 "framing or JSON with --format) to Kafka, or\n"
                  "serve the order and inventory services that emit them.\n\n"
                  "commands:\n");
     oms_cli_print_commands(out, commands);

@@ -1,5 +1,6 @@
 /* producer.c — shared set-up, sending, delivery records and the summary. */
 #include "producer.h"
+#include "registry/registry.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -46,6 +47,45 @@ static void on_delivery(void *ctx, void *opaque, rd_kafka_resp_err_t err, const 
     free(r);
 }
 
+int prod_setup_format(const char *prog, oms_config *cfg, oms_events *events, const char *format,
+                      const char *registry, const char *const topics[OMS_TOPIC__COUNT],
+                      oms_wire_format *fmt, uint32_t ids[OMS_EV__COUNT])
+{
+    *fmt = OMS_WIRE_SOE;
+    if (format && oms_wire_format_parse(format, fmt) != OMS_OK) {
+        fprintf(stderr, "%s: unknown --format '%s' (soe, confluent or json)\n", prog, format);
+        return OMS_EXIT_USAGE;
+    }
+    if (registry) {
+        free(cfg->schema_registry.url);
+        if (!(cfg->schema_registry.url = strdup(registry)))
+            return OMS_EXIT_FAIL;
+    }
+    /* --registry also serves reading (serve's state rebuild) */
+    if (*fmt != OMS_WIRE_CONFLUENT && !registry)
+        return OMS_EXIT_OK;
+    char err[512];
+    oms_registry *r = NULL;
+    if (oms_registry_from_config(cfg, events, OMS_REGISTRY_CLI_WAIT_MS, &r, err, sizeof err) !=
+        OMS_OK) {
+        fprintf(stderr, "%s: %s\n", prog, err);
+        return OMS_EXIT_USAGE;
+    }
+    if (*fmt != OMS_WIRE_CONFLUENT)
+        return OMS_EXIT_OK;
+    if (!r) {
+        fprintf(stderr, "%s: --format confluent needs a schema registry: give --registry URL or "
+                        "set SCHEMA_REGISTRY_URL\n",
+                prog);
+        return OMS_EXIT_USAGE;
+    }
+    if (oms_registry_register_writers(r, events, topics, ids, err, sizeof err) != OMS_OK) {
+        fprintf(stderr, "%s: cannot register the schemas: %s\n", prog, err);
+        return OMS_EXIT_FAIL;
+    }
+    return OMS_EXIT_OK;
+}
+
 int prod_open(prod_ctx *c, const prod_opts *o)
 {
     memset(c, 0, sizeof *c);
@@ -65,6 +105,13 @@ int prod_open(prod_ctx *c, const prod_opts *o)
         fprintf(stderr, "oms-producer: cannot load schemas: %s\n", err);
         oms_config_free(&c->cfg);
         return OMS_EXIT_USAGE;
+    }
+    rc = prod_setup_format("oms-producer", &c->cfg, c->events, o->format, o->registry,
+                           c->topics, &c->format, c->schema_ids);
+    if (rc) {
+        oms_events_free(c->events);
+        oms_config_free(&c->cfg);
+        return rc;
     }
     if (o->record) {
         c->record = fopen(o->record, "w");
@@ -161,13 +208,16 @@ int prod_send(prod_ctx *c, const oms_event *ev, char *errbuf, size_t errlen)
         return -1;
     }
     size_t len = 0;
-    int rc = oms_event_encode(c->events, ev, st->payload[i], STAGE_SLOT, &len, errbuf, errlen);
+    int rc = oms_event_encode_wire(c->events, c->format, c->schema_ids, ev, st->payload[i],
+                                   STAGE_SLOT, &len, errbuf, errlen);
     if (rc == OMS_ERANGE) {
         /* rare: an event with a large data payload goes alone, after what is
          * staged for its topic so that per-key order holds */
         size_t cap = 1u << 20;
         uint8_t *big = malloc(cap);
-        rc = big ? oms_event_encode(c->events, ev, big, cap, &len, errbuf, errlen) : OMS_ENOMEM;
+        rc = big ? oms_event_encode_wire(c->events, c->format, c->schema_ids, ev, big, cap, &len,
+                                         errbuf, errlen)
+                 : OMS_ENOMEM;
         if (rc == OMS_OK && flush_stage(c, kind, errbuf, errlen) != 0)
             rc = OMS_EKAFKA;
         if (rc == OMS_OK) {

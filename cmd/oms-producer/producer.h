@@ -32,6 +32,8 @@ typedef struct prod_ctx {
     uint64_t encode_failed;
     uint64_t start_ns;
     prod_stage *stage[OMS_TOPIC__COUNT];
+    oms_wire_format format;        /* --format */
+    uint32_t schema_ids[OMS_EV__COUNT]; /* confluent: registered ids by type */
 } prod_ctx;
 
 /* Common options of emit and simulate. */
@@ -40,8 +42,24 @@ typedef struct prod_opts {
     const char *brokers;
     const char *record;
     const char *schemas;
+    const char *format;   /* soe (default), confluent, json */
+    const char *registry; /* schema registry URL over the config's */
     const bool *topics_needed; /* by oms_topic_kind; NULL: all three */
 } prod_opts;
+
+/* The help lines of --format and --registry (emit, simulate, serve). */
+#define PROD_FORMAT_HELP                                                                       \
+    "  --format F         wire format: soe (Avro single-object, default), confluent\n"        \
+    "                     (Avro in the Confluent framing: the schemas are registered\n"       \
+    "                     under <topic>-value first) or json (plain JSON objects)\n"          \
+    "  --registry URL     schema registry for --format confluent (else\n"                    \
+    "                     schema_registry.url, SCHEMA_REGISTRY_URL)\n"
+
+/* Parse --format and set up what it needs (the registry client attached to
+ * events, the schema ids): 0, or prints why and returns an exit code. */
+int prod_setup_format(const char *prog, oms_config *cfg, oms_events *events, const char *format,
+                      const char *registry, const char *const topics[OMS_TOPIC__COUNT],
+                      oms_wire_format *fmt, uint32_t ids[OMS_EV__COUNT]);
 
 /* Set up from options; prints its own error and returns an exit code != 0. */
 int prod_open(prod_ctx *c, const prod_opts *o);

@@ -12,6 +12,7 @@
 #include "producer.h"
 #include "httpd/httpd.h"
 #include "serve.h"
+#include "registry/registry.h"
 
 #define AUTH_LEEWAY_S 5
 
@@ -56,6 +57,7 @@ static void serve_help(FILE *out)
             "  --brokers LIST     Kafka bootstrap servers (default: $KAFKA_BROKERS, config)\n"
             "  --config FILE      configuration file (default: $OMS_CONFIG, none)\n"
             "  --schemas DIR      extra .avsc files to load\n"
+            PROD_FORMAT_HELP
             "  -h, --help         this help\n"
             "\n"
             "exit status: 0 stopped by SIGINT/SIGTERM, 1 Kafka or the port failed,\n"
@@ -196,9 +198,11 @@ int cmd_serve(int argc, char **argv)
         {"port", required_argument, NULL, 'p'},    {"host", required_argument, NULL, 'H'},
         {"brokers", required_argument, NULL, 'b'}, {"config", required_argument, NULL, 'c'},
         {"schemas", required_argument, NULL, 'S'}, {"help", no_argument, NULL, 'h'},
+        {"format", required_argument, NULL, 'F'},  {"registry", required_argument, NULL, 'G'},
         {NULL, 0, NULL, 0},
     };
     const char *config = NULL, *brokers = NULL, *schemas = NULL, *host = NULL;
+    const char *wire = NULL, *registry = NULL;
     long port = 3002;
     int opt;
     optind = 1;
@@ -212,6 +216,8 @@ int cmd_serve(int argc, char **argv)
         case 'b': brokers = optarg; break;
         case 'c': config = optarg; break;
         case 'S': schemas = optarg; break;
+        case 'F': wire = optarg; break;
+        case 'G': registry = optarg; break;
         case 'h': serve_help(stdout); return OMS_EXIT_OK;
         default: return oms_cli_usage_error("oms-producer serve", "unknown or incomplete option");
         }
@@ -221,6 +227,10 @@ int cmd_serve(int argc, char **argv)
                                    argv[optind]);
     if (host && !*host)
         return oms_cli_usage_error("oms-producer serve", "--host must not be empty");
+    oms_wire_format wf;
+    if (wire && oms_wire_format_parse(wire, &wf) != OMS_OK)
+        return oms_cli_usage_error("oms-producer serve",
+                                   "unknown --format '%s' (soe, confluent or json)", wire);
 
     static serve s; /* one per process; large (offset tables) */
     memset(&s, 0, sizeof s);
@@ -247,11 +257,18 @@ int cmd_serve(int argc, char **argv)
     s.topics[OMS_TOPIC_INVENTORY] = s.cfg.kafka.topic_inventory;
     s.topics[OMS_TOPIC_NOTIFICATIONS] = s.cfg.kafka.topic_notifications;
     s.encbuf = malloc(SV_ENCODE_MAX);
-    s.events = oms_events_new(schemas ? schemas : s.cfg.schemas.dir, err, sizeof err);
+    s.events =
+        oms_registry_events_new(&s.cfg, schemas ? schemas : s.cfg.schemas.dir, err, sizeof err);
     if (!s.events || !s.encbuf) {
         fprintf(stderr, "oms-producer: cannot load schemas: %s\n", s.encbuf ? err : "no memory");
         serve_free(&s);
         return OMS_EXIT_USAGE;
+    }
+    rc = prod_setup_format("oms-producer", &s.cfg, s.events, wire, registry, s.topics, &s.format,
+                           s.schema_ids);
+    if (rc) {
+        serve_free(&s);
+        return rc;
     }
     prod_install_signals();
     s.kp = oms_kafka_producer_new(s.cfg.kafka.brokers, s.cfg.kafka.props, s.cfg.kafka.nprops,

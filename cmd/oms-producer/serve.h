@@ -60,6 +60,8 @@ typedef struct serve {
     oms_config cfg;
     oms_logger *log;
     oms_events *events;
+    oms_wire_format format;             /* --format */
+    uint32_t schema_ids[OMS_EV__COUNT]; /* confluent: registered ids by type */
     oms_auth *auth;
     oms_kafka_producer *kp;
     oms_kafka_reader *reader;

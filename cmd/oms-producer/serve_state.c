@@ -409,8 +409,8 @@ int sv_publish(serve *s, oms_event *evs, size_t n, char *errbuf, size_t errlen)
         char key[64];
         int klen = oms_event_key(&evs[i], key, sizeof key);
         rc = klen < 0 ? OMS_ERANGE
-                      : oms_event_encode(s->events, &evs[i], buf, SV_ENCODE_MAX, &len, errbuf,
-                                         errlen);
+                      : oms_event_encode_wire(s->events, s->format, s->schema_ids, &evs[i], buf,
+                                              SV_ENCODE_MAX, &len, errbuf, errlen);
         if (rc != OMS_OK) {
             if (klen < 0)
                 oms_errf(errbuf, errlen, "event key too long");

@@ -35,6 +35,7 @@ static void simulate_help(FILE *out)
             "  --config FILE      configuration file (default: $OMS_CONFIG, none)\n"
             "  --schemas DIR      extra .avsc files to load\n"
             "  --record FILE      write one JSON line per delivered event\n"
+            PROD_FORMAT_HELP
             "  --print            also print each event as JSON on stdout (no Kafka needed\n"
             "                     with --dry-run)\n"
             "  --dry-run          do not connect to Kafka (with --print: show the events)\n"
@@ -60,6 +61,7 @@ int cmd_simulate(int argc, char **argv)
         {"schemas", required_argument, NULL, 'S'}, {"record", required_argument, NULL, 'R'},
         {"print", no_argument, NULL, 'P'},         {"dry-run", no_argument, NULL, 'D'},
         {"json-summary", no_argument, NULL, 'J'},  {"help", no_argument, NULL, 'h'},
+        {"format", required_argument, NULL, 'F'},  {"registry", required_argument, NULL, 'G'},
         {NULL, 0, NULL, 0},
     };
     const char *pc = "oms-producer simulate";
@@ -106,6 +108,8 @@ int cmd_simulate(int argc, char **argv)
         case 'b': po.brokers = optarg; break;
         case 'c': po.config = optarg; break;
         case 'S': po.schemas = optarg; break;
+        case 'F': po.format = optarg; break;
+        case 'G': po.registry = optarg; break;
         case 'R': po.record = optarg; break;
         case 'P': print = true; break;
         case 'D': dry = true; break;

@@ -34,7 +34,7 @@ int cmd_completion(int argc, char **argv)
            "    topics) [ \"$COMP_CWORD\" -eq 2 ] && COMPREPLY=($(compgen -W \"create list\" -- "
            "\"$cur\")) && return ;;\n"
            "    schemas) [ \"$COMP_CWORD\" -eq 2 ] && COMPREPLY=($(compgen -W \"list show "
-           "fingerprint check\" -- \"$cur\")) && return ;;\n"
+           "fingerprint check register compat\" -- \"$cur\")) && return ;;\n"
            "    users) [ \"$COMP_CWORD\" -eq 2 ] && COMPREPLY=($(compgen -W \"online get\" -- "
            "\"$cur\")) && return ;;\n"
            "    notify) [ \"$COMP_CWORD\" -eq 2 ] && COMPREPLY=($(compgen -W \"order-created "

@@ -46,7 +46,7 @@ static const oms_cli_command commands[] = {
     {"replay", cmd_replay, "read a range of a topic back: filter, write out or republish"},
     {"lag", cmd_lag, "a consumer group's lag per partition"},
     {"topics", cmd_topics, "create the topics of configs/topics.yaml, or list topics"},
-    {"schemas", cmd_schemas, "list, show, fingerprint and check Avro schemas"},
+    {"schemas", cmd_schemas, "list, show, fingerprint and check Avro schemas; the schema registry"},
     {"projections", cmd_projections, "Postgres read models: status, migrate, rebuild"},
     {"order", cmd_order, "one order's story: projection row, status history, its events"},
     {"completion", cmd_completion, "print a bash completion script (omsctl completion bash)"},

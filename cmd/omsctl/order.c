@@ -12,6 +12,7 @@
 #include "json/json.h"
 #include "kafka/kafka.h"
 #include "pg/pg.h"
+#include "registry/registry.h"
 
 static void order_help(FILE *out)
 {
@@ -64,7 +65,7 @@ static json_t *topic_events(const oms_config *cfg, const char *order_id, bool by
 {
     char err[512];
     json_t *list = json_array();
-    oms_events *events = oms_events_new(cfg->schemas.dir, err, sizeof err);
+    oms_events *events = oms_registry_events_new(cfg, cfg->schemas.dir, err, sizeof err);
     oms_kafka_reader *r =
         events ? oms_kafka_reader_new(cfg->kafka.brokers, cfg->kafka.props, cfg->kafka.nprops, err,
                                       sizeof err)

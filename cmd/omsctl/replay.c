@@ -14,6 +14,7 @@
 #include "ctl.h"
 #include "events/events.h"
 #include "kafka/kafka.h"
+#include "registry/registry.h"
 
 static void replay_help(FILE *out)
 {
@@ -448,7 +449,7 @@ int cmd_replay(int argc, char **argv)
     rd_kafka_topic_partition_list_t *l = NULL;
     bool need_decode = !republish || !filter_empty(&flt);
 
-    events = oms_events_new(cfg.schemas.dir, err, sizeof err);
+    events = oms_registry_events_new(&cfg, cfg.schemas.dir, err, sizeof err);
     if (!events) {
         fprintf(stderr, "omsctl: cannot load schemas: %s\n", err);
         exit_code = OMS_EXIT_USAGE;

@@ -1,4 +1,4 @@
-/* schemas.c — `omsctl schemas list|show|fingerprint|check`. */
+/* schemas.c — `omsctl schemas list|show|fingerprint|check|register|compat`. */
 #include <getopt.h>
 #include <inttypes.h>
 #include <stdlib.h>
@@ -7,14 +7,17 @@
 #include "avro/avro.h"
 #include "json/json.h"
 #include "ctl.h"
+#include "schemas_registry.h"
 
 static void schemas_help(FILE *out)
 {
     fprintf(out,
-            "usage: omsctl schemas list [--json]\n"
+            "usage: omsctl schemas list [--registry[=URL]] [--json]\n"
             "       omsctl schemas show NAME|FINGERPRINT [--canonical]\n"
             "       omsctl schemas fingerprint FILE|-\n"
             "       omsctl schemas check FILE\n"
+            "       omsctl schemas register [--registry=URL] [--json]\n"
+            "       omsctl schemas compat [--registry=URL] [--json]\n"
             "\n"
             "The schemas are those built into omsctl (schemas/ at build time) plus the\n"
             ".avsc files of --schemas DIR.\n"
@@ -28,8 +31,21 @@ static void schemas_help(FILE *out)
             "             using FILE read every known version (backward), and readers of\n"
             "             the latest version read FILE's data (forward)\n"
             "\n"
+            "With a Confluent-compatible schema registry (--registry=URL, else\n"
+            "schema_registry.url, SCHEMA_REGISTRY_URL; basic auth and CA from the config).\n"
+            "Each event type's subject is its topic's, TopicNameStrategy: '<topic>-value'.\n"
+            "list --registry: every subject, version, id and record name in the registry\n"
+            "register:    register the latest schema of each event type under its subject\n"
+            "             (the registry answers the existing id for a known schema)\n"
+            "compat:      check the latest schema of each event type against the newest\n"
+            "             version of its subject with the same record name: compatible\n"
+            "             (both ways), backward only, incompatible (exit 1), not registered\n"
+            "\n"
             "options:\n"
             "  --schemas DIR   extra .avsc files\n"
+            "  --registry[=URL] talk to the schema registry (URL over the configuration)\n"
+            "  --config FILE   configuration file (default: $OMS_CONFIG, none): topics,\n"
+            "                  schema_registry.*\n"
             "  --canonical     show the Parsing Canonical Form instead of the text\n"
             "  --json          machine-readable output\n"
             "  -h, --help      this help\n"
@@ -177,11 +193,12 @@ int cmd_schemas(int argc, char **argv)
     static const struct option longopts[] = {
         {"schemas", required_argument, NULL, 'S'}, {"canonical", no_argument, NULL, 'C'},
         {"json", no_argument, NULL, 'J'},          {"help", no_argument, NULL, 'h'},
+        {"registry", optional_argument, NULL, 'G'}, {"config", required_argument, NULL, 'c'},
         {NULL, 0, NULL, 0},
     };
     const char *pc = "omsctl schemas";
-    const char *dir = NULL;
-    bool canonical = false, json = false;
+    const char *dir = NULL, *registry_url = NULL, *config = NULL;
+    bool canonical = false, json = false, registry = false;
     int opt;
     optind = 1;
     while ((opt = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
@@ -189,20 +206,60 @@ int cmd_schemas(int argc, char **argv)
         case 'S': dir = optarg; break;
         case 'C': canonical = true; break;
         case 'J': json = true; break;
+        case 'G':
+            registry = true;
+            registry_url = optarg;
+            break;
+        case 'c': config = optarg; break;
         case 'h': schemas_help(stdout); return OMS_EXIT_OK;
         default: return oms_cli_usage_error(pc, "unknown or incomplete option");
         }
     }
     if (optind >= argc)
-        return oms_cli_usage_error(pc, "name an action: list, show, fingerprint or check");
+        return oms_cli_usage_error(
+            pc, "name an action: list, show, fingerprint, check, register or compat");
     const char *action = argv[optind++];
     const char *arg = optind < argc ? argv[optind++] : NULL;
     if (optind < argc)
         return oms_cli_usage_error(pc, "unexpected argument '%s'", argv[optind]);
     bool is_list = strcmp(action, "list") == 0;
-    if (!is_list && strcmp(action, "show") && strcmp(action, "fingerprint") &&
+    bool needs_registry = strcmp(action, "register") == 0 || strcmp(action, "compat") == 0;
+    if (!is_list && !needs_registry && strcmp(action, "show") && strcmp(action, "fingerprint") &&
         strcmp(action, "check"))
         return oms_cli_usage_error(pc, "unknown action '%s'", action);
+    if (registry && !is_list && !needs_registry)
+        return oms_cli_usage_error(pc, "--registry goes with list, register and compat");
+    if (needs_registry && arg)
+        return oms_cli_usage_error(pc, "unexpected argument '%s'", arg);
+    if (needs_registry || (is_list && registry)) {
+        oms_config cfg;
+        int crc = oms_cli_load_config("omsctl", config, &cfg);
+        if (crc)
+            return crc;
+        if (registry_url) {
+            free(cfg.schema_registry.url);
+            cfg.schema_registry.url = strdup(registry_url);
+        }
+        int rc = OMS_EXIT_OK;
+        if (is_list) {
+            rc = ctl_schemas_list_registry(&cfg, json);
+        } else {
+            char err[512];
+            oms_avro_store *st = oms_avro_store_new();
+            if (!st || oms_avro_store_load_embedded(st, err, sizeof err) < 0 ||
+                (dir && oms_avro_store_load_dir(st, dir, err, sizeof err) < 0)) {
+                fprintf(stderr, "omsctl: cannot load schemas: %s\n", st ? err : "out of memory");
+                rc = OMS_EXIT_USAGE;
+            } else if (strcmp(action, "register") == 0) {
+                rc = ctl_schemas_register(&cfg, st, json);
+            } else {
+                rc = ctl_schemas_compat(&cfg, st, json);
+            }
+            oms_avro_store_free(st);
+        }
+        oms_config_free(&cfg);
+        return rc;
+    }
     if (is_list && arg)
         return oms_cli_usage_error(pc, "unexpected argument '%s'", arg);
     if (!is_list && !arg)

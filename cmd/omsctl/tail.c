@@ -7,6 +7,7 @@
 #include "ctl.h"
 #include "events/events.h"
 #include "kafka/kafka.h"
+#include "registry/registry.h"
 
 static void tail_help(FILE *out)
 {
@@ -14,7 +15,9 @@ static void tail_help(FILE *out)
             "usage: omsctl tail TOPIC... [--from-beginning] [--exit-at-end] [--partition N]\n"
             "                   [--format json|pretty] [--count N]\n"
             "\n"
-            "Read events from Kafka, decode the Avro records and print them: as the\n"
+            "Read events from Kafka, decode the records (single-object Avro, Confluent\n"
+            "framing with the schema registry of SCHEMA_REGISTRY_URL, or JSON, mixed)\n"
+            "and print them: as the\n"
             "WebSocket frames a client would receive ({\"event\":..., \"data\": RealTimeEvent},\n"
             "one per line, `id` being the position TOPIC:PARTITION:OFFSET) or as readable\n"
             "lines. Follows new events until Ctrl-C unless --exit-at-end.\n"
@@ -147,7 +150,8 @@ int cmd_tail(int argc, char **argv)
 
     char err[512];
     int exit_code = OMS_EXIT_OK;
-    oms_events *events = oms_events_new(schemas ? schemas : cfg.schemas.dir, err, sizeof err);
+    oms_events *events =
+        oms_registry_events_new(&cfg, schemas ? schemas : cfg.schemas.dir, err, sizeof err);
     oms_kafka_reader *r = NULL;
     tail_part *parts = NULL;
     if (!events) {

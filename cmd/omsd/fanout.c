@@ -101,16 +101,23 @@ static void to_dlq(omsd *d, const rd_kafka_message_t *m, const char *topic, cons
 }
 
 /* scratch: the fan-out thread's frame buffer, reused from event to event */
-static void handle(omsd *d, rd_kafka_message_t *m, oms_buf *scratch)
+static void handle(omsd *d, oms_kafka_reader *r, rd_kafka_message_t *m, oms_buf *scratch)
 {
     const char *topic = rd_kafka_topic_name(m->rkt);
     oms_topic_kind kind = kind_of(d, topic);
     if (kind == OMS_TOPIC__COUNT)
         return;
-    atomic_fetch_add(&d->m.consumed[kind], 1);
     oms_event ev;
     char err[256];
     int rc = oms_event_decode(d->events, m->payload, m->len, &ev, err, sizeof err);
+    if (rc == OMS_EAGAIN) {
+        /* its schema cannot be fetched now: this partition waits and reads it
+         * again (order kept, nothing to the DLQ), the others go on */
+        omsd_registry_wait(d, topic, m->partition, m->offset, err);
+        oms_kafka_reader_hold(r, topic, m->partition, m->offset, OMSD_REGISTRY_HOLD_MS);
+        return;
+    }
+    atomic_fetch_add(&d->m.consumed[kind], 1);
     if (rc != OMS_OK) {
         atomic_fetch_add(&d->m.undecodable, 1);
         oms_log(d->log, OMS_LOG_WARN, "record not decodable, copied to the dlq",
@@ -219,7 +226,7 @@ static void *fanout_main(void *arg)
         rd_kafka_message_t *m = oms_kafka_reader_poll(r, 100);
         if (m) {
             if (!m->err)
-                handle(d, m, &scratch);
+                handle(d, r, m, &scratch);
             else if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
                 oms_log(d->log, OMS_LOG_WARN, "fan-out consumer error",
                         OMS_LS("error", rd_kafka_message_errstr(m)));

@@ -156,13 +156,24 @@ static void *poll_main(void *arg)
                     pg ? "postgres reachable" : "postgres unreachable", OMS_LS("at", where));
         }
         atomic_store(&d->pg_up, pg);
+        if (d->registry) {
+            /* health shows the registry even when no new id was needed lately */
+            oms_registry_stats before;
+            oms_registry_stats_get(d->registry, &before);
+            int reg = oms_registry_probe(d->registry, err, sizeof err) == OMS_OK;
+            if (before.known && reg != before.up)
+                oms_log(d->log, reg ? OMS_LOG_INFO : OMS_LOG_WARN,
+                        reg ? "schema registry reachable again" : "schema registry unreachable",
+                        OMS_LS("url", oms_registry_url(d->registry)),
+                        OMS_LS("error", reg ? "" : err));
+        }
     }
     return NULL;
 }
 
 static void cleanup(omsd *d)
 {
-    oms_events_free(d->events);
+    oms_events_free(d->events); /* and the registry it owns */
     oms_auth_free(d->auth);
     free(d->secret);
     for (int k = 0; k < OMS_TOPIC__COUNT; k++)
@@ -231,6 +242,15 @@ int main(int argc, char **argv)
                 OMS_LB("generatedSecret", !(d.cfg.auth.jwt_secret && *d.cfg.auth.jwt_secret)));
 
     d.events = oms_events_new(d.cfg.schemas.dir, err, sizeof err);
+    /* wait 0: a record whose schema cannot be fetched now is held, not waited for */
+    if (d.events && oms_registry_from_config(&d.cfg, d.events, 0, &d.registry, err, sizeof err)) {
+        fprintf(stderr, "omsd: %s\n", err);
+        cleanup(&d);
+        return OMS_EXIT_USAGE;
+    }
+    if (d.registry)
+        oms_log(d.log, OMS_LOG_INFO, "schema registry configured",
+                OMS_LS("url", oms_registry_url(d.registry)));
     oms_kv props[OMS_CONFIG_MAX_PROPS + 2];
     size_t np = 0;
     props[np++] = (oms_kv){"client.id", "omsd"};

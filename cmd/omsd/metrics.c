@@ -259,6 +259,32 @@ char *omsd_metrics_text(omsd *d, size_t *len)
               "# TYPE oms_dependency_up gauge\noms_dependency_up{dependency=\"kafka\"} %d\n"
               "oms_dependency_up{dependency=\"postgres\"} %d\n",
               atomic_load(&d->kafka_up) ? 1 : 0, atomic_load(&d->pg_up) ? 1 : 0);
+    if (d->registry) {
+        oms_registry_stats st;
+        oms_registry_stats_get(d->registry, &st);
+        sb_printf(&b,
+                  "oms_dependency_up{dependency=\"schema_registry\"} %d\n"
+                  "# HELP oms_schema_registry_cached_schemas Writer schemas cached by id.\n"
+                  "# TYPE oms_schema_registry_cached_schemas gauge\n"
+                  "oms_schema_registry_cached_schemas %zu\n"
+                  "# HELP oms_schema_registry_fetches_total Schemas fetched from the registry.\n"
+                  "# TYPE oms_schema_registry_fetches_total counter\n"
+                  "oms_schema_registry_fetches_total %" PRIu64 "\n"
+                  "# HELP oms_schema_registry_failures_total Registry requests without a usable "
+                  "answer.\n"
+                  "# TYPE oms_schema_registry_failures_total counter\n"
+                  "oms_schema_registry_failures_total %" PRIu64 "\n"
+                  "# HELP oms_schema_registry_unknown_ids_total Lookups of ids the registry does "
+                  "not know (records to the DLQ).\n"
+                  "# TYPE oms_schema_registry_unknown_ids_total counter\n"
+                  "oms_schema_registry_unknown_ids_total %" PRIu64 "\n"
+                  "# HELP oms_schema_registry_waits_total Times a fan-out or projection record "
+                  "was held because its schema could not be fetched yet.\n"
+                  "# TYPE oms_schema_registry_waits_total counter\n"
+                  "oms_schema_registry_waits_total %" PRIu64 "\n",
+                  st.known && st.up ? 1 : 0, st.cached, st.fetches, st.failures, st.not_found,
+                  (uint64_t)atomic_load(&d->m.registry_waits));
+    }
     sb_printf(&b, "# HELP oms_uptime_seconds Seconds since omsd started.\n"
                   "# TYPE oms_uptime_seconds gauge\noms_uptime_seconds %" PRId64 "\n",
               (oms_now_ms() - d->started_ms) / 1000);

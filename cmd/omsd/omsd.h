@@ -27,6 +27,7 @@
 #include "gateway/wheel.h"
 #include "kafka/kafka.h"
 #include "log/log.h"
+#include "registry/registry.h"
 
 extern volatile sig_atomic_t omsd_stop;
 
@@ -111,6 +112,9 @@ typedef struct omsd_metrics {
     atomic_int_fast64_t avg_frame;
     atomic_uint_fast64_t rb_waited;
     atomic_uint_fast64_t rb_waiting;
+    /* records held because their schema could not be fetched yet (each try) */
+    atomic_uint_fast64_t registry_waits;
+    atomic_int_fast64_t registry_wait_logged_ms; /* last such log line: one per 10 s */
 } omsd_metrics;
 
 typedef struct omsd_conn omsd_conn;
@@ -174,6 +178,7 @@ struct omsd {
     size_t secret_len;
     bool dev;
     oms_events *events;
+    oms_registry *registry; /* owned by events; NULL without schema_registry.url */
     const char *topics[OMS_TOPIC__COUNT];
     int nparts[OMS_TOPIC__COUNT];
     int64_t *start_offset[OMS_TOPIC__COUNT]; /* where fan-out starts (end at boot) */
@@ -384,5 +389,18 @@ void omsd_projections_join(omsd *d);
  * false when projections are enabled and not working (Postgres down or
  * failing, schema not migrated, no connection yet). */
 bool omsd_projections_health(omsd *d, json_t *deps);
+
+/* ---- registry.c: the schema registry, for fan-out, projections, health ---------- */
+
+/* How long a partition holds a record whose writer schema cannot be fetched
+ * now before reading it again (the registry client backs off by itself). */
+#define OMSD_REGISTRY_HOLD_MS 250
+
+/* Count (and log, at most every 10 s) a record held for its schema. */
+void omsd_registry_wait(omsd *d, const char *topic, int32_t partition, int64_t offset,
+                        const char *why);
+/* The schemaRegistry entry of /websocket/health (new reference), NULL
+ * without a registry. Never makes omsd unhealthy: only new ids wait. */
+json_t *omsd_registry_health(omsd *d);
 
 #endif

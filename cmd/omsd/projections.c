@@ -60,6 +60,9 @@ typedef struct proj_part {
     int64_t batch_max; /* highest offset of this partition in the gathering batch, -1 none */
     bool need_seek;    /* where to start is not known yet (Postgres was down) */
     bool paused;       /* as last set in librdkafka, by sync_pause or the assignment */
+    bool held;         /* the record at hold_offset waits for its schema (sync_pause pauses) */
+    int64_t hold_offset;
+    uint64_t hold_until_ns;
 } proj_part;
 
 typedef struct proj_msg {
@@ -185,7 +188,7 @@ static void sync_pause(proj_worker *p)
     rd_kafka_topic_partition_list_t *l[2] = {NULL, NULL}; /* resume, pause */
     for (size_t i = 0; i < p->nparts; i++) {
         proj_part *q = &p->parts[i];
-        bool want = hold || q->need_seek;
+        bool want = hold || q->need_seek || q->held;
         if (want == q->paused)
             continue;
         if (!l[want])
@@ -233,6 +236,7 @@ static void drop_all(proj_worker *p)
     for (size_t i = 0; i < p->nparts; i++) {
         p->parts[i].batch_max = -1;
         p->parts[i].last_seen = p->parts[i].stored - 1;
+        p->parts[i].held = false;
     }
 }
 
@@ -612,6 +616,52 @@ static bool batch_reserve(proj_batch *b)
     return true;
 }
 
+/* The record m cannot be decoded yet (its schema cannot be fetched now):
+ * pause its partition, the others go on; release() reads it again from
+ * that record, in order, and nothing is skipped or sent to the DLQ. */
+static void hold(proj_worker *p, proj_part *q, rd_kafka_message_t *m)
+{
+    omsd_registry_wait(p->d, rd_kafka_topic_name(m->rkt), m->partition, m->offset,
+                       p->cur->msgs[p->cur->n].reason);
+    q->held = true; /* sync_pause pauses it before the next poll */
+    q->hold_offset = m->offset;
+    q->hold_until_ns = oms_mono_ns() + (uint64_t)OMSD_REGISTRY_HOLD_MS * 1000000u;
+    rd_kafka_message_destroy(m);
+}
+
+/* Held partitions whose time came: resume, then seek back to the held
+ * record, so it is read again in order. While the worker holds everything
+ * back (Postgres down, a failure not got over) they wait: sync_pause keeps
+ * them paused, and a re-read from the stored offsets (reread_all) clears
+ * the hold anyway. */
+static void release(proj_worker *p)
+{
+    uint64_t now = oms_mono_ns();
+    if (!p->ready || p->failing)
+        return;
+    for (size_t i = 0; i < p->nparts; i++) {
+        proj_part *q = &p->parts[i];
+        if (!q->held || q->need_seek || now < q->hold_until_ns)
+            continue;
+        rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
+        rd_kafka_topic_partition_list_add(l, topic_of(p, q), q->partition)->offset =
+            q->hold_offset;
+        rd_kafka_resume_partitions(p->rk, l);
+        rd_kafka_error_t *e = rd_kafka_seek_partitions(p->rk, l, 5000);
+        bool ok = !e && !l->elems[0].err;
+        if (e)
+            rd_kafka_error_destroy(e);
+        if (ok) {
+            q->held = false;
+            q->paused = false;
+        } else {
+            rd_kafka_pause_partitions(p->rk, l);
+            q->hold_until_ns = now + 1000000000u;
+        }
+        rd_kafka_topic_partition_list_destroy(l);
+    }
+}
+
 static void on_message(proj_worker *p, rd_kafka_message_t *m)
 {
     if (m->err) {
@@ -624,8 +674,8 @@ static void on_message(proj_worker *p, rd_kafka_message_t *m)
     }
     size_t pi = 0;
     proj_part *q = find_part(p, rd_kafka_topic_name(m->rkt), m->partition, &pi);
-    /* not ours (any more), not positioned yet, or already taken */
-    if (!q || q->need_seek || m->offset <= q->last_seen) {
+    /* not ours (any more), not positioned yet, already taken, or waiting */
+    if (!q || q->need_seek || q->held || m->offset <= q->last_seen) {
         rd_kafka_message_destroy(m);
         return;
     }
@@ -643,14 +693,20 @@ static void on_message(proj_worker *p, rd_kafka_message_t *m)
             }
         return;
     }
+    proj_msg *pm = &b->msgs[b->n];
+    memset(pm, 0, sizeof *pm);
+    int rc = oms_event_decode(p->d->events, m->payload, m->len, &pm->ev, pm->reason,
+                              sizeof pm->reason);
+    if (rc == OMS_EAGAIN) {
+        hold(p, q, m);
+        return;
+    }
+    b->n++;
     q->last_seen = m->offset;
     q->batch_max = m->offset;
-    proj_msg *pm = &b->msgs[b->n++];
-    memset(pm, 0, sizeof *pm);
     pm->m = m;
     pm->part = pi;
-    pm->decoded = oms_event_decode(p->d->events, m->payload, m->len, &pm->ev, pm->reason,
-                                   sizeof pm->reason) == OMS_OK;
+    pm->decoded = rc == OMS_OK;
     b->undecodable += !pm->decoded;
     if (b->n == 1)
         b->start_ns = oms_mono_ns();
@@ -680,7 +736,8 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                                                 .last_seen = -1,
                                                 .batch_max = -1,
                                                 .need_seek = true,
-                                                .paused = true};
+                                                .paused = true,
+                                                .hold_offset = -1};
         }
         bool known = false;
         if (p->ready && p->nparts) {
@@ -924,6 +981,7 @@ static void *proj_main(void *arg)
             check_stored(p);
             p->next_check_ns = now + 1000000000u;
         }
+        release(p);
         if (now >= p->next_lag_ns) {
             publish_lag(p);
             p->next_lag_ns = now + 1000000000u;

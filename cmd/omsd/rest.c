@@ -287,6 +287,9 @@ static void health(omsd *d, const omsd_http_req *req, omsd_http_resp *resp)
                                   pg_needed));
     json_object_update(deps, proj);
     json_decref(proj);
+    json_t *reg = omsd_registry_health(d);
+    if (reg)
+        json_object_set_new(deps, "schemaRegistry", reg);
     json_object_set_new(j, "dependencies", deps);
     if (!ok) {
         char why[128];

@@ -411,7 +411,7 @@ static void read_round(omsd *d, oms_kafka_reader *r, omsd_rreq *reqs)
         seen[i] = m->offset;
         atomic_fetch_add(&d->m.resume_reads, 1);
         oms_event ev;
-        bool decoded = false;
+        bool decoded = false, later = false;
         omsd_frame *f = NULL;
         int wanted = 0;
         /* who wants it, first: the budget is waited for before the frame
@@ -429,12 +429,16 @@ static void read_round(omsd *d, oms_kafka_reader *r, omsd_rreq *reqs)
                 if (!decoded) {
                     char err[256];
                     decoded = true;
-                    if (oms_event_decode(d->events, m->payload, m->len, &ev, err, sizeof err) !=
-                        OMS_OK) {
+                    int drc = oms_event_decode(d->events, m->payload, m->len, &ev, err, sizeof err);
+                    if (drc != OMS_OK) {
                         /* the fan-out sent it to the DLQ long ago */
                         ev.type = OMS_EV__COUNT;
+                        /* or not: its schema cannot be fetched now, and a
+                         * replay without it would have a gap */
+                        later = drc == OMS_EAGAIN;
                     }
                 }
+                q->failed |= later;
                 q->want = ev.type != OMS_EV__COUNT &&
                           oms_session_wants(&q->sess, ev.type, ev.user_id);
                 wanted += q->want;

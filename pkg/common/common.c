@@ -25,6 +25,7 @@ const char *oms_strerror(int err)
     case OMS_ECONFIG: return "configuration error";
     case OMS_EEXPIRED: return "expired";
     case OMS_EDENIED: return "permission denied";
+    case OMS_EAGAIN: return "temporarily unavailable";
     default: return "unknown error";
     }
 }

@@ -24,6 +24,7 @@ enum {
     OMS_ECONFIG = -11,   /* configuration error */
     OMS_EEXPIRED = -12,  /* a token or position is past its validity */
     OMS_EDENIED = -13,   /* authenticated but not allowed */
+    OMS_EAGAIN = -14,    /* not possible yet (a dependency is down): try again later */
 };
 
 /* A short lowercase description of an OMS_E* code (never NULL). */

@@ -113,6 +113,13 @@ static const key_desc config_keys[] = {
     K_ENUM("log.format", log.format, log_formats, "auto"),
 
     K_STR("schemas.dir", schemas.dir, ""),
+
+    K_STR("schema_registry.url", schema_registry.url, ""),
+    K_STR("schema_registry.username", schema_registry.username, ""),
+    K_STR("schema_registry.password", schema_registry.password, ""),
+    K_STR("schema_registry.password_file", schema_registry.password_file, ""),
+    K_STR("schema_registry.ca_file", schema_registry.ca_file, ""),
+    K_INT("schema_registry.timeout_ms", schema_registry.timeout_ms, 100, 600000, 5000),
 };
 
 /* The environment names of DESIGN §3.8 (those of the guide's Node.js
@@ -134,6 +141,11 @@ static const struct {
     {"KAFKA_BROKERS", "kafka.brokers"},
     {"PORT", "server.port"},
     {"LOG_LEVEL", "log.level"},
+    {"SCHEMA_REGISTRY_URL", "schema_registry.url"},
+    {"SCHEMA_REGISTRY_USERNAME", "schema_registry.username"},
+    {"SCHEMA_REGISTRY_PASSWORD", "schema_registry.password"},
+    {"SCHEMA_REGISTRY_PASSWORD_FILE", "schema_registry.password_file"},
+    {"SCHEMA_REGISTRY_CA_FILE", "schema_registry.ca_file"},
 };
 
 #define CFG_FIELD(cfg, d, type) ((type *)((char *)(cfg) + (d)->off))
@@ -151,6 +163,8 @@ static const struct {
     {"auth.jwt_secret", "auth.jwt_secret_file", "JWT_SECRET", "JWT_SECRET_FILE"},
     {"database.password", "database.password_file", "DATABASE_PASSWORD",
      "DATABASE_PASSWORD_FILE"},
+    {"schema_registry.password", "schema_registry.password_file", "SCHEMA_REGISTRY_PASSWORD",
+     "SCHEMA_REGISTRY_PASSWORD_FILE"},
 };
 
 /* Largest secret file read: a key or a password, never a document. */
@@ -789,6 +803,18 @@ int oms_config_validate(const oms_config *cfg, char *errbuf, size_t errlen)
         }
     }
 
+    const char *sr = cfg->schema_registry.url;
+    if (*sr && strncmp(sr, "http://", 7) != 0 && strncmp(sr, "https://", 8) != 0) {
+        oms_errf(errbuf, errlen, "schema_registry.url: expected an http:// or https:// URL, got '%.100s'",
+                 sr);
+        return OMS_ECONFIG;
+    }
+    if (*cfg->schema_registry.password && !*cfg->schema_registry.username) {
+        oms_errf(errbuf, errlen,
+                 "schema_registry.password is set but schema_registry.username is not: basic "
+                 "auth needs both");
+        return OMS_ECONFIG;
+    }
     if (*cfg->server.tls_cert && !*cfg->server.tls_key) {
         oms_errf(errbuf, errlen, "server.tls_cert is set but server.tls_key is not: TLS needs both");
         return OMS_ECONFIG;

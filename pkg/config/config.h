@@ -98,6 +98,18 @@ typedef struct oms_config {
     struct {
         char *dir; /* schemas.dir: extra .avsc files to load, default "" (embedded only) */
     } schemas;
+    struct {
+        char *url;           /* schema_registry.url, default "" (no registry: Confluent-framed
+                                records go to the DLQ); env SCHEMA_REGISTRY_URL */
+        char *username;      /* schema_registry.username (basic auth), default "";
+                                env SCHEMA_REGISTRY_USERNAME */
+        char *password;      /* schema_registry.password, default ""; env SCHEMA_REGISTRY_PASSWORD */
+        char *password_file; /* schema_registry.password_file, default ""; env
+                                SCHEMA_REGISTRY_PASSWORD_FILE: read into password */
+        char *ca_file;       /* schema_registry.ca_file: PEM CA of an https registry, default "";
+                                env SCHEMA_REGISTRY_CA_FILE */
+        int timeout_ms;      /* schema_registry.timeout_ms: one request, default 5000 */
+    } schema_registry;
 } oms_config;
 
 /* Fill cfg with the built-in defaults. Returns 0 or OMS_ENOMEM. */
@@ -115,7 +127,9 @@ int oms_config_load_string(oms_config *cfg, const char *yaml, size_t len, const 
 /* Apply the environment overrides (JWT_SECRET, JWT_SECRET_FILE, CORS_ORIGIN,
  * DATABASE_URL, DATABASE_HOST, DATABASE_PORT, DATABASE_USER,
  * DATABASE_PASSWORD, DATABASE_PASSWORD_FILE, DATABASE_NAME, KAFKA_BROKERS,
- * PORT, LOG_LEVEL) read through getenv_fn (pass getenv, or a test double).
+ * PORT, LOG_LEVEL, SCHEMA_REGISTRY_URL, SCHEMA_REGISTRY_USERNAME,
+ * SCHEMA_REGISTRY_PASSWORD, SCHEMA_REGISTRY_PASSWORD_FILE,
+ * SCHEMA_REGISTRY_CA_FILE) read through getenv_fn (pass getenv, or a test double).
  * Empty variables are ignored. Then read the secret files: a non-empty
  * auth.jwt_secret_file / database.password_file replaces auth.jwt_secret /
  * database.password with the file's content, trailing newlines stripped.

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "avro/embedded.h"
 #include "events/events_internal.h"
@@ -79,6 +80,18 @@ struct oms_events {
     uint8_t header[OMS_EV__COUNT][OMS_AVRO_SOE_HEADER_LEN];
     uint64_t fp[OMS_EV__COUNT]; /* of writer[t] */
     bool fast[OMS_EV__COUNT];   /* records with fp[t] take the fast decoder */
+    oms_events_lookup_fn lookup; /* Confluent schema ids (NULL: no registry) */
+    void *lookup_ctx;
+    void (*lookup_ctx_free)(void *);
+};
+
+struct oms_events_writer {
+    oms_avro_schema *schema;       /* NULL for a JSON schema or an unusable one */
+    const oms_avro_schema *reader; /* the store's latest of the same name */
+    oms_event_type type;
+    bool json;  /* the registry holds a JSON schema: the body is a JSON record */
+    bool fast;  /* the writer is what the hand reader reads (and what it resolves to) */
+    char *error; /* why records written with it cannot be read, NULL when they can */
 };
 
 oms_events *oms_events_new(const char *extra_schema_dir, char *errbuf, size_t errlen)
@@ -133,6 +146,8 @@ void oms_events_free(oms_events *e)
 {
     if (!e)
         return;
+    if (e->lookup_ctx_free)
+        e->lookup_ctx_free(e->lookup_ctx);
     oms_avro_store_free(e->store);
     free(e);
 }
@@ -744,9 +759,259 @@ bool oms_events_fast_decode(const oms_events *e, oms_event_type t)
     return (unsigned)t < OMS_EV__COUNT && e->fast[t];
 }
 
+/* ---- wire formats --------------------------------------------------------------- */
+
+oms_wire_format oms_event_wire_format(const uint8_t *buf, size_t len)
+{
+    if (!buf || len == 0)
+        return OMS_WIRE_UNKNOWN;
+    if (buf[0] == OMS_AVRO_SOE_MAGIC0)
+        return len >= 2 && buf[1] == OMS_AVRO_SOE_MAGIC1 ? OMS_WIRE_SOE : OMS_WIRE_UNKNOWN;
+    if (buf[0] == OMS_CONFLUENT_MAGIC)
+        return OMS_WIRE_CONFLUENT;
+    /* JSON may start with blanks (RFC 8259); an object is what a record is */
+    size_t i = 0;
+    while (i < len && (buf[i] == ' ' || buf[i] == '\t' || buf[i] == '\n' || buf[i] == '\r'))
+        i++;
+    return i < len && buf[i] == '{' ? OMS_WIRE_JSON : OMS_WIRE_UNKNOWN;
+}
+
+const char *oms_wire_format_name(oms_wire_format f)
+{
+    switch (f) {
+    case OMS_WIRE_SOE: return "soe";
+    case OMS_WIRE_CONFLUENT: return "confluent";
+    case OMS_WIRE_JSON: return "json";
+    default: return "unknown";
+    }
+}
+
+int oms_wire_format_parse(const char *s, oms_wire_format *out)
+{
+    for (int f = 0; f < OMS_WIRE_UNKNOWN; f++)
+        if (s && strcasecmp(s, oms_wire_format_name((oms_wire_format)f)) == 0) {
+            *out = (oms_wire_format)f;
+            return OMS_OK;
+        }
+    return OMS_EINVAL;
+}
+
+void oms_events_set_lookup(oms_events *e, oms_events_lookup_fn fn, void *ctx,
+                           void (*ctx_free)(void *))
+{
+    if (e->lookup_ctx_free)
+        e->lookup_ctx_free(e->lookup_ctx);
+    e->lookup = fn;
+    e->lookup_ctx = ctx;
+    e->lookup_ctx_free = ctx_free;
+}
+
+static oms_events_writer *writer_fail(oms_events_writer *w, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static oms_events_writer *writer_fail(oms_events_writer *w, const char *fmt, ...)
+{
+    char buf[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof buf, fmt, ap);
+    va_end(ap);
+    oms_avro_schema_free(w->schema);
+    w->schema = NULL;
+    w->reader = NULL;
+    w->fast = false;
+    if (!(w->error = strdup(buf))) {
+        free(w);
+        return NULL;
+    }
+    return w;
+}
+
+oms_events_writer *oms_events_writer_new(const oms_events *e, const char *schema_text,
+                                         const char *schema_type)
+{
+    oms_events_writer *w = calloc(1, sizeof *w);
+    if (!w)
+        return NULL;
+    w->type = OMS_EV__COUNT;
+    if (schema_type && *schema_type && strcasecmp(schema_type, "AVRO") != 0) {
+        if (strcasecmp(schema_type, "JSON") == 0) {
+            /* the JSON Schema itself is not needed: records are held to the
+             * event model, as plain JSON records are */
+            w->json = true;
+            return w;
+        }
+        return writer_fail(w, "schema type %s is not supported (AVRO or JSON)", schema_type);
+    }
+    char err[384];
+    if (!schema_text || !(w->schema = oms_avro_schema_parse(schema_text, err, sizeof err)))
+        return writer_fail(w, "registered schema does not parse: %s",
+                           schema_text ? err : "no schema text");
+    const char *name = oms_avro_schema_name(w->schema);
+    const char *dot = strrchr(name, '.');
+    oms_event_type t;
+    if (strncmp(name, "oms.events.", 11) != 0 || !dot ||
+        oms_event_type_parse(dot + 1, &t) != OMS_OK || strcmp(oms_event_schema_name(t), name))
+        return writer_fail(w, "registered schema '%s' is not an oms event (oms.events.OrderCreated, "
+                              "...)",
+                           name);
+    w->type = t;
+    w->reader = oms_avro_store_latest(e->store, name);
+    if (!w->reader)
+        return writer_fail(w, "no reader schema for '%s'", name);
+    if (oms_avro_check_compatible(w->schema, w->reader, err, sizeof err) != OMS_OK)
+        return writer_fail(w, "registered schema '%s' cannot be resolved to ours: %s", name, err);
+    const char *canon = oms_avro_schema_canonical(w->schema);
+    w->fast = e->fast[t] && strcmp(canon, fast_canonical[t]) == 0;
+    return w;
+}
+
+void oms_events_writer_free(oms_events_writer *w)
+{
+    if (!w)
+        return;
+    oms_avro_schema_free(w->schema);
+    free(w->error);
+    free(w);
+}
+
+const char *oms_events_writer_error(const oms_events_writer *w)
+{
+    return w->error;
+}
+
+/* A resolved Avro body: pkg/avro resolves the writer to the reader (defaults,
+ * promotions, field order), then the JSON shape goes the generic way. */
+static int decode_resolved(const oms_events_writer *w, const uint8_t *body, size_t blen,
+                           oms_event *ev, char *errbuf, size_t errlen)
+{
+    json_t *obj = NULL;
+    int rc = oms_avro_decode_json(w->schema, w->reader, body, blen, &obj, errbuf, errlen);
+    if (rc != OMS_OK)
+        return rc;
+    rc = oms_event_from_json(obj, w->type, ev, errbuf, errlen);
+    json_decref(obj);
+    if (rc == OMS_OK) {
+        rc = oms_event_validate(ev, errbuf, errlen);
+        if (rc != OMS_OK)
+            oms_event_clear(ev);
+    }
+    return rc;
+}
+
+/* ev is zeroed on error here, or by the decoder the body goes to */
+static int decode_confluent(const oms_events *e, const uint8_t *buf, size_t len, oms_event *ev,
+                            char *errbuf, size_t errlen)
+{
+    if (len < OMS_CONFLUENT_HEADER_LEN) {
+        memset(ev, 0, sizeof *ev);
+        oms_errf(errbuf, errlen, "confluent record of %zu bytes, shorter than its 5-byte header",
+                 len);
+        return OMS_ETRUNC;
+    }
+    uint32_t id = (uint32_t)buf[1] << 24 | (uint32_t)buf[2] << 16 | (uint32_t)buf[3] << 8 | buf[4];
+    if (!e->lookup) {
+        memset(ev, 0, sizeof *ev);
+        oms_errf(errbuf, errlen,
+                 "schema id %" PRIu32 ": confluent record but no schema registry configured "
+                 "(schema_registry.url)",
+                 id);
+        return OMS_ENOTFOUND;
+    }
+    const oms_events_writer *w = NULL;
+    char lerr[384];
+    lerr[0] = '\0';
+    int rc = e->lookup(e->lookup_ctx, id, &w, lerr, sizeof lerr);
+    if (rc != OMS_OK || w->error)
+        memset(ev, 0, sizeof *ev);
+    if (rc != OMS_OK) {
+        oms_errf(errbuf, errlen, "schema id %" PRIu32 ": %s", id, lerr[0] ? lerr : oms_strerror(rc));
+        return rc;
+    }
+    if (w->error) {
+        oms_errf(errbuf, errlen, "schema id %" PRIu32 ": %s", id, w->error);
+        return OMS_ESCHEMA;
+    }
+    const uint8_t *body = buf + OMS_CONFLUENT_HEADER_LEN;
+    size_t blen = len - OMS_CONFLUENT_HEADER_LEN;
+    char derr[384];
+    if (w->json)
+        rc = oms_event_decode_json_record(body, blen, ev, derr, sizeof derr);
+    else if (w->fast)
+        rc = fast_decode(w->type, body, blen, ev, derr, sizeof derr);
+    else
+        rc = decode_resolved(w, body, blen, ev, derr, sizeof derr);
+    /* the id says which schema the body did not match */
+    if (rc != OMS_OK)
+        oms_errf(errbuf, errlen, "schema id %" PRIu32 ": %s", id, derr);
+    return rc;
+}
+
+int oms_event_encode_confluent(const oms_events *e, const oms_event *ev, uint32_t schema_id,
+                               uint8_t *out, size_t cap, size_t *written, char *errbuf,
+                               size_t errlen)
+{
+    /* the single-object encoding is 5 bytes longer: encode it there and put
+     * the Confluent header over the end of its own */
+    const size_t shift = OMS_AVRO_SOE_HEADER_LEN - OMS_CONFLUENT_HEADER_LEN;
+    size_t n = 0;
+    if (cap < OMS_CONFLUENT_HEADER_LEN) {
+        oms_errf(errbuf, errlen, "encoded event does not fit in %zu bytes", cap);
+        return OMS_ERANGE;
+    }
+    uint8_t *tmp = malloc(cap + shift);
+    if (!tmp) {
+        oms_errf(errbuf, errlen, "out of memory");
+        return OMS_ENOMEM;
+    }
+    int rc = oms_event_encode(e, ev, tmp, cap + shift, &n, errbuf, errlen);
+    if (rc == OMS_OK) {
+        out[0] = OMS_CONFLUENT_MAGIC;
+        out[1] = (uint8_t)(schema_id >> 24);
+        out[2] = (uint8_t)(schema_id >> 16);
+        out[3] = (uint8_t)(schema_id >> 8);
+        out[4] = (uint8_t)schema_id;
+        memcpy(out + OMS_CONFLUENT_HEADER_LEN, tmp + OMS_AVRO_SOE_HEADER_LEN,
+               n - OMS_AVRO_SOE_HEADER_LEN);
+        *written = n - shift;
+    }
+    free(tmp);
+    return rc;
+}
+
+int oms_event_encode_wire(const oms_events *e, oms_wire_format f, const uint32_t *ids,
+                          const oms_event *ev, uint8_t *out, size_t cap, size_t *written,
+                          char *errbuf, size_t errlen)
+{
+    switch (f) {
+    case OMS_WIRE_SOE: return oms_event_encode(e, ev, out, cap, written, errbuf, errlen);
+    case OMS_WIRE_JSON: return oms_event_encode_json_record(ev, out, cap, written, errbuf, errlen);
+    case OMS_WIRE_CONFLUENT:
+        if (ids && (unsigned)ev->type < OMS_EV__COUNT)
+            return oms_event_encode_confluent(e, ev, ids[ev->type], out, cap, written, errbuf,
+                                              errlen);
+        break;
+    default: break;
+    }
+    oms_errf(errbuf, errlen, "cannot encode in format %s", oms_wire_format_name(f));
+    return OMS_EINVAL;
+}
+
 int oms_event_decode(const oms_events *e, const uint8_t *buf, size_t len, oms_event *ev,
                      char *errbuf, size_t errlen)
 {
+    if (buf && len > 0 && buf[0] != OMS_AVRO_SOE_MAGIC0) {
+        oms_wire_format f = oms_event_wire_format(buf, len);
+        if (f == OMS_WIRE_CONFLUENT)
+            return decode_confluent(e, buf, len, ev, errbuf, errlen);
+        if (f == OMS_WIRE_JSON)
+            return oms_event_decode_json_record(buf, len, ev, errbuf, errlen);
+        memset(ev, 0, sizeof *ev);
+        oms_errf(errbuf, errlen,
+                 "unknown wire format: first byte %02x, expected c3 01 (single-object Avro), 00 "
+                 "(Confluent framing) or a JSON object",
+                 buf[0]);
+        return OMS_EMAGIC;
+    }
     if (buf && len >= OMS_AVRO_SOE_HEADER_LEN && buf[0] == OMS_AVRO_SOE_MAGIC0 &&
         buf[1] == OMS_AVRO_SOE_MAGIC1) {
         uint64_t fp = 0;

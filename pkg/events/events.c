@@ -729,3 +729,92 @@ void oms_event_clear(oms_event *ev)
     free(ev->data_json);
     memset(ev, 0, sizeof *ev);
 }
+
+/* ---- JSON records (DESIGN §2: plain JSON objects with the schemas' fields) ---------- */
+
+int oms_event_decode_json_record(const uint8_t *buf, size_t len, oms_event *ev, char *errbuf,
+                                 size_t errlen)
+{
+    /* the common case in one pass; anything it is unsure of, jansson
+     * decides (and says why) */
+    if (oms_ev_json_record_fast(buf, len, ev))
+        return OMS_OK;
+    return oms_ev_json_record_generic(buf, len, ev, errbuf, errlen);
+}
+
+int oms_ev_json_record_generic(const uint8_t *buf, size_t len, oms_event *ev, char *errbuf,
+                               size_t errlen)
+{
+    memset(ev, 0, sizeof *ev);
+    json_error_t jerr;
+    /* duplicate keys would let two producers' views of a field disagree */
+    json_t *obj = json_loadb((const char *)buf, len, JSON_REJECT_DUPLICATES, &jerr);
+    if (!obj) {
+        oms_errf(errbuf, errlen, "json record: %s at offset %d", jerr.text, jerr.position);
+        return OMS_EINVAL;
+    }
+    int rc = OMS_EINVAL;
+    oms_event_type type;
+    json_t *t = json_object_get(obj, "type");
+    if (!json_is_object(obj)) {
+        oms_errf(errbuf, errlen, "json record: must be a JSON object");
+        goto out;
+    }
+    if (!t || !json_is_string(t)) {
+        oms_errf(errbuf, errlen, "type: required, must name the event type (OrderCreated, ...)");
+        goto out;
+    }
+    if (oms_event_type_parse(json_string_value(t), &type) != OMS_OK) {
+        oms_errf(errbuf, errlen, "type: unknown event type '%.64s'", json_string_value(t));
+        goto out;
+    }
+    /* a producer may leave the envelope to oms_event_fill_envelope; a record
+     * on the wire is an event that happened: all of it is required, and only
+     * the schemas' field names count (the API's "timestamp" alias is not one) */
+    static const char *const envelope[] = {"eventId", "occurredAt", "source"};
+    for (size_t i = 0; i < OMS_ARRAY_LEN(envelope); i++) {
+        json_t *v = json_object_get(obj, envelope[i]);
+        if (!v || json_is_null(v)) {
+            oms_errf(errbuf, errlen, "%s: required field missing", envelope[i]);
+            goto out;
+        }
+    }
+    if (json_object_get(obj, "timestamp")) {
+        oms_errf(errbuf, errlen, "timestamp: unknown field");
+        goto out;
+    }
+    rc = oms_event_from_json(obj, type, ev, errbuf, errlen);
+    if (rc == OMS_OK) {
+        rc = oms_event_validate(ev, errbuf, errlen);
+        if (rc != OMS_OK)
+            oms_event_clear(ev);
+    }
+out:
+    json_decref(obj);
+    return rc;
+}
+
+int oms_event_encode_json_record(const oms_event *ev, uint8_t *out, size_t cap, size_t *written,
+                                 char *errbuf, size_t errlen)
+{
+    int rc = oms_event_validate(ev, errbuf, errlen);
+    if (rc != OMS_OK)
+        return rc;
+    json_t *o = oms_event_to_json(ev);
+    char *s = o ? oms_json_dumps(o, JSON_COMPACT) : NULL;
+    json_decref(o);
+    if (!s) {
+        oms_errf(errbuf, errlen, "out of memory");
+        return OMS_ENOMEM;
+    }
+    size_t n = strlen(s);
+    if (n > cap) {
+        free(s);
+        oms_errf(errbuf, errlen, "encoded event does not fit in %zu bytes", cap);
+        return OMS_ERANGE;
+    }
+    memcpy(out, s, n);
+    *written = n;
+    free(s);
+    return OMS_OK;
+}

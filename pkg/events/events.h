@@ -183,9 +183,22 @@ const oms_avro_schema *oms_events_writer_schema(const oms_events *e, oms_event_t
 int oms_event_encode(const oms_events *e, const oms_event *ev, uint8_t *out, size_t cap,
                      size_t *written, char *errbuf, size_t errlen);
 
-/* Decode a single-object-encoded record into ev (owning; oms_event_clear it).
+/* Decode a record into ev (owning; oms_event_clear it), whatever its wire
+ * format (DESIGN §2, told apart by the first bytes, see
+ * oms_event_wire_format()):
+ *   - C3 01: Avro single-object encoding, writer schema by fingerprint;
+ *   - 00 + 4-byte big-endian id: the Confluent framing, writer schema from
+ *     the schema registry (oms_events_set_lookup; none set: OMS_ENOTFOUND),
+ *     an Avro body, or a JSON body when the registered schema is a JSON one;
+ *   - a JSON object (first non-blank byte '{'): the fields of the Avro
+ *     schemas, "type" naming the event type, validated as strictly
+ *     (oms_event_decode_json_record).
  * Returns 0, or the codec's error (OMS_ETRUNC, OMS_EMAGIC, OMS_ENOTFOUND,
- * OMS_EINVAL, OMS_ESCHEMA) with errbuf; ev is zeroed on error.
+ * OMS_EINVAL, OMS_ESCHEMA) with errbuf; ev is zeroed on error. Those are
+ * final: the record is bad (the caller copies it to the DLQ). One more,
+ * OMS_EAGAIN, is not: the record's writer schema is not cached and the
+ * registry cannot be asked now (down, retrying with backoff); the caller
+ * keeps the record and tries it again later, in order.
  * Records written with a schema oms_events_fast_decode() is true for are
  * read by the hand-written reader (one allocation per event); the others go
  * the generic way. Same return code, same message, same event either way. */
@@ -196,6 +209,81 @@ int oms_event_decode(const oms_events *e, const uint8_t *buf, size_t len, oms_ev
  * validate): the reference for the tests. Same contract as above. */
 int oms_event_decode_generic(const oms_events *e, const uint8_t *buf, size_t len, oms_event *ev,
                              char *errbuf, size_t errlen);
+
+/* ---- wire formats and the schema registry ------------------------------------ */
+
+typedef enum {
+    OMS_WIRE_SOE = 0,   /* Avro single-object encoding (C3 01 + fingerprint) */
+    OMS_WIRE_CONFLUENT, /* 00 + 4-byte big-endian schema id + body */
+    OMS_WIRE_JSON,      /* a JSON object */
+    OMS_WIRE_UNKNOWN
+} oms_wire_format;
+
+#define OMS_CONFLUENT_MAGIC 0x00
+#define OMS_CONFLUENT_HEADER_LEN 5
+
+/* What the first bytes of a record say its format is. */
+oms_wire_format oms_event_wire_format(const uint8_t *buf, size_t len);
+/* "soe", "confluent", "json". */
+const char *oms_wire_format_name(oms_wire_format f);
+/* Accepts the names above (case-insensitive). 0 or OMS_EINVAL. */
+int oms_wire_format_parse(const char *s, oms_wire_format *out);
+
+/* A writer schema from a registry, prepared once for decoding: its event
+ * type, whether the fast reader applies, and whether it resolves against
+ * the reader schema of that type (the latest of the store). */
+typedef struct oms_events_writer oms_events_writer;
+
+/* Prepare the schema text a registry returned for an id. schema_type is the
+ * registry's "schemaType" (NULL or "AVRO", "JSON"; others are refused).
+ * A schema that cannot be used (does not parse, is no oms event, does not
+ * resolve) still gives a writer: records written with it fail with
+ * OMS_ESCHEMA and the reason. NULL only when out of memory. */
+oms_events_writer *oms_events_writer_new(const oms_events *e, const char *schema_text,
+                                         const char *schema_type);
+void oms_events_writer_free(oms_events_writer *w);
+/* NULL when usable, else why not (owned by w). */
+const char *oms_events_writer_error(const oms_events_writer *w);
+
+/* Finds the writer of a Confluent schema id: 0 and *out (which must stay
+ * valid as long as the oms_events), OMS_ENOTFOUND (the registry does not
+ * know the id), or OMS_EAGAIN (not cached, the registry cannot be asked
+ * now), with errbuf. Called from any thread that decodes. */
+typedef int (*oms_events_lookup_fn)(void *ctx, uint32_t id, const oms_events_writer **out,
+                                    char *errbuf, size_t errlen);
+
+/* Where Confluent-framed records find their writer schemas (the schema
+ * registry client, pkg/registry). Set it before decoding starts. When
+ * ctx_free is not NULL, e owns ctx: oms_events_free() calls ctx_free(ctx). */
+void oms_events_set_lookup(oms_events *e, oms_events_lookup_fn fn, void *ctx,
+                           void (*ctx_free)(void *));
+
+/* A JSON record (the bytes of one JSON object) into ev: the field names of
+ * the Avro schemas, "type" required and naming the event type, "eventId",
+ * "occurredAt" (epoch ms or RFC 3339) and "source" required, unknown members
+ * refused; then oms_event_validate(). 0, or OMS_EINVAL with errbuf naming
+ * the field. */
+int oms_event_decode_json_record(const uint8_t *buf, size_t len, oms_event *ev, char *errbuf,
+                                 size_t errlen);
+
+/* Encode ev as a JSON record (compact, NUL-free) into out. Same contract as
+ * oms_event_encode. */
+int oms_event_encode_json_record(const oms_event *ev, uint8_t *out, size_t cap, size_t *written,
+                                 char *errbuf, size_t errlen);
+
+/* Encode ev in the Confluent framing with schema id (registered for ev's
+ * writer schema, oms_events_writer_schema()). Same contract as
+ * oms_event_encode. */
+int oms_event_encode_confluent(const oms_events *e, const oms_event *ev, uint32_t schema_id,
+                               uint8_t *out, size_t cap, size_t *written, char *errbuf,
+                               size_t errlen);
+
+/* Encode ev in format f: oms_event_encode, oms_event_encode_confluent with
+ * ids[ev->type] (ids may be NULL for the other formats) or
+ * oms_event_encode_json_record. Same contract. */
+int oms_event_encode_wire(const oms_events *e, oms_wire_format f, const uint32_t *ids,
+                          const oms_event *ev, uint8_t *out, size_t cap, size_t *written,
+                          char *errbuf, size_t errlen);
 
 /* Whether records of type t written with its writer schema take the fast
  * path: the writer schema is the one the hand reader was written for and no

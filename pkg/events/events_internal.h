@@ -35,4 +35,13 @@ int oms_ev_validate(const oms_event *ev, bool data_checked, char *errbuf, size_t
  * Returns the length. */
 size_t oms_ev_fmt_iso8601_ms(int64_t ms, char *out);
 
+/* The fast reader of JSON records (event_jsonrec.c): 1 when buf is a
+ * record it is sure of, then ev holds it (arena-owned, validated) exactly as
+ * the jansson path would give it; 0 when unsure (ev zeroed): ask that path. */
+int oms_ev_json_record_fast(const uint8_t *buf, size_t len, oms_event *ev);
+/* The jansson path alone (the reference the fast reader is held to). Same
+ * contract as oms_event_decode_json_record. */
+int oms_ev_json_record_generic(const uint8_t *buf, size_t len, oms_event *ev, char *errbuf,
+                               size_t errlen);
+
 #endif

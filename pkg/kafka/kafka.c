@@ -366,10 +366,19 @@ int oms_kafka_producer_free(oms_kafka_producer *p, int flush_ms)
 
 /* ---- reader ------------------------------------------------------------------------ */
 
+typedef struct reader_hold {
+    char *topic;
+    int32_t partition;
+    int64_t offset;    /* read again from here */
+    uint64_t until_ns; /* mono */
+} reader_hold;
+
 struct oms_kafka_reader {
     kstate ks;
     rd_kafka_t *rk;
     size_t assigned;
+    reader_hold *holds;
+    size_t nholds, capholds;
 };
 
 oms_kafka_reader *oms_kafka_reader_new(const char *brokers, const oms_kv *props, size_t nprops,
@@ -496,9 +505,102 @@ int oms_kafka_reader_assign(oms_kafka_reader *r, const char *const *topics, size
     return rc;
 }
 
+static rd_kafka_topic_partition_list_t *one_partition(const char *topic, int32_t partition,
+                                                     int64_t offset)
+{
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(l, topic, partition)->offset = offset;
+    return l;
+}
+
+int oms_kafka_reader_hold(oms_kafka_reader *r, const char *topic, int32_t partition,
+                          int64_t offset, int delay_ms)
+{
+    uint64_t until = oms_mono_ns() + (uint64_t)(delay_ms > 0 ? delay_ms : 0) * 1000000u;
+    for (size_t i = 0; i < r->nholds; i++)
+        if (r->holds[i].partition == partition && strcmp(r->holds[i].topic, topic) == 0) {
+            if (offset < r->holds[i].offset)
+                r->holds[i].offset = offset;
+            r->holds[i].until_ns = until;
+            return OMS_OK;
+        }
+    if (r->nholds == r->capholds) {
+        size_t cap = r->capholds ? r->capholds * 2 : 8;
+        reader_hold *h = realloc(r->holds, cap * sizeof *h);
+        if (!h)
+            return OMS_ENOMEM;
+        r->holds = h;
+        r->capholds = cap;
+    }
+    char *t = strdup(topic);
+    if (!t)
+        return OMS_ENOMEM;
+    r->holds[r->nholds++] = (reader_hold){t, partition, offset, until};
+    /* pausing drops what was fetched past the record; the seek comes at
+     * release: a seek on a paused partition does not survive its resume */
+    rd_kafka_topic_partition_list_t *l = one_partition(topic, partition, RD_KAFKA_OFFSET_INVALID);
+    rd_kafka_pause_partitions(r->rk, l);
+    rd_kafka_topic_partition_list_destroy(l);
+    return OMS_OK;
+}
+
+size_t oms_kafka_reader_held(const oms_kafka_reader *r)
+{
+    return r->nholds;
+}
+
+static void release_holds(oms_kafka_reader *r)
+{
+    uint64_t now = oms_mono_ns();
+    for (size_t i = 0; i < r->nholds;) {
+        reader_hold *h = &r->holds[i];
+        if (now < h->until_ns) {
+            i++;
+            continue;
+        }
+        rd_kafka_topic_partition_list_t *l = one_partition(h->topic, h->partition, h->offset);
+        rd_kafka_resume_partitions(r->rk, l);
+        rd_kafka_error_t *e = rd_kafka_seek_partitions(r->rk, l, 5000);
+        bool ok = !e && !l->elems[0].err;
+        if (e)
+            rd_kafka_error_destroy(e);
+        rd_kafka_topic_partition_list_destroy(l);
+        if (!ok) {
+            /* held again: a partition must not go on past the record */
+            l = one_partition(h->topic, h->partition, RD_KAFKA_OFFSET_INVALID);
+            rd_kafka_pause_partitions(r->rk, l);
+            rd_kafka_topic_partition_list_destroy(l);
+            h->until_ns = now + 1000000000u;
+            i++;
+            continue;
+        }
+        free(h->topic);
+        r->holds[i] = r->holds[--r->nholds];
+    }
+}
+
+static bool is_held(const oms_kafka_reader *r, const rd_kafka_message_t *m)
+{
+    if (!r->nholds || !m->rkt)
+        return false;
+    const char *topic = rd_kafka_topic_name(m->rkt);
+    for (size_t i = 0; i < r->nholds; i++)
+        if (r->holds[i].partition == m->partition && strcmp(r->holds[i].topic, topic) == 0)
+            return true;
+    return false;
+}
+
 rd_kafka_message_t *oms_kafka_reader_poll(oms_kafka_reader *r, int timeout_ms)
 {
-    return rd_kafka_consumer_poll(r->rk, timeout_ms);
+    if (r->nholds)
+        release_holds(r);
+    rd_kafka_message_t *m = rd_kafka_consumer_poll(r->rk, timeout_ms);
+    if (m && is_held(r, m)) {
+        /* fetched before the pause took effect: read again after the hold */
+        rd_kafka_message_destroy(m);
+        return NULL;
+    }
+    return m;
 }
 
 size_t oms_kafka_reader_assigned(const oms_kafka_reader *r)
@@ -517,6 +619,9 @@ void oms_kafka_reader_free(oms_kafka_reader *r)
         return;
     rd_kafka_consumer_close(r->rk);
     rd_kafka_destroy(r->rk);
+    for (size_t i = 0; i < r->nholds; i++)
+        free(r->holds[i].topic);
+    free(r->holds);
     free(r);
 }
 

@@ -109,10 +109,21 @@ int oms_kafka_reader_assign(oms_kafka_reader *r, const char *const *topics, size
                             int32_t partition, int64_t start, bool start_is_time, int timeout_ms,
                             char *errbuf, size_t errlen);
 
-/* Next message or NULL on timeout. The caller destroys it with
+/* Next message or NULL on timeout (or when what came belongs to a held
+ * partition; held partitions due are released first). The caller destroys it with
  * rd_kafka_message_destroy(). Partition-EOF events are returned as messages
  * with err == RD_KAFKA_RESP_ERR__PARTITION_EOF. */
 rd_kafka_message_t *oms_kafka_reader_poll(oms_kafka_reader *r, int timeout_ms);
+
+/* Hold a partition whose record at `offset` cannot be handled yet (its
+ * schema cannot be fetched now): it is paused at once, its other partitions
+ * go on, and after delay_ms oms_kafka_reader_poll() reads it again from
+ * `offset`, so its order is kept and nothing is skipped. Holding a held
+ * partition again moves its release. Returns 0 or OMS_ENOMEM. */
+int oms_kafka_reader_hold(oms_kafka_reader *r, const char *topic, int32_t partition,
+                          int64_t offset, int delay_ms);
+/* Number of partitions held now. */
+size_t oms_kafka_reader_held(const oms_kafka_reader *r);
 
 /* Number of assigned partitions. */
 size_t oms_kafka_reader_assigned(const oms_kafka_reader *r);

@@ -13,6 +13,8 @@
 #      again with those connections attached (they get system notifications
 #      only); then SIGTERM with all of them open (clients must see 1001, omsd
 #      must exit 0)
+# BENCH_FORMAT=soe|confluent|json: the wire format the producer writes (the
+# Confluent one through SCHEMA_REGISTRY_URL, which omsd reads too).
 # Loopback only, every step time-bounded (about 2 minutes here, at most ~5).
 set -eu
 cd "$(dirname "$0")/../.."
@@ -268,7 +270,7 @@ produce() {
     local name=$1
     shift
     OMS_CONFIG=$T/fanout.yaml timeout 120 $BIN/oms-producer simulate --users "$USERS" --seed 7 \
-        --json-summary "$@" >"$T/$name.summary" 2>"$T/$name.perr"
+        --format "${BENCH_FORMAT:-soe}" --json-summary "$@" >"$T/$name.summary" 2>"$T/$name.perr"
 }
 
 # deliveries the clients should get from a run: orders and system notifications

@@ -194,6 +194,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     oms_event a, b;
     char erra[512], errb[512];
     erra[0] = errb[0] = '\0';
+    if (len > 0 && exact[0] != OMS_AVRO_SOE_MAGIC0) {
+        /* the Confluent and JSON formats: fuzz_wire holds them to their
+         * references; the generic path here knows single-object only */
+        if (oms_event_decode(g_ev, exact, len, &a, erra, sizeof erra) == OMS_OK)
+            oms_event_clear(&a);
+        free(exact);
+        return 0;
+    }
     int ra = oms_event_decode(g_ev, exact, len, &a, erra, sizeof erra);
     int rb = oms_event_decode_generic(g_ev, exact, len, &b, errb, sizeof errb);
     FUZZ_CHECK(ra == rb, "fast path rc %d (%s), generic rc %d (%s)", ra, ra ? erra : "",

@@ -66,6 +66,14 @@ bool omsd_projections_health(omsd *d, json_t *deps)
     return true;
 }
 
+/* a registry that is down, with an error text only staff and admin may see */
+json_t *omsd_registry_health(omsd *d)
+{
+    (void)d;
+    return json_pack("{s:s,s:b,s:s,s:s}", "status", "down", "required", 0, "url",
+                     "http://registry.fuzz:8081", "error", "fuzz registry unreachable");
+}
+
 char *omsd_metrics_text(omsd *d, size_t *len)
 {
     (void)d;

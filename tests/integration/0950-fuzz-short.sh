@@ -7,7 +7,7 @@
 #      a crash input found is kept under this test's output directory.
 # Needs no stack.
 source "$(dirname "$0")/lib.sh"
-TARGETS="ws_frame rest jwt avro socketio config"
+TARGETS="ws_frame rest jwt avro socketio config wire"
 SECS=${FUZZ_SHORT_SECONDS:-10}
 
 for t in $TARGETS; do

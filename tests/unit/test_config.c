@@ -683,6 +683,49 @@ static int env_on(oms_config *c, const char *yaml, const char *const *env, char 
     return rc;
 }
 
+/* schema_registry.*: the keys, their SCHEMA_REGISTRY_* overrides, the
+ * password file, and the checks of omsd -t */
+static void test_schema_registry(void **state)
+{
+    const char *pw = secret_file("srpw", "s3cret\n", 7);
+    oms_config c;
+    char err[ERRLEN];
+    assert_int_equal(env_on(&c,
+                            "schema_registry:\n  url: http://file:8081\n  username: f\n"
+                            "  timeout_ms: 1500\n",
+                            NULL, err),
+                     0);
+    assert_string_equal(c.schema_registry.url, "http://file:8081");
+    assert_int_equal(c.schema_registry.timeout_ms, 1500);
+    oms_config_free(&c);
+    const char *env[] = {"SCHEMA_REGISTRY_URL", "https://sr.internal/apis/ccompat/v7",
+                         "SCHEMA_REGISTRY_USERNAME", "omsd", "SCHEMA_REGISTRY_PASSWORD_FILE", pw,
+                         "SCHEMA_REGISTRY_CA_FILE", "/etc/ca.pem", NULL};
+    assert_int_equal(env_on(&c, "schema_registry:\n  url: http://file:8081\n", env, err), 0);
+    assert_string_equal(c.schema_registry.url, "https://sr.internal/apis/ccompat/v7");
+    assert_string_equal(c.schema_registry.username, "omsd");
+    assert_string_equal(c.schema_registry.password, "s3cret");
+    assert_string_equal(c.schema_registry.ca_file, "/etc/ca.pem");
+    assert_int_equal(c.schema_registry.timeout_ms, 5000);
+    assert_int_equal(oms_config_validate(&c, err, sizeof err), 0);
+    oms_config_free(&c);
+    const char *both[] = {"SCHEMA_REGISTRY_PASSWORD", "x", "SCHEMA_REGISTRY_PASSWORD_FILE", pw,
+                          NULL};
+    assert_int_equal(env_on(&c, NULL, both, err), OMS_ECONFIG);
+    assert_non_null(strstr(err, "are both set"));
+    oms_config_free(&c);
+    assert_int_equal(env_on(&c, "schema_registry:\n  url: registry:8081\n", NULL, err), 0);
+    assert_int_equal(oms_config_validate(&c, err, sizeof err), OMS_ECONFIG);
+    assert_non_null(strstr(err, "schema_registry.url: expected an http:// or https:// URL"));
+    oms_config_free(&c);
+    assert_int_equal(env_on(&c, "schema_registry:\n  password: p\n", NULL, err), 0);
+    assert_int_equal(oms_config_validate(&c, err, sizeof err), OMS_ECONFIG);
+    assert_non_null(strstr(err, "basic auth needs both"));
+    oms_config_free(&c);
+    assert_int_not_equal(env_on(&c, "schema_registry:\n  timeout_ms: 5\n", NULL, err), 0);
+    oms_config_free(&c);
+}
+
 static void test_secret_files(void **state)
 {
     const char *jwt = secret_file("jwt", "0123456789abcdef0123456789abcdef\n", 33);
@@ -1039,6 +1082,7 @@ int main(void)
         cmocka_unit_test(test_shape_mismatch),
         cmocka_unit_test(test_too_many_properties),
         cmocka_unit_test(test_env_overrides),
+        cmocka_unit_test(test_schema_registry),
         cmocka_unit_test(test_env_empty_and_unset_ignored),
         cmocka_unit_test(test_env_bad_values),
         cmocka_unit_test(test_validate),

@@ -185,8 +185,13 @@ static void test_decode_truncated_and_corrupt(void **state)
     /* bad marker */
     uint8_t bad[4096];
     memcpy(bad, buf, n);
-    bad[0] = 0x00;
+    bad[0] = 0x07;
     assert_int_equal(oms_event_decode(codec, bad, n, &out, err, sizeof err), OMS_EMAGIC);
+    assert_non_null(strstr(err, "unknown wire format: first byte 07"));
+    /* 00 is the Confluent framing: without a registry, its id is unknown */
+    bad[0] = 0x00;
+    assert_int_equal(oms_event_decode(codec, bad, n, &out, err, sizeof err), OMS_ENOTFOUND);
+    assert_non_null(strstr(err, "no schema registry configured"));
     memcpy(bad, buf, n);
     bad[1] = 0x02;
     assert_int_equal(oms_event_decode(codec, bad, n, &out, err, sizeof err), OMS_EMAGIC);
