@@ -145,6 +145,7 @@ static void *poll_main(void *arg)
             oms_log(d->log, up ? OMS_LOG_INFO : OMS_LOG_ERROR,
                     up ? "kafka reachable again" : "kafka unreachable", OMS_LS("error", up ? "" : err));
         atomic_store(&d->kafka_up, up);
+        omsd_alerts_outage(d, OMSD_OUTAGE_KAFKA, !up, "kafka unreachable", up ? NULL : err);
         int pg = pg_ping(&d->cfg);
         if (pg != atomic_load(&d->pg_up)) {
             char where[300];
@@ -153,6 +154,12 @@ static void *poll_main(void *arg)
                     pg ? "postgres reachable" : "postgres unreachable", OMS_LS("at", where));
         }
         atomic_store(&d->pg_up, pg);
+        /* Postgres matters only to the projections and the alerts */
+        if (d->cfg.projections.enabled || omsd_alerts_notices_on(d)) {
+            char where[300];
+            oms_pg_describe(&d->cfg, where, sizeof where);
+            omsd_alerts_outage(d, OMSD_OUTAGE_POSTGRES, !pg, "postgres unreachable", where);
+        }
     }
     return NULL;
 }
@@ -161,6 +168,7 @@ static void cleanup(omsd *d)
 {
     oms_events_free(d->events);
     oms_auth_free(d->auth);
+    omsd_alerts_free(d);
     free(d->secret);
     for (int k = 0; k < OMS_TOPIC__COUNT; k++) {
         free(d->last_offset[k]);
@@ -202,7 +210,7 @@ int main(int argc, char **argv)
     char err[512];
     if (oms_config_validate(&d.cfg, err, sizeof err) != OMS_OK ||
         oms_pg_check_config(&d.cfg, err, sizeof err) != OMS_OK || load_key(&d, err, sizeof err) ||
-        !(d.auth = make_auth(&d, err, sizeof err))) {
+        !(d.auth = make_auth(&d, err, sizeof err)) || omsd_alerts_init(&d, err, sizeof err)) {
         fprintf(stderr, "omsd: %s\n", err);
         cleanup(&d);
         return OMS_EXIT_USAGE;
@@ -269,6 +277,7 @@ int main(int argc, char **argv)
     if (omsd_presence_start(&d) != OMS_OK)
         oms_log(d.log, OMS_LOG_ERROR, "presence not started: users online is this instance's only");
     omsd_projections_start(&d); /* failures show in health (503) */
+    omsd_alerts_start(&d);      /* failures show in health and the log */
     pthread_create(&d.poll_thread, NULL, poll_main, &d);
     oms_log(d.log, OMS_LOG_INFO, "omsd listening", OMS_LS("host", d.cfg.server.host),
             OMS_LI("port", d.cfg.server.port), OMS_LS("websocket", "/events"),
@@ -288,6 +297,7 @@ int main(int argc, char **argv)
     omsd_presence_join(&d);
     omsd_projections_join(&d);
     pthread_join(d.poll_thread, NULL);
+    omsd_alerts_join(&d); /* last: sends the errors of the shutdown */
     int left = oms_kafka_producer_free(d.producer, 3000);
     if (left)
         oms_log(d.log, OMS_LOG_ERROR, "events not delivered at exit", OMS_LI("count", left));

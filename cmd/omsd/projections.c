@@ -129,7 +129,14 @@ static void set_state(proj_worker *p, int state, const char *error)
                 OMS_LS("error", error ? error : ""), OMS_LS("host", p->d->cfg.database.host),
                 OMS_LI("port", p->d->cfg.database.port),
                 OMS_LS("database", p->d->cfg.database.name), OMS_LI("worker", p->id));
-    else if (state == PROJ_UP && old != PROJ_UP)
+    /* to Sentry once per failing period; a Postgres that does not answer
+     * at all is the poll thread's outage event, not a projection failure */
+    if (state == PROJ_DOWN && old != PROJ_DOWN && atomic_load(&p->d->pg_up))
+        omsd_alerts_outage(p->d, OMSD_OUTAGE_PROJECTIONS, true, "projections cannot apply",
+                           error);
+    else if (state == PROJ_UP)
+        omsd_alerts_outage(p->d, OMSD_OUTAGE_PROJECTIONS, false, NULL, NULL);
+    if (state == PROJ_UP && old != PROJ_UP)
         oms_log(p->d->log, OMS_LOG_INFO, "projections: postgres ready",
                 OMS_LS("host", p->d->cfg.database.host), OMS_LI("port", p->d->cfg.database.port),
                 OMS_LS("database", p->d->cfg.database.name),

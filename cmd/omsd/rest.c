@@ -287,6 +287,7 @@ static void health(omsd *d, const omsd_http_req *req, omsd_http_resp *resp)
                                   pg_needed));
     json_object_update(deps, proj);
     json_decref(proj);
+    omsd_alerts_health(d, deps);
     json_object_set_new(j, "dependencies", deps);
     if (!ok) {
         char why[128];

@@ -1,0 +1,275 @@
+/* notice.c — what a notice says, in Sentry and by e-mail. */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "alert.h"
+#include "json/json.h"
+#include "mail/mail.h"
+#include "sentry/sentry.h"
+
+void oms_alert_notice_clear(oms_alert_notice *n)
+{
+    free(n->message);
+    free(n->subject);
+    free(n->text);
+    free(n->html);
+    json_decref(n->tags);
+    json_decref(n->extra);
+    memset(n, 0, sizeof *n);
+}
+
+static const char *order_name(const oms_event *ev)
+{
+    /* the guide's alert names the order by its alias (ORDER-123) */
+    if (ev->alias_id && *ev->alias_id)
+        return ev->alias_id;
+    return ev->order_id ? ev->order_id : "?";
+}
+
+static void fmt_money(double v, char *buf, size_t len)
+{
+    snprintf(buf, len, "%.2f", v);
+}
+
+void oms_alert_summary(const oms_event *ev, char *buf, size_t len)
+{
+    char money[48];
+    switch (ev->type) {
+    case OMS_EV_ORDER_CREATED:
+    case OMS_EV_ORDER_STATUS_CHANGED:
+        fmt_money(ev->total_amount, money, sizeof money);
+        snprintf(buf, len, "%s · user %" PRId64 " · %s · total %s · %s", order_name(ev),
+                 ev->user_id, ev->status ? ev->status : "", money, oms_event_type_name(ev->type));
+        break;
+    case OMS_EV_INVENTORY_CHANGED:
+        snprintf(buf, len, "product %" PRId64 " %s · %s · quantity %d (threshold %d)",
+                 ev->product_id, ev->product_name ? ev->product_name : "",
+                 ev->status ? ev->status : "", (int)ev->quantity, (int)ev->threshold);
+        break;
+    default:
+        snprintf(buf, len, "%s · %s", oms_event_type_name(ev->type), ev->title ? ev->title : "");
+        break;
+    }
+}
+
+static json_t *items_json(const oms_event *ev)
+{
+    json_t *a = json_array();
+    for (size_t i = 0; i < ev->nitems; i++) {
+        const oms_order_item *it = &ev->items[i];
+        json_array_append_new(a, json_pack("{s:I,s:s,s:i,s:f}", "productId",
+                                           (json_int_t)it->product_id, "productName",
+                                           it->product_name ? it->product_name : "", "quantity",
+                                           (int)it->quantity, "price", it->price));
+    }
+    return a;
+}
+
+static int link_parts(oms_mail_buf *t, oms_mail_buf *h, const char *console_url)
+{
+    if (!console_url || !*console_url)
+        return 0;
+    int rc = oms_mail_printf(t, "\nOpen the OMS console: %s\n", console_url);
+    rc = rc ? rc : oms_mail_printf(h, "<p><a href=\"");
+    rc = rc ? rc : oms_mail_html_escape(h, console_url);
+    rc = rc ? rc : oms_mail_printf(h, "\">Open the OMS console</a></p>\n");
+    return rc;
+}
+
+/* Order events: the guide's wording for a creation. */
+static int order_notice(const oms_event *ev, const char *console_url, oms_alert_notice *n)
+{
+    const char *name = order_name(ev);
+    char money[48], user[32], buf[512];
+    fmt_money(ev->total_amount, money, sizeof money);
+    snprintf(user, sizeof user, "%" PRId64, ev->user_id);
+    bool created = ev->type == OMS_EV_ORDER_CREATED;
+    if (created)
+        snprintf(buf, sizeof buf, "Order creation alert triggered for order %s", name);
+    else
+        snprintf(buf, sizeof buf, "Order status alert triggered for order %s: %s", name,
+                 ev->status ? ev->status : "");
+    n->message = strdup(buf);
+    if (created)
+        snprintf(buf, sizeof buf, "[OMS] New order %s: total %s, user %s", name, money, user);
+    else
+        snprintf(buf, sizeof buf, "[OMS] Order %s is %s", name, ev->status ? ev->status : "");
+    n->subject = strdup(buf);
+    n->tags = json_pack("{s:s,s:s,s:s,s:s,s:s}", "orderId", ev->order_id ? ev->order_id : "",
+                        "aliasId", ev->alias_id ? ev->alias_id : "", "userId", user, "status",
+                        ev->status ? ev->status : "", "eventType", oms_event_type_name(ev->type));
+    n->extra = json_pack("{s:f,s:o,s:s}", "total", ev->total_amount, "items", items_json(ev),
+                         "eventId", ev->event_id);
+    if (ev->previous_status)
+        json_object_set_new(n->extra, "previousStatus", json_string(ev->previous_status));
+    oms_mail_buf t = {0}, h = {0};
+    int rc = oms_mail_printf(&t, "%s\n\n", created ? "A new order was created." : "An order changed status.");
+    rc = rc ? rc : oms_mail_printf(&t, "Order:  %s (id %s)\nUser:   %s\nStatus: %s\nTotal:  %s\n",
+                                   name, ev->order_id ? ev->order_id : "", user,
+                                   ev->status ? ev->status : "", money);
+    rc = rc ? rc : oms_mail_printf(&t, "Items:\n");
+    rc = rc ? rc : oms_mail_printf(&h, "<!DOCTYPE html>\n<html><body>\n<h2>");
+    rc = rc ? rc : oms_mail_html_escape(&h, created ? "New order " : "Order ");
+    rc = rc ? rc : oms_mail_html_escape(&h, name);
+    rc = rc ? rc : oms_mail_printf(&h, "</h2>\n<table>\n<tr><th align=\"left\">Order</th><td>");
+    rc = rc ? rc : oms_mail_html_escape(&h, name);
+    rc = rc ? rc : oms_mail_printf(&h, " (id ");
+    rc = rc ? rc : oms_mail_html_escape(&h, ev->order_id ? ev->order_id : "");
+    rc = rc ? rc : oms_mail_printf(&h, ")</td></tr>\n<tr><th align=\"left\">User</th><td>%s</td></tr>\n"
+                                       "<tr><th align=\"left\">Status</th><td>", user);
+    rc = rc ? rc : oms_mail_html_escape(&h, ev->status ? ev->status : "");
+    rc = rc ? rc : oms_mail_printf(&h, "</td></tr>\n<tr><th align=\"left\">Total</th><td>%s</td></tr>\n"
+                                       "</table>\n<h3>Items</h3>\n<ul>\n", money);
+    for (size_t i = 0; !rc && i < ev->nitems; i++) {
+        const oms_order_item *it = &ev->items[i];
+        char price[48];
+        fmt_money(it->price, price, sizeof price);
+        const char *pn = it->product_name ? it->product_name : "";
+        rc = oms_mail_printf(&t, "  - %d x %s (product %" PRId64 ") at %s\n", (int)it->quantity,
+                             pn, it->product_id, price);
+        rc = rc ? rc : oms_mail_printf(&h, "<li>%d &times; ", (int)it->quantity);
+        rc = rc ? rc : oms_mail_html_escape(&h, pn);
+        rc = rc ? rc : oms_mail_printf(&h, " (product %" PRId64 ") at %s</li>\n", it->product_id, price);
+    }
+    if (!rc && !ev->nitems)
+        rc = oms_mail_printf(&t, "  (none)\n");
+    rc = rc ? rc : oms_mail_printf(&h, "</ul>\n");
+    rc = rc ? rc : link_parts(&t, &h, console_url);
+    rc = rc ? rc : oms_mail_printf(&t, "\nEvent %s\n", ev->event_id);
+    rc = rc ? rc : oms_mail_printf(&h, "<p><small>Event %s</small></p>\n</body></html>\n", ev->event_id);
+    n->text = t.p;
+    n->html = h.p;
+    return rc;
+}
+
+/* Inventory and notifications: a title line and the fields. */
+static int other_notice(const oms_event *ev, const char *console_url, oms_alert_notice *n)
+{
+    char buf[512], summary[400];
+    oms_alert_summary(ev, summary, sizeof summary);
+    if (ev->type == OMS_EV_INVENTORY_CHANGED) {
+        snprintf(buf, sizeof buf, "Inventory alert triggered for product %" PRId64 " (%s): %s",
+                 ev->product_id, ev->product_name ? ev->product_name : "",
+                 ev->status ? ev->status : "");
+        char pid[32];
+        snprintf(pid, sizeof pid, "%" PRId64, ev->product_id);
+        n->tags = json_pack("{s:s,s:s,s:s}", "productId", pid, "status",
+                            ev->status ? ev->status : "", "eventType",
+                            oms_event_type_name(ev->type));
+        n->extra = json_pack("{s:s,s:i,s:i,s:s}", "productName",
+                             ev->product_name ? ev->product_name : "", "quantity",
+                             (int)ev->quantity, "threshold", (int)ev->threshold, "eventId",
+                             ev->event_id);
+    } else {
+        snprintf(buf, sizeof buf, "Notification alert triggered: %s", ev->title ? ev->title : "");
+        n->tags = json_pack("{s:s}", "eventType", oms_event_type_name(ev->type));
+        n->extra = json_pack("{s:s,s:s}", "message", ev->message ? ev->message : "", "eventId",
+                             ev->event_id);
+        if (ev->type == OMS_EV_USER_NOTIFICATION) {
+            char user[32];
+            snprintf(user, sizeof user, "%" PRId64, ev->user_id);
+            json_object_set_new(n->tags, "userId", json_string(user));
+        }
+    }
+    n->message = strdup(buf);
+    char subj[600];
+    snprintf(subj, sizeof subj, "[OMS] %s", buf);
+    n->subject = strdup(subj);
+    oms_mail_buf t = {0}, h = {0};
+    int rc = oms_mail_printf(&t, "%s\n\n%s\n", buf, summary);
+    if (!rc && ev->message && *ev->message)
+        rc = oms_mail_printf(&t, "\n%s\n", ev->message);
+    rc = rc ? rc : oms_mail_printf(&h, "<!DOCTYPE html>\n<html><body>\n<h2>");
+    rc = rc ? rc : oms_mail_html_escape(&h, buf);
+    rc = rc ? rc : oms_mail_printf(&h, "</h2>\n<p>");
+    rc = rc ? rc : oms_mail_html_escape(&h, summary);
+    rc = rc ? rc : oms_mail_printf(&h, "</p>\n");
+    if (!rc && ev->message && *ev->message) {
+        rc = oms_mail_printf(&h, "<p>");
+        rc = rc ? rc : oms_mail_html_escape(&h, ev->message);
+        rc = rc ? rc : oms_mail_printf(&h, "</p>\n");
+    }
+    rc = rc ? rc : link_parts(&t, &h, console_url);
+    rc = rc ? rc : oms_mail_printf(&t, "\nEvent %s\n", ev->event_id);
+    rc = rc ? rc : oms_mail_printf(&h, "<p><small>Event %s</small></p>\n</body></html>\n", ev->event_id);
+    n->text = t.p;
+    n->html = h.p;
+    return rc;
+}
+
+int oms_alert_notice_from_event(const oms_event *ev, const char *console_url,
+                                oms_alert_notice *out)
+{
+    memset(out, 0, sizeof *out);
+    snprintf(out->key, sizeof out->key, "%s", ev->event_id);
+    oms_sentry_event_id(ev->event_id, out->event_id);
+    out->level = ev->type == OMS_EV_SYSTEM_NOTIFICATION && ev->severity &&
+                         strcmp(ev->severity, "critical") == 0
+                     ? "error"
+                     : ev->type == OMS_EV_INVENTORY_CHANGED ? "warning" : "info";
+    out->timestamp_ms = ev->occurred_at;
+    int rc = ev->type == OMS_EV_ORDER_CREATED || ev->type == OMS_EV_ORDER_STATUS_CHANGED
+                 ? order_notice(ev, console_url, out)
+                 : other_notice(ev, console_url, out);
+    if (rc || !out->message || !out->subject || !out->tags || !out->extra || !out->text ||
+        !out->html) {
+        oms_alert_notice_clear(out);
+        return OMS_ENOMEM;
+    }
+    return 0;
+}
+
+int oms_alert_notice_digest(const char *digest_id, const char *const *lines, size_t count,
+                            int max_per_minute, int64_t first_ms, int64_t last_ms,
+                            const char *console_url, int64_t now_ms, oms_alert_notice *out)
+{
+    memset(out, 0, sizeof *out);
+    snprintf(out->key, sizeof out->key, "digest-%s", digest_id);
+    oms_sentry_event_id(digest_id, out->event_id);
+    out->level = "info";
+    out->timestamp_ms = now_ms;
+    char buf[300], from[32], to[32];
+    oms_iso8601_ms(first_ms, from, sizeof from);
+    oms_iso8601_ms(last_ms, to, sizeof to);
+    snprintf(buf, sizeof buf,
+             "Alert digest: %zu notices folded (more than %d per minute)", count, max_per_minute);
+    out->message = strdup(buf);
+    snprintf(buf, sizeof buf, "[OMS] Digest: %zu notices between %s and %s", count, from, to);
+    out->subject = strdup(buf);
+    char cnt[32];
+    snprintf(cnt, sizeof cnt, "%zu", count);
+    out->tags = json_pack("{s:s,s:s}", "digest", "true", "count", cnt);
+    json_t *first = json_array();
+    for (size_t i = 0; i < count && i < 100; i++)
+        json_array_append_new(first, json_string(lines[i]));
+    out->extra = json_pack("{s:I,s:s,s:s,s:s,s:o}", "count", (json_int_t)count, "digestId",
+                           digest_id, "from", from, "to", to, "notices", first);
+    oms_mail_buf t = {0}, h = {0};
+    int rc = oms_mail_printf(&t,
+                             "%zu notices arrived faster than alerts.max_per_minute (%d) and were "
+                             "folded into this digest (%s to %s):\n\n",
+                             count, max_per_minute, from, to);
+    rc = rc ? rc : oms_mail_printf(&h, "<!DOCTYPE html>\n<html><body>\n<h2>%zu notices folded</h2>\n"
+                                       "<p>They arrived faster than alerts.max_per_minute (%d), "
+                                       "between %s and %s.</p>\n<ol>\n",
+                                   count, max_per_minute, from, to);
+    for (size_t i = 0; !rc && i < count; i++) {
+        rc = oms_mail_printf(&t, "%zu. %s\n", i + 1, lines[i]);
+        rc = rc ? rc : oms_mail_printf(&h, "<li>");
+        rc = rc ? rc : oms_mail_html_escape(&h, lines[i]);
+        rc = rc ? rc : oms_mail_printf(&h, "</li>\n");
+    }
+    rc = rc ? rc : oms_mail_printf(&h, "</ol>\n");
+    rc = rc ? rc : link_parts(&t, &h, console_url);
+    rc = rc ? rc : oms_mail_printf(&t, "\nDigest %s\n", digest_id);
+    rc = rc ? rc : oms_mail_printf(&h, "<p><small>Digest %s</small></p>\n</body></html>\n", digest_id);
+    out->text = t.p;
+    out->html = h.p;
+    if (rc || !out->message || !out->subject || !out->tags || !out->extra || !t.p || !h.p) {
+        oms_alert_notice_clear(out);
+        return OMS_ENOMEM;
+    }
+    return 0;
+}
