@@ -114,24 +114,6 @@ int oms_alert_settings_load(const oms_config *cfg, oms_alert_settings *out, char
             oms_errf(errbuf, errlen, "a password is set (EMAIL_PASSWORD) but no user (EMAIL_USER)");
             return OMS_ECONFIG;
         }
-        const char *from = *a->email_from                ? a->email_from
-                           : strchr(a->email_user, '@') ? a->email_user
-                                                         : "";
-        if (!*from) {
-            oms_errf(errbuf, errlen, "no sender address: set alerts.email.from (EMAIL_FROM) or an "
-                                     "EMAIL_USER that is an address");
-            return OMS_ECONFIG;
-        }
-        if (!oms_mail_address_valid(from)) {
-            oms_errf(errbuf, errlen, "alerts.email.from (EMAIL_FROM): '%.80s' is not a plain "
-                                     "address (local@domain)", from);
-            return OMS_ECONFIG;
-        }
-        snprintf(out->from, sizeof out->from, "%s", from);
-        if (strpbrk(a->email_from_name, "\r\n")) {
-            oms_errf(errbuf, errlen, "alerts.email.from_name: must be one line");
-            return OMS_ECONFIG;
-        }
         int rc = parse_recipients(a->email_recipients, out, errbuf, errlen);
         if (rc) {
             oms_alert_settings_free(out);
@@ -141,6 +123,27 @@ int oms_alert_settings_load(const oms_config *cfg, oms_alert_settings *out, char
             oms_errf(errbuf, errlen, "e-mail notifications are on (EMAIL_NOTIFICATIONS_ENABLED) "
                                      "but alerts.email.recipients (ORDER_NOTIFICATION_RECIPIENTS) "
                                      "names nobody");
+            return OMS_ECONFIG;
+        }
+        const char *from = *a->email_from                ? a->email_from
+                           : strchr(a->email_user, '@') ? a->email_user
+                                                         : "";
+        if (!*from) {
+            oms_errf(errbuf, errlen, "no sender address: set alerts.email.from (EMAIL_FROM) or an "
+                                     "EMAIL_USER that is an address");
+            oms_alert_settings_free(out);
+            return OMS_ECONFIG;
+        }
+        if (!oms_mail_address_valid(from)) {
+            oms_errf(errbuf, errlen, "alerts.email.from (EMAIL_FROM): '%.80s' is not a plain "
+                                     "address (local@domain)", from);
+            oms_alert_settings_free(out);
+            return OMS_ECONFIG;
+        }
+        snprintf(out->from, sizeof out->from, "%s", from);
+        if (strpbrk(a->email_from_name, "\r\n")) {
+            oms_errf(errbuf, errlen, "alerts.email.from_name: must be one line");
+            oms_alert_settings_free(out);
             return OMS_ECONFIG;
         }
     }
