@@ -274,10 +274,21 @@ static bool pg_ready(al_worker *w)
         return false;
     char err[512];
     w->pg = oms_pg_connect(&w->d->cfg, "omsd-alerts", 3, err, sizeof err);
-    int from, to;
-    if (w->pg && oms_pg_migrate(w->pg, &from, &to, err, sizeof err) != OMS_OK) {
+    /* the alert tables are migration 0002: applied like the projections'
+     * (projections.migrate_on_start), else required */
+    int from, to = 0;
+    if (w->pg && w->d->cfg.projections.migrate_on_start &&
+        oms_pg_migrate(w->pg, &from, &to, err, sizeof err) != OMS_OK) {
         oms_pg_free(w->pg);
         w->pg = NULL;
+    } else if (w->pg && !w->d->cfg.projections.migrate_on_start) {
+        if (oms_pg_schema_version(w->pg, &to, err, sizeof err) == OMS_OK && to < 2)
+            snprintf(err, sizeof err, "schema version %d: the alert tables need version 2; run "
+                                      "'omsctl projections migrate'", to);
+        if (to < 2) {
+            oms_pg_free(w->pg);
+            w->pg = NULL;
+        }
     }
     if (!w->pg) {
         /* the outage itself is reported by the poll thread, once */

@@ -66,6 +66,13 @@ bool omsd_projections_health(omsd *d, json_t *deps)
     return true;
 }
 
+bool omsd_alerts_health(omsd *d, json_t *deps)
+{
+    (void)d;
+    (void)deps;
+    return true;
+}
+
 char *omsd_metrics_text(omsd *d, size_t *len)
 {
     (void)d;

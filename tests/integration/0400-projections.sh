@@ -31,7 +31,7 @@ DATABASE_PORT=1 expect_exit 1 "status with postgres unreachable fails" \
 check "... naming postgres and the variables to check" \
     grep -q "cannot connect to postgres.*DATABASE_HOST" "$T/last.err"
 expect_exit 0 "migrate applies the schema" "$BIN/omsctl" projections migrate
-check "... and reports version 1" grep -q "schema version 1 (was 0)" "$T/last.out"
+check "... and reports version 2 (projections, then alerts)" grep -q "schema version 2 (was 0)" "$T/last.out"
 expect_exit 0 "migrate again" "$BIN/omsctl" projections migrate --json
 check "... is up to date" grep -q '"from":1,"to":1' "$T/last.out"
 check "the migration is recorded once" test "$(sql 'SELECT count(*) FROM oms_schema_migrations')" = 1

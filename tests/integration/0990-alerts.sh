@@ -233,6 +233,43 @@ wait_for 60 $HELPER check-once "$T/orders123.jsonl" "$MAILAPI" "$BSDB"
 check "the held notices arrived once the SMTP server was back, each once" \
     $HELPER check-once "$T/orders123.jsonl" "$MAILAPI" "$BSDB"
 
+# ---- 3b. Sentry stopped for 10 s: held as well, then delivered once -------------------------------
+start_bugsink() {
+    "$VENV/bin/gunicorn" --bind "127.0.0.1:$BS_PORT" --workers 2 --chdir "$BS" \
+        bugsink.wsgi:application >>"$T/gunicorn.log" 2>&1 &
+    GPID=$!
+    wait_for 30 curl -s -o /dev/null "http://127.0.0.1:$BS_PORT/"
+}
+stop_pid "$GPID"
+GPID=
+check "2 orders placed while Sentry is down" $HELPER place "$SPORT" "$STAFF" "$CUST" 2 1 "$T/orders3b.jsonl" 16
+sleep 10
+sentry_down() { health_get omsd staff | python3 -c 'import json,sys; a=json.load(sys.stdin)["dependencies"]["alerts"]; sys.exit(0 if a["sinks"]["sentry"]["status"] == "down" and a["holding"] else 1)'; }
+check "health shows the Sentry sink down, notices held" sentry_down
+check "bugsink back" start_bugsink
+cat "$T/orders123.jsonl" "$T/orders3b.jsonl" >"$T/orders1233b.jsonl"
+wait_for 60 $HELPER check-once "$T/orders1233b.jsonl" "$MAILAPI" "$BSDB"
+check "the held notices reached Sentry once it was back, each once in both sinks" \
+    $HELPER check-once "$T/orders1233b.jsonl" "$MAILAPI" "$BSDB"
+
+# ---- 3c. two instances share the group: each order once -----------------------------------------
+check "a second omsd joins the alerting group" start_omsd omsd2
+OMSD2_PID=$OMSD_PID
+OMSD_PID=$PID_omsd
+two_assigned() {
+    local a b
+    a=$(health_get omsd staff | python3 -c 'import json,sys; print(json.load(sys.stdin)["dependencies"]["alerts"]["assignedPartitions"])')
+    b=$(health_get omsd2 staff | python3 -c 'import json,sys; print(json.load(sys.stdin)["dependencies"]["alerts"]["assignedPartitions"])')
+    [ "$a" -gt 0 ] && [ "$b" -gt 0 ] && [ $((a + b)) -eq 6 ]
+}
+check "the two instances split the 6 partitions" wait_for 60 two_assigned
+check "20 orders placed" $HELPER place "$SPORT" "$STAFF" "$CUST" 20 2 "$T/orders3c.jsonl" 17
+cat "$T/orders1233b.jsonl" "$T/orders3c.jsonl" >"$T/orders-all.jsonl"
+wait_for 60 $HELPER check-once "$T/orders-all.jsonl" "$MAILAPI" "$BSDB"
+check "each of them once in both sinks" $HELPER check-once "$T/orders-all.jsonl" "$MAILAPI" "$BSDB"
+check "... sent by both instances" bash -c "grep -q 'alerts: notice sent' '$T/omsd2.log'"
+check "the second omsd stops cleanly" stop_omsd "$OMSD2_PID"
+
 # ---- 4. 500 orders in 10 s: folded into digests that account for all of them -------------------------
 stop_omsd "$OMSD_PID"
 sed -i 's/^  max_per_minute: 1000$/  max_per_minute: 20/' "$T/omsd.yaml"
