@@ -48,7 +48,7 @@ struct omsd_alerts {
     bool started;
     /* the reporter of omsd's own errors */
     pthread_t rthread;
-    bool rstarted;
+    atomic_bool rstarted; /* read by every thread that reports */
     pthread_cond_t rcond;
     al_report *rhead, *rtail;
     size_t rlen;
@@ -72,6 +72,9 @@ struct omsd_alerts {
     atomic_uint_fast64_t duplicates; /* events found already handled (replays, restarts) */
     atomic_uint_fast64_t own_sent, own_dropped;
 };
+
+/* "sentry", "email" (for logs, health and metrics). */
+extern const char *const omsd_alerts_sink_names[SINK__COUNT];
 
 /* Publish one sink's outcome (any thread). */
 void omsd_alerts_sink_result(struct omsd_alerts *a, int sink, bool ok, const char *error);

@@ -156,6 +156,33 @@ YAML
 RCPT="ops@oms.test,Boss@oms.test"
 
 check "omsctl alerts test: both sinks answer" "$BIN/omsctl" alerts test
+
+# TLS modes: implicit TLS (smtps) works; a server without STARTTLS is never
+# used in plain text unless EMAIL_TLS=none says so
+TLS_PORT=$(free_port)
+PLAIN_PORT=$(free_port)
+PLAIN_HTTP=$(free_port)
+"$MAILPIT" -d "$T/mailpit-tls.db" -s "127.0.0.1:$TLS_PORT" -l "127.0.0.1:$(free_port)" \
+    --smtp-tls-cert "$T/smtp.crt" --smtp-tls-key "$T/smtp.key" --smtp-require-tls \
+    --smtp-auth-file "$T/smtp-auth" --disable-version-check -q >>"$T/mailpit-tls.log" 2>&1 &
+PIDS+=($!)
+"$MAILPIT" -d "$T/mailpit-plain.db" -s "127.0.0.1:$PLAIN_PORT" -l "127.0.0.1:$PLAIN_HTTP" \
+    --smtp-auth-accept-any --smtp-auth-allow-insecure --disable-version-check -q \
+    >>"$T/mailpit-plain.log" 2>&1 &
+PIDS+=($!)
+wait_for 20 bash -c "ss -Hltn 'sport = :$TLS_PORT' | grep -q . && ss -Hltn 'sport = :$PLAIN_PORT' | grep -q ."
+SENTRY_DSN= EMAIL_PORT=$TLS_PORT EMAIL_TLS=tls expect_exit 0 "EMAIL_TLS=tls (smtps://) sends" "$BIN/omsctl" alerts test
+SENTRY_DSN= EMAIL_PORT=$PLAIN_PORT EMAIL_TLS=starttls expect_exit 1 \
+    "a server without STARTTLS: the send fails, nothing goes in plain text" "$BIN/omsctl" alerts test
+check "... saying so" grep -q "does not offer STARTTLS" "$T/last.out"
+plain_count() { curl -s "http://127.0.0.1:$PLAIN_HTTP/api/v1/messages" | python3 -c 'import json,sys; print(json.load(sys.stdin)["total"])'; }
+check "... and that server received nothing" [ "$(plain_count)" = 0 ]
+SENTRY_DSN= EMAIL_PORT=$PLAIN_PORT EMAIL_TLS=none expect_exit 0 "EMAIL_TLS=none sends in plain text when asked" \
+    "$BIN/omsctl" alerts test
+check "... and it arrived" [ "$(plain_count)" = 1 ]
+SENTRY_DSN= EMAIL_PORT=$SMTP_PORT EMAIL_PASSWORD_FILE= EMAIL_PASSWORD=wrong-password expect_exit 1 \
+    "a refused login fails" "$BIN/omsctl" alerts test
+check "... naming EMAIL_USER and EMAIL_PASSWORD, not the password" bash -c "grep -q 'refused the login' '$T/last.out' && ! grep -q wrong-password '$T/last.out'"
 check "omsctl alerts status shows both sinks, no secret" bash -c "'$BIN/omsctl' alerts status \
     >'$T/status.out' 2>&1; grep -q 'sentry: *http://127.0.0.1:$BS_PORT project' '$T/status.out' && \
     grep -q 'email: *127.0.0.1:$SMTP_PORT (starttls, auth)' '$T/status.out' && \
@@ -329,7 +356,9 @@ check "its log says so, without the key" bash -c "grep -q 'rejected the key' '$T
 stop_omsd "$OMSD_PID"
 OMSD_PID=
 
-check "no password or DSN key in any omsd log" bash -c "! grep -h -e '$SMTP_PASSWORD' -e \"\$(cut -d/ -f3 '$T/dsn' | cut -d@ -f1)\" '$T'/omsd.log '$T'/bad.log"
+check "no SMTP password or DSN key in the logs, health, metrics or omsctl output" bash -c "! grep -l \
+    -e '$SMTP_PASSWORD' -e \"\$(cut -d/ -f3 '$T/dsn' | cut -d@ -f1)\" '$T'/omsd.log '$T'/omsd2.log \
+    '$T'/bad.log '$T'/health*.json '$T'/metrics*.txt '$T'/status.out '$T'/last.out '$T'/last.err"
 stop_pid "$SPID"
 SPID=
 check "omsd ran clean under ASan/UBSan (no leak at its exits)" asan_clean "$T/omsd.log" "$T/bad.log"
