@@ -37,8 +37,14 @@ void oms_alert_summary(const oms_event *ev, char *buf, size_t len)
 {
     char money[48];
     switch (ev->type) {
-    case OMS_EV_ORDER_CREATED:
     case OMS_EV_ORDER_STATUS_CHANGED:
+        if (!ev->nitems) {
+            snprintf(buf, len, "%s · user %" PRId64 " · %s · %s", order_name(ev), ev->user_id,
+                     ev->status ? ev->status : "", oms_event_type_name(ev->type));
+            break;
+        }
+        /* fall through */
+    case OMS_EV_ORDER_CREATED:
         fmt_money(ev->total_amount, money, sizeof money);
         snprintf(buf, len, "%s · user %" PRId64 " · %s · total %s · %s", order_name(ev),
                  ev->user_id, ev->status ? ev->status : "", money, oms_event_type_name(ev->type));
@@ -78,38 +84,49 @@ static int link_parts(oms_mail_buf *t, oms_mail_buf *h, const char *console_url)
     return rc;
 }
 
-/* Order events: the guide's wording for a creation. */
+/* Order events: the guide's wording for a creation. A status change
+ * carries no total or items (schemas/order_status_changed): its notice
+ * shows the status move instead of an empty order. */
 static int order_notice(const oms_event *ev, const char *console_url, oms_alert_notice *n)
 {
     const char *name = order_name(ev);
-    char money[48], user[32], buf[512];
+    const char *status = ev->status ? ev->status : "";
+    char money[48], user[32], buf[512], move[128];
     fmt_money(ev->total_amount, money, sizeof money);
     snprintf(user, sizeof user, "%" PRId64, ev->user_id);
     bool created = ev->type == OMS_EV_ORDER_CREATED;
+    bool amounts = created || ev->nitems > 0;
+    if (ev->previous_status && *ev->previous_status)
+        snprintf(move, sizeof move, "%s -> %s", ev->previous_status, status);
+    else
+        snprintf(move, sizeof move, "%s", status);
     if (created)
         snprintf(buf, sizeof buf, "Order creation alert triggered for order %s", name);
     else
-        snprintf(buf, sizeof buf, "Order status alert triggered for order %s: %s", name,
-                 ev->status ? ev->status : "");
+        snprintf(buf, sizeof buf, "Order status alert triggered for order %s: %s", name, status);
     n->message = strdup(buf);
     if (created)
         snprintf(buf, sizeof buf, "[OMS] New order %s: total %s, user %s", name, money, user);
     else
-        snprintf(buf, sizeof buf, "[OMS] Order %s is %s", name, ev->status ? ev->status : "");
+        snprintf(buf, sizeof buf, "[OMS] Order %s is %s", name, status);
     n->subject = strdup(buf);
     n->tags = json_pack("{s:s,s:s,s:s,s:s,s:s}", "orderId", ev->order_id ? ev->order_id : "",
                         "aliasId", ev->alias_id ? ev->alias_id : "", "userId", user, "status",
-                        ev->status ? ev->status : "", "eventType", oms_event_type_name(ev->type));
-    n->extra = json_pack("{s:f,s:o,s:s}", "total", ev->total_amount, "items", items_json(ev),
-                         "eventId", ev->event_id);
-    if (ev->previous_status)
+                        status, "eventType", oms_event_type_name(ev->type));
+    n->extra = json_pack("{s:s}", "eventId", ev->event_id);
+    if (n->extra && amounts) {
+        json_object_set_new(n->extra, "total", json_real(ev->total_amount));
+        json_object_set_new(n->extra, "items", items_json(ev));
+    }
+    if (n->extra && ev->previous_status)
         json_object_set_new(n->extra, "previousStatus", json_string(ev->previous_status));
+    if (n->extra && ev->message && *ev->message)
+        json_object_set_new(n->extra, "statusMessage", json_string(ev->message));
+
     oms_mail_buf t = {0}, h = {0};
-    int rc = oms_mail_printf(&t, "%s\n\n", created ? "A new order was created." : "An order changed status.");
-    rc = rc ? rc : oms_mail_printf(&t, "Order:  %s (id %s)\nUser:   %s\nStatus: %s\nTotal:  %s\n",
-                                   name, ev->order_id ? ev->order_id : "", user,
-                                   ev->status ? ev->status : "", money);
-    rc = rc ? rc : oms_mail_printf(&t, "Items:\n");
+    int rc = oms_mail_printf(&t, "%s\n\nOrder:  %s (id %s)\nUser:   %s\nStatus: %s\n",
+                             created ? "A new order was created." : "An order changed status.",
+                             name, ev->order_id ? ev->order_id : "", user, move);
     rc = rc ? rc : oms_mail_printf(&h, "<!DOCTYPE html>\n<html><body>\n<h2>");
     rc = rc ? rc : oms_mail_html_escape(&h, created ? "New order " : "Order ");
     rc = rc ? rc : oms_mail_html_escape(&h, name);
@@ -117,11 +134,25 @@ static int order_notice(const oms_event *ev, const char *console_url, oms_alert_
     rc = rc ? rc : oms_mail_html_escape(&h, name);
     rc = rc ? rc : oms_mail_printf(&h, " (id ");
     rc = rc ? rc : oms_mail_html_escape(&h, ev->order_id ? ev->order_id : "");
-    rc = rc ? rc : oms_mail_printf(&h, ")</td></tr>\n<tr><th align=\"left\">User</th><td>%s</td></tr>\n"
-                                       "<tr><th align=\"left\">Status</th><td>", user);
-    rc = rc ? rc : oms_mail_html_escape(&h, ev->status ? ev->status : "");
-    rc = rc ? rc : oms_mail_printf(&h, "</td></tr>\n<tr><th align=\"left\">Total</th><td>%s</td></tr>\n"
-                                       "</table>\n<h3>Items</h3>\n<ul>\n", money);
+    rc = rc ? rc : oms_mail_printf(&h, ")</td></tr>\n<tr><th align=\"left\">User</th>"
+                                       "<td>%s</td></tr>\n<tr><th align=\"left\">Status</th><td>",
+                                   user);
+    rc = rc ? rc : oms_mail_html_escape(&h, move);
+    rc = rc ? rc : oms_mail_printf(&h, "</td></tr>\n");
+    if (!rc && ev->message && *ev->message) {
+        rc = oms_mail_printf(&t, "Note:   %s\n", ev->message);
+        rc = rc ? rc : oms_mail_printf(&h, "<tr><th align=\"left\">Note</th><td>");
+        rc = rc ? rc : oms_mail_html_escape(&h, ev->message);
+        rc = rc ? rc : oms_mail_printf(&h, "</td></tr>\n");
+    }
+    if (!rc && amounts) {
+        rc = oms_mail_printf(&t, "Total:  %s\nItems:\n", money);
+        rc = rc ? rc : oms_mail_printf(&h, "<tr><th align=\"left\">Total</th><td>%s</td></tr>\n",
+                                       money);
+    }
+    rc = rc ? rc : oms_mail_printf(&h, "</table>\n");
+    if (!rc && amounts)
+        rc = oms_mail_printf(&h, "<h3>Items</h3>\n<ul>\n");
     for (size_t i = 0; !rc && i < ev->nitems; i++) {
         const oms_order_item *it = &ev->items[i];
         char price[48];
@@ -131,14 +162,17 @@ static int order_notice(const oms_event *ev, const char *console_url, oms_alert_
                              pn, it->product_id, price);
         rc = rc ? rc : oms_mail_printf(&h, "<li>%d &times; ", (int)it->quantity);
         rc = rc ? rc : oms_mail_html_escape(&h, pn);
-        rc = rc ? rc : oms_mail_printf(&h, " (product %" PRId64 ") at %s</li>\n", it->product_id, price);
+        rc = rc ? rc : oms_mail_printf(&h, " (product %" PRId64 ") at %s</li>\n", it->product_id,
+                                       price);
     }
-    if (!rc && !ev->nitems)
+    if (!rc && amounts && !ev->nitems)
         rc = oms_mail_printf(&t, "  (none)\n");
-    rc = rc ? rc : oms_mail_printf(&h, "</ul>\n");
+    if (!rc && amounts)
+        rc = oms_mail_printf(&h, "</ul>\n");
     rc = rc ? rc : link_parts(&t, &h, console_url);
     rc = rc ? rc : oms_mail_printf(&t, "\nEvent %s\n", ev->event_id);
-    rc = rc ? rc : oms_mail_printf(&h, "<p><small>Event %s</small></p>\n</body></html>\n", ev->event_id);
+    rc = rc ? rc : oms_mail_printf(&h, "<p><small>Event %s</small></p>\n</body></html>\n",
+                                   ev->event_id);
     n->text = t.p;
     n->html = h.p;
     return rc;

@@ -315,6 +315,28 @@ check "postgres: 20 single, 480 folded, every folded one in a sent digest" [ "$(
 curl -s "http://127.0.0.1:$PORT_omsd/metrics" >"$T/metrics-burst.txt"
 check "metrics count the folded notices" grep -q '^oms_alerts_folded_total 480$' "$T/metrics-burst.txt"
 
+# ---- 4b. rules: a cancelled order and a product out of stock alert too ----------------------------
+stop_omsd "$OMSD_PID"
+sed -i -e 's/^  max_per_minute: 20$/  max_per_minute: 1000/' \
+    -e 's/^  start: beginning$/  start: beginning\n  rules: "type=OrderCreated; type=OrderStatusChanged status=cancelled; type=InventoryChanged status=out_of_stock"/' \
+    "$T/omsd.yaml"
+check "omsd restarted with rules for cancellations and stock-outs" start_omsd omsd
+check "the alerting group now reads the inventory topic too" wait_for 60 bash -c "health_get() { curl -s -H 'Authorization: Bearer $STAFF' http://127.0.0.1:$PORT_omsd/websocket/health; }; \
+    [ \"\$(health_get | python3 -c 'import json,sys; print(json.load(sys.stdin)[\"dependencies\"][\"alerts\"][\"assignedPartitions\"])')\" = 12 ]"
+check "an order cancelled" $HELPER cancel "$SPORT" "$STAFF" "$T/orders4.jsonl"
+CANCELLED=$(python3 -c "import json; print(json.loads(open('$T/orders4.jsonl').readline())['aliasId'])")
+check "a product sold out" bash -c "curl -sf -X POST -H 'Authorization: Bearer $STAFF' -H 'Content-Type: application/json' \
+    --data '{\"quantity\": 1, \"productName\": \"Last one\"}' http://127.0.0.1:$SPORT/inventory/99/restock >/dev/null && \
+    curl -sf -X POST -H 'Authorization: Bearer $CUST' -H 'Content-Type: application/json' \
+    --data '{\"addressId\": 1, \"items\": [{\"productId\": 99, \"quantity\": 1, \"price\": 9.5}]}' \
+    http://127.0.0.1:$SPORT/order/orders >/dev/null"
+wait_for 30 $HELPER has-event "$BSDB" "Inventory alert triggered for product 99"
+check "Sentry: the cancellation" $HELPER has-event "$BSDB" "Order status alert triggered for order $CANCELLED: cancelled"
+check "Sentry: the stock-out" $HELPER has-event "$BSDB" "Inventory alert triggered for product 99 (Last one): out_of_stock"
+check "mail: both" bash -c "curl -s '$MAILAPI/api/v1/messages' | grep -q 'Order $CANCELLED is cancelled' && \
+    curl -s '$MAILAPI/api/v1/messages' | grep -q 'product 99 (Last one): out_of_stock'"
+check "restocks and stock above zero raise nothing" [ "$($HELPER count-events "$BSDB" "Inventory alert")" = 1 ]
+
 # ---- 5. omsd's own errors in Bugsink ----------------------------------------------------------------------
 printf 'not an avro record' | kcat -P -b "$KAFKA_BROKERS" -t "$TOPIC_ORDERS" -p 0
 wait_for 30 $HELPER has-event "$BSDB" "record copied to the dead-letter topic: $TOPIC_ORDERS:0:"

@@ -49,6 +49,15 @@ def place(port, staff, customer, n, seconds, out, product):
     print("%d orders in %.1f s" % (n, time.time() - t0))
 
 
+def cancel(port, token, orders_file):
+    """Cancel the first order of the file."""
+    o = orders_of(orders_file)[0]
+    st, body = http("PATCH", "http://127.0.0.1:%s/order/orders/%s/status" % (port, o["orderId"]),
+                    token, {"status": "cancelled"})
+    if st != 200:
+        sys.exit("cancel answered %s: %s" % (st, body))
+
+
 def mails(api):
     out, start = [], 0
     while True:

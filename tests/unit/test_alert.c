@@ -138,7 +138,31 @@ static void test_notice_order(void **state)
     assert_null(strstr(n.text, "console"));
     oms_alert_notice_clear(&n);
 
+    /* a status change: the move, no empty total or items */
+    oms_event sc;
+    memset(&sc, 0, sizeof sc);
+    sc.type = OMS_EV_ORDER_STATUS_CHANGED;
+    strcpy(sc.event_id, "01939b2c-7d4e-7a3b-8c9d-0123456789ac");
+    sc.order_id = "o-9";
+    sc.alias_id = "ORDER-9";
+    sc.user_id = 3;
+    sc.status = "cancelled";
+    sc.previous_status = "created";
+    sc.message = "customer asked";
+    assert_int_equal(oms_alert_notice_from_event(&sc, "", &n), 0);
+    assert_string_equal(n.message, "Order status alert triggered for order ORDER-9: cancelled");
+    assert_string_equal(n.subject, "[OMS] Order ORDER-9 is cancelled");
+    assert_non_null(strstr(n.text, "Status: created -> cancelled\n"));
+    assert_non_null(strstr(n.text, "Note:   customer asked\n"));
+    assert_null(strstr(n.text, "Total"));
+    assert_null(strstr(n.html, "Items"));
+    assert_null(json_object_get(n.extra, "total"));
+    assert_string_equal(json_string_value(json_object_get(n.extra, "previousStatus")), "created");
+    oms_alert_notice_clear(&n);
+
     char line[256];
+    oms_alert_summary(&sc, line, sizeof line);
+    assert_string_equal(line, "ORDER-9 · user 3 · cancelled · OrderStatusChanged");
     ev.alias_id = "ORDER-123";
     oms_alert_summary(&ev, line, sizeof line);
     assert_string_equal(line, "ORDER-123 · user 7 · created · total 59.97 · OrderCreated");
