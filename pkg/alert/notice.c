@@ -20,6 +20,92 @@ void oms_alert_notice_clear(oms_alert_notice *n)
     memset(n, 0, sizeof *n);
 }
 
+/* ---- event text is data: made safe before it reaches a header, JSON or SQL ---- */
+
+/* Length of the valid UTF-8 sequence at s, 0 when it is not valid. */
+static size_t utf8_seq(const unsigned char *s)
+{
+    if (s[0] < 0x80)
+        return 1;
+    size_t n = (s[0] & 0xE0) == 0xC0 ? 2 : (s[0] & 0xF0) == 0xE0 ? 3 : (s[0] & 0xF8) == 0xF0 ? 4 : 0;
+    if (!n || (n == 2 && s[0] < 0xC2))
+        return 0;
+    for (size_t i = 1; i < n; i++)
+        if ((s[i] & 0xC0) != 0x80)
+            return 0;
+    return n;
+}
+
+/* In place: each byte that is not valid UTF-8 becomes '?', control
+ * characters become spaces (line breaks too when one_line). A producer's
+ * bad string must not stop the notices: a header with a line break, JSON or
+ * a Postgres text that is not UTF-8 would be refused for ever. */
+static void clean_inplace(char *s, bool one_line)
+{
+    unsigned char *p = (unsigned char *)s;
+    while (p && *p) {
+        size_t n = utf8_seq(p);
+        if (!n) {
+            *p++ = '?';
+            continue;
+        }
+        if (n == 1 && (*p < ' ' || *p == 0x7f) && (one_line || *p != '\n'))
+            *p = ' ';
+        p += n;
+    }
+}
+
+static char *clean_dup(const char *s, bool one_line)
+{
+    if (!s)
+        return NULL;
+    char *c = strdup(s);
+    clean_inplace(c, one_line);
+    return c;
+}
+
+/* A copy of ev whose strings are cleaned (free with clean_event_free). */
+static int clean_event(const oms_event *in, oms_event *out)
+{
+    *out = *in;
+    out->arena = NULL;
+    clean_inplace(out->event_id, true);
+    char **f[] = {&out->source, &out->trace_id, &out->order_id, &out->alias_id, &out->status,
+                  &out->previous_status, &out->message, &out->product_name, &out->title,
+                  &out->severity, &out->data_json};
+    for (size_t i = 0; i < OMS_ARRAY_LEN(f); i++)
+        *f[i] = NULL;
+    const char *src[] = {in->source, in->trace_id, in->order_id, in->alias_id, in->status,
+                         in->previous_status, in->message, in->product_name, in->title,
+                         in->severity, NULL};
+    bool failed = false;
+    for (size_t i = 0; i < OMS_ARRAY_LEN(src) - 1; i++) {
+        /* a notification's message may have several lines; names may not */
+        *f[i] = clean_dup(src[i], f[i] != &out->message);
+        failed = failed || (src[i] && !*f[i]);
+    }
+    out->items = in->nitems ? calloc(in->nitems, sizeof *out->items) : NULL;
+    failed = failed || (in->nitems && !out->items);
+    for (size_t i = 0; out->items && i < in->nitems; i++) {
+        out->items[i] = in->items[i];
+        out->items[i].product_name = clean_dup(in->items[i].product_name, true);
+        failed = failed || (in->items[i].product_name && !out->items[i].product_name);
+    }
+    return failed ? OMS_ENOMEM : 0;
+}
+
+static void clean_event_free(oms_event *e)
+{
+    char *f[] = {e->source, e->trace_id, e->order_id, e->alias_id, e->status,
+                 e->previous_status, e->message, e->product_name, e->title, e->severity};
+    for (size_t i = 0; i < OMS_ARRAY_LEN(f); i++)
+        free(f[i]);
+    for (size_t i = 0; e->items && i < e->nitems; i++)
+        free(e->items[i].product_name);
+    free(e->items);
+    memset(e, 0, sizeof *e);
+}
+
 static const char *order_name(const oms_event *ev)
 {
     /* the guide's alert names the order by its alias (ORDER-123) */
@@ -33,7 +119,15 @@ static void fmt_money(double v, char *buf, size_t len)
     snprintf(buf, len, "%.2f", v);
 }
 
+static void summary_raw(const oms_event *ev, char *buf, size_t len);
+
 void oms_alert_summary(const oms_event *ev, char *buf, size_t len)
+{
+    summary_raw(ev, buf, len);
+    clean_inplace(buf, true); /* also mends a sequence cut by truncation */
+}
+
+static void summary_raw(const oms_event *ev, char *buf, size_t len)
 {
     char money[48];
     switch (ev->type) {
@@ -233,11 +327,17 @@ static int other_notice(const oms_event *ev, const char *console_url, oms_alert_
     return rc;
 }
 
-int oms_alert_notice_from_event(const oms_event *ev, const char *console_url,
+int oms_alert_notice_from_event(const oms_event *raw, const char *console_url,
                                 oms_alert_notice *out)
 {
     memset(out, 0, sizeof *out);
-    snprintf(out->key, sizeof out->key, "%s", ev->event_id);
+    oms_event clean;
+    if (clean_event(raw, &clean) != 0) {
+        clean_event_free(&clean);
+        return OMS_ENOMEM;
+    }
+    const oms_event *ev = &clean;
+    snprintf(out->key, sizeof out->key, "%.36s", ev->event_id);
     oms_sentry_event_id(ev->event_id, out->event_id);
     out->level = ev->type == OMS_EV_SYSTEM_NOTIFICATION && ev->severity &&
                          strcmp(ev->severity, "critical") == 0
@@ -247,6 +347,7 @@ int oms_alert_notice_from_event(const oms_event *ev, const char *console_url,
     int rc = ev->type == OMS_EV_ORDER_CREATED || ev->type == OMS_EV_ORDER_STATUS_CHANGED
                  ? order_notice(ev, console_url, out)
                  : other_notice(ev, console_url, out);
+    clean_event_free(&clean);
     if (rc || !out->message || !out->subject || !out->tags || !out->extra || !out->text ||
         !out->html) {
         oms_alert_notice_clear(out);

@@ -160,7 +160,20 @@ static void test_notice_order(void **state)
     assert_string_equal(json_string_value(json_object_get(n.extra, "previousStatus")), "created");
     oms_alert_notice_clear(&n);
 
+    /* a producer's bad bytes: no line break in a header, valid UTF-8 for
+     * JSON, mail and Postgres */
+    sc.alias_id = "ORDER-9\r\nBcc: evil@x.org \xff\xfe";
+    sc.message = "line 1\nline 2\x01";
+    assert_int_equal(oms_alert_notice_from_event(&sc, "", &n), 0);
+    assert_string_equal(n.subject, "[OMS] Order ORDER-9  Bcc: evil@x.org ?? is cancelled");
+    assert_non_null(strstr(n.text, "Note:   line 1\nline 2 \n"));
+    assert_string_equal(json_string_value(json_object_get(n.tags, "aliasId")),
+                        "ORDER-9  Bcc: evil@x.org ??");
+    oms_alert_notice_clear(&n);
     char line[256];
+    oms_alert_summary(&sc, line, sizeof line);
+    assert_null(strpbrk(line, "\r\n\xff"));
+    sc.alias_id = "ORDER-9";
     oms_alert_summary(&sc, line, sizeof line);
     assert_string_equal(line, "ORDER-9 · user 3 · cancelled · OrderStatusChanged");
     ev.alias_id = "ORDER-123";
