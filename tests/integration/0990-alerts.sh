@@ -344,6 +344,15 @@ check "a DLQ record appears in Bugsink with its topic, partition, offset and rea
     bash -c "$HELPER has-event '$BSDB' 'record copied to the dead-letter topic: $TOPIC_ORDERS:0:' \
     'topic=$TOPIC_ORDERS' >'$T/dlq-event.json' && grep -q '\"partition\": \"0\"' '$T/dlq-event.json' \
     && grep -q '\"offset\"' '$T/dlq-event.json' && grep -q '\"reason\"' '$T/dlq-event.json'"
+# a projection failure while Postgres answers (a table gone from under omsd)
+sql "ALTER TABLE orders RENAME TO orders_away" >/dev/null
+check "1 order placed while the orders table is away" $HELPER place "$SPORT" "$STAFF" "$CUST" 1 1 "$T/orders5.jsonl" 18
+wait_for 30 $HELPER has-event "$BSDB" "projections cannot apply"
+check "a projection failure appears in Bugsink" $HELPER has-event "$BSDB" "projections cannot apply"
+sql "ALTER TABLE orders_away RENAME TO orders" >/dev/null
+proj_up() { health_get omsd staff | python3 -c 'import json,sys; sys.exit(0 if json.load(sys.stdin)["dependencies"]["projections"]["status"] == "up" else 1)'; }
+check "... once" [ "$($HELPER count-events "$BSDB" "projections cannot apply")" = 1 ]
+check "the projections recover" wait_for 30 proj_up
 stop_pid "$XPID"
 XPID=
 sleep 8
