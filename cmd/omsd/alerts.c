@@ -71,6 +71,7 @@ typedef struct al_cur {
     oms_alert_notice n;
     bool built;
     bool done[SINK__COUNT];
+    unsigned tries[SINK__COUNT]; /* attempts so far: the second and later are retries */
     oms_alert_digest dg;
 } al_cur;
 
@@ -444,6 +445,9 @@ static bool send_sinks(al_worker *w)
     oms_alert_notice *n = &c->n;
     bool all = true;
     char err[700];
+    for (int s = 0; s < SINK__COUNT; s++)
+        if ((s == SINK_SENTRY ? a->s.sentry : a->s.email) && !c->done[s] && c->tries[s]++)
+            atomic_fetch_add(&a->retried[s], 1);
     if (a->s.sentry && !c->done[SINK_SENTRY]) {
         oms_sentry_event ev = {
             .event_id = n->event_id,
@@ -502,10 +506,6 @@ static bool send_sinks(al_worker *w)
             }
         }
     }
-    if (!all)
-        for (int s = 0; s < SINK__COUNT; s++)
-            if ((s == SINK_SENTRY ? a->s.sentry : a->s.email) && !c->done[s])
-                atomic_fetch_add(&a->retried[s], 1);
     return all;
 }
 

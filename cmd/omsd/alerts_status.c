@@ -83,7 +83,7 @@ char *omsd_alerts_metrics(omsd *d)
     } per_sink[] = {
         {"oms_alerts_sent_total", "Notices and digests delivered, by sink.",
          offsetof(struct omsd_alerts, sent)},
-        {"oms_alerts_retried_total", "Deliveries to be tried again after a failure, by sink.",
+        {"oms_alerts_retried_total", "Delivery attempts that repeated a failed one, by sink.",
          offsetof(struct omsd_alerts, retried)},
         {"oms_alerts_failed_total", "Delivery attempts that failed, by sink.",
          offsetof(struct omsd_alerts, failed)},

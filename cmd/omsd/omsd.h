@@ -155,6 +155,7 @@ typedef struct omsd {
     bool draining;
     uint64_t drain_deadline_ns;
     struct omsd_projections *proj; /* projections.c; NULL when disabled */
+    atomic_int proj_down;          /* projection workers failing now (alerts report) */
     struct omsd_alerts *alerts;    /* alerts.c; NULL before omsd_alerts_init */
 } omsd;
 

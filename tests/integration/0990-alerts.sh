@@ -149,7 +149,6 @@ YAML
 export SENTRY_DSN=$DSN EMAIL_NOTIFICATIONS_ENABLED=true EMAIL_HOST=127.0.0.1 EMAIL_PORT=$SMTP_PORT \
     EMAIL_USER=alerts@oms.test EMAIL_PASSWORD_FILE=$T/smtp-password EMAIL_TLS=starttls \
     EMAIL_FROM=alerts@oms.test ORDER_NOTIFICATION_RECIPIENTS="ops@oms.test, Boss@oms.test"
-export SSL_CERT_FILE=$T/ca.crt
 cat >>"$T/omsd.yaml" <<YAML
     ca_file: $T/ca.crt
 YAML
@@ -162,7 +161,9 @@ check "omsctl alerts test: both sinks answer" "$BIN/omsctl" alerts test
 TLS_PORT=$(free_port)
 PLAIN_PORT=$(free_port)
 PLAIN_HTTP=$(free_port)
-"$MAILPIT" -d "$T/mailpit-tls.db" -s "127.0.0.1:$TLS_PORT" -l "127.0.0.1:$(free_port)" \
+TLS_HTTP=$(free_port)
+"$MAILPIT" -d "$T/mailpit-tls.db" -s "127.0.0.1:$TLS_PORT" -l "127.0.0.1:$TLS_HTTP" \
+    --ui-tls-cert "$T/smtp.crt" --ui-tls-key "$T/smtp.key" \
     --smtp-tls-cert "$T/smtp.crt" --smtp-tls-key "$T/smtp.key" --smtp-require-tls \
     --smtp-auth-file "$T/smtp-auth" --disable-version-check -q >>"$T/mailpit-tls.log" 2>&1 &
 PIDS+=($!)
@@ -170,7 +171,7 @@ PIDS+=($!)
     --smtp-auth-accept-any --smtp-auth-allow-insecure --disable-version-check -q \
     >>"$T/mailpit-plain.log" 2>&1 &
 PIDS+=($!)
-wait_for 20 bash -c "ss -Hltn 'sport = :$TLS_PORT' | grep -q . && ss -Hltn 'sport = :$PLAIN_PORT' | grep -q ."
+wait_for 20 bash -c "ss -Hltn 'sport = :$TLS_PORT' | grep -q . && ss -Hltn 'sport = :$TLS_HTTP' | grep -q . && ss -Hltn 'sport = :$PLAIN_PORT' | grep -q ."
 SENTRY_DSN= EMAIL_PORT=$TLS_PORT EMAIL_TLS=tls expect_exit 0 "EMAIL_TLS=tls (smtps://) sends" "$BIN/omsctl" alerts test
 SENTRY_DSN= EMAIL_PORT=$PLAIN_PORT EMAIL_TLS=starttls expect_exit 1 \
     "a server without STARTTLS: the send fails, nothing goes in plain text" "$BIN/omsctl" alerts test
@@ -180,6 +181,17 @@ check "... and that server received nothing" [ "$(plain_count)" = 0 ]
 SENTRY_DSN= EMAIL_PORT=$PLAIN_PORT EMAIL_TLS=none expect_exit 0 "EMAIL_TLS=none sends in plain text when asked" \
     "$BIN/omsctl" alerts test
 check "... and it arrived" [ "$(plain_count)" = 1 ]
+# Sentry over https: the certificate is verified (an HTTPS server signed by
+# the test CA: refused with the system's CAs, trusted with alerts.sentry.ca_file)
+EMAIL_NOTIFICATIONS_ENABLED=false SENTRY_DSN=https://k3y@127.0.0.1:$TLS_HTTP/1 expect_exit 1 \
+    "sentry over https with an untrusted certificate fails" "$BIN/omsctl" alerts test
+check "... saying why" grep -qi "certificate" "$T/last.out"
+cp "$T/omsd.yaml" "$T/sentry-ca.yaml"
+printf '  sentry:\n    ca_file: %s\n' "$T/ca.crt" >>"$T/sentry-ca.yaml"
+EMAIL_NOTIFICATIONS_ENABLED=false SENTRY_DSN=https://k3y@127.0.0.1:$TLS_HTTP/1 "$BIN/omsctl" alerts test \
+    --config "$T/sentry-ca.yaml" >"$T/last.out" 2>&1
+check "... and gets through TLS with alerts.sentry.ca_file (the server answers)" \
+    bash -c "grep -q '^sentry:' '$T/last.out' && ! grep -qi 'certificate\|ssl' '$T/last.out'"
 SENTRY_DSN= EMAIL_PORT=$SMTP_PORT EMAIL_PASSWORD_FILE= EMAIL_PASSWORD=wrong-password expect_exit 1 \
     "a refused login fails" "$BIN/omsctl" alerts test
 check "... naming EMAIL_USER and EMAIL_PASSWORD, not the password" bash -c "grep -q 'refused the login' '$T/last.out' && ! grep -q wrong-password '$T/last.out'"
