@@ -8,8 +8,7 @@
 
 #include "alert.h"
 
-/* Split s[0..n) at c into fields, calling fn on each (trimmed, non-empty).
- * Returns fn's first non-zero return. */
+/* One condition c[0..n) of rule ruleno into r. 0 or OMS_EINVAL + errbuf. */
 static int parse_condition(oms_alert_rule *r, const char *c, size_t n, size_t ruleno,
                            char *errbuf, size_t errlen)
 {
