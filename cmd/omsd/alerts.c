@@ -29,10 +29,11 @@
  * one Sentry event naming the count) and records it sent; a digest recorded
  * and not sent is sent again with the same ids.
  *
- * Test hook: OMS_ALERTS_FAULT=exit-after-send:N makes omsd _exit(99) right
- * after the Nth notice went to every sink and before it is recorded (the
- * crash window above). Off unless set. */
+ * Test hook: OMS_ALERTS_FAULT=exit-after-send:N makes omsd kill itself with
+ * SIGKILL right after the Nth notice went to every sink and before it is
+ * recorded (the crash window above). Off unless set. */
 #include <inttypes.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -90,7 +91,7 @@ struct al_worker {
     uint64_t retry_ns;
     int backoff_ms;
     uint64_t last_flush_ns, next_digest_ns;
-    long fault_after; /* OMS_ALERTS_FAULT: _exit after this many sends, 0 off */
+    long fault_after; /* OMS_ALERTS_FAULT: SIGKILL after this many sends, 0 off */
     long sends;
     char mail_domain[256];
 };
@@ -512,10 +513,12 @@ static bool send_sinks(al_worker *w)
 static void fault_point(al_worker *w)
 {
     if (w->fault_after > 0 && ++w->sends == w->fault_after) {
-        oms_log(w->d->log, OMS_LOG_WARN, "alerts: OMS_ALERTS_FAULT: exiting after the send, "
+        oms_log(w->d->log, OMS_LOG_WARN, "alerts: OMS_ALERTS_FAULT: SIGKILL after the send, "
                                          "before the record",
                 OMS_LS("key", w->cur.n.key));
-        _exit(99);
+        /* as abrupt as a kill -9 from outside: no handler, no flush */
+        kill(getpid(), SIGKILL);
+        _exit(137); /* not reached */
     }
 }
 
