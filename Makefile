@@ -1,6 +1,6 @@
 # oms — build, local stack, tests and benchmarks. `make help` lists the targets.
 CC      ?= cc
-PKGS    := rdkafka avro-c libwebsockets jansson libjwt libpq yaml-0.1 libcurl
+PKGS    := rdkafka avro-c libwebsockets jansson libjwt libpq yaml-0.1 libcurl zlib
 STATE   ?= $(CURDIR)/.oms
 export OMS_STATE ?= $(STATE)
 BUILD   := build

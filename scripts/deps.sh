@@ -11,7 +11,10 @@
 #   4. Python tools from PyPI into the venv $OMS_STATE/venv (kubernetes-validate,
 #      which checks deploy/k8s offline; confluent-kafka with its Avro
 #      serializer and registry client, the tests' independent producer;
-#      nginx-light above runs deploy/nginx).
+#      nginx-light above runs deploy/nginx);
+#   5. the alert sinks of the tests (tests/integration/0990-alerts.sh): Mailpit
+#      (an SMTP server with an HTTP API) built with Go into $OMS_STATE/bin, and
+#      Bugsink (a Sentry-compatible server) with gunicorn into the same venv.
 # Fast (well under a second) when everything is already there.
 set -euo pipefail
 
@@ -191,6 +194,35 @@ install_python_test_tools() {
   echo "$want" >"$venv/.oms-stamp-test-tools"
 }
 
+# The test sinks of the alerts (issue #18). Added to the venv of
+# install_python_tools rather than to PY_TOOLS, so that the venv is not
+# rebuilt for them; a stamp of their own says when the pins changed.
+MAILPIT_VERSION=v1.33.1
+ALERT_PY_TOOLS=(bugsink==2.6.2) # pins its own gunicorn (26.2.*)
+install_alert_sinks() {
+  local bin="$STATE/bin" venv="$STATE/venv" want
+  if [ ! -x "$bin/mailpit" ] || [ "$(cat "$bin/mailpit.version" 2>/dev/null)" != "$MAILPIT_VERSION" ]; then
+    local go
+    go="$(command -v go || true)"
+    [ -n "$go" ] || go=/usr/local/go/bin/go
+    [ -x "$go" ] || die "go not found (needed to build mailpit $MAILPIT_VERSION; install Go or put it on PATH)"
+    log "building mailpit $MAILPIT_VERSION into $bin"
+    mkdir -p "$bin" "$STATE/logs"
+    local gotmp="$STATE/go"
+    GOBIN="$bin" GOPATH="$gotmp/path" GOCACHE="$gotmp/cache" GOFLAGS=-modcacherw \
+      "$go" install "github.com/axllent/mailpit@$MAILPIT_VERSION" </dev/null >"$STATE/logs/deps-go.log" 2>&1 \
+      || { tail -n 20 "$STATE/logs/deps-go.log" >&2; die "go install mailpit failed (full log: $STATE/logs/deps-go.log)"; }
+    echo "$MAILPIT_VERSION" >"$bin/mailpit.version"
+  fi
+  want="${ALERT_PY_TOOLS[*]}"
+  if [ ! -x "$venv/bin/bugsink-manage" ] || [ "$(cat "$venv/.oms-alerts-stamp" 2>/dev/null)" != "$want" ]; then
+    log "installing ${ALERT_PY_TOOLS[*]} into $venv"
+    "$venv/bin/pip" install -q --disable-pip-version-check "${ALERT_PY_TOOLS[@]}" </dev/null \
+      || die "pip install ${ALERT_PY_TOOLS[*]} failed"
+    echo "$want" >"$venv/.oms-alerts-stamp"
+  fi
+}
+
 main() {
   [ "$#" -eq 0 ] || die "usage: deps.sh (no arguments; honours OMS_STATE)"
   install_packages
@@ -198,6 +230,7 @@ main() {
   install_registry
   install_python_tools
   install_python_test_tools
+  install_alert_sinks
   install_node_modules
   log "all dependencies present"
 }

@@ -41,6 +41,8 @@ int cmd_completion(int argc, char **argv)
            "order-status inventory-alert\" -- \"$cur\")) && return ;;\n"
            "    projections) [ \"$COMP_CWORD\" -eq 2 ] && COMPREPLY=($(compgen -W \"status migrate "
            "rebuild\" -- \"$cur\")) && return ;;\n"
+           "    alerts) [ \"$COMP_CWORD\" -eq 2 ] && COMPREPLY=($(compgen -W \"status test\" -- "
+           "\"$cur\")) && return ;;\n"
            "    completion) COMPREPLY=($(compgen -W \"bash\" -- \"$cur\")); return ;;\n"
            "    esac\n"
            "    if [[ $cur == -* ]]; then\n"

@@ -26,5 +26,6 @@ int cmd_topics(int argc, char **argv);
 int cmd_schemas(int argc, char **argv);
 int cmd_projections(int argc, char **argv);
 int cmd_order(int argc, char **argv);
+int cmd_alerts(int argc, char **argv);
 
 #endif

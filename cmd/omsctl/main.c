@@ -49,6 +49,7 @@ static const oms_cli_command commands[] = {
     {"schemas", cmd_schemas, "list, show, fingerprint and check Avro schemas; the schema registry"},
     {"projections", cmd_projections, "Postgres read models: status, migrate, rebuild"},
     {"order", cmd_order, "one order's story: projection row, status history, its events"},
+    {"alerts", cmd_alerts, "Sentry and e-mail notices: status, send a test notice"},
     {"completion", cmd_completion, "print a bash completion script (omsctl completion bash)"},
     {NULL, NULL, NULL},
 };

@@ -24,7 +24,17 @@ int omsd_dlq_copy(omsd *d, oms_kafka_producer *p, const rd_kafka_message_t *m, c
                                err, sizeof err);
     if (rc == OMS_OK)
         atomic_fetch_add(&d->m.dlq_sent, 1);
-    else
+    /* one Sentry event per record: each is data someone must look at; the
+     * fingerprint keeps them in one issue */
+    char msg[600];
+    snprintf(msg, sizeof msg, "record copied to the dead-letter topic: %s:%d:%s", topic,
+             (int)m->partition, off);
+    omsd_alerts_error(d, "error", msg, "omsd-dlq",
+                      json_pack("{s:s,s:s,s:s,s:s}", "topic", topic, "partition", part, "offset",
+                                off, "stage", stage),
+                      json_pack("{s:s,s:s,s:b}", "reason", reason, "dlqTopic",
+                                d->cfg.kafka.topic_dlq, "copied", rc == OMS_OK));
+    if (rc != OMS_OK)
         oms_log(d->log, OMS_LOG_ERROR, "cannot copy a bad record to the dlq", OMS_LS("error", err),
                 OMS_LS("topic", topic), OMS_LI("partition", m->partition),
                 OMS_LI("offset", m->offset), OMS_LS("stage", stage));

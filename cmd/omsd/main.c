@@ -37,7 +37,11 @@ static void help(FILE *out)
             "                     JWT_SECRET, JWT_SECRET_FILE, CORS_ORIGIN, DATABASE_URL,\n"
             "                     DATABASE_HOST, DATABASE_PORT, DATABASE_USER,\n"
             "                     DATABASE_PASSWORD, DATABASE_PASSWORD_FILE, DATABASE_NAME,\n"
-            "                     KAFKA_BROKERS, PORT, LOG_LEVEL\n"
+            "                     KAFKA_BROKERS, PORT, LOG_LEVEL; and for alerts\n"
+            "                     SENTRY_DSN, SENTRY_ENVIRONMENT,\n"
+            "                     EMAIL_NOTIFICATIONS_ENABLED, EMAIL_HOST, EMAIL_PORT,\n"
+            "                     EMAIL_USER, EMAIL_PASSWORD, EMAIL_PASSWORD_FILE,\n"
+            "                     EMAIL_TLS, EMAIL_FROM, ORDER_NOTIFICATION_RECIPIENTS\n"
             "  -t, --test-config  check the configuration and exit (0 ok, 2 invalid)\n"
             "      --dev          development mode: generates a JWT secret when none is set\n"
             "                     and serves sample tokens at GET /dev/tokens\n"
@@ -45,6 +49,14 @@ static void help(FILE *out)
             "\n"
             "Outside --dev, omsd refuses to start without a JWT secret of at least 32\n"
             "bytes (HS256) or a public key file (RS256/ES256).\n"
+            "Alerts (alerts.* of the config): with SENTRY_DSN and/or\n"
+            "EMAIL_NOTIFICATIONS_ENABLED=true, each new order (alerts.rules) is reported\n"
+            "to Sentry and e-mailed to ORDER_NOTIFICATION_RECIPIENTS, exactly once, bursts\n"
+            "over alerts.max_per_minute folded into digests; omsd's own errors (DLQ\n"
+            "records, projection failures, Kafka and Postgres outages, a crash) go to\n"
+            "Sentry. EMAIL_TLS: starttls (required, the default but on port 465), tls\n"
+            "(the default on 465) or none (plain text, only when set). 'omsctl alerts\n"
+            "status|test' shows and tries the sinks. Keys and passwords are never logged.\n"
             "SIGTERM or SIGINT: stop accepting, close clients with 1001, exit 0.\n"
             "SIGHUP: re-read the configuration's log.level and the TLS certificate and\n"
             "key files (new connections get the new certificate).\n"
@@ -148,6 +160,7 @@ static void *poll_main(void *arg)
             oms_log(d->log, up ? OMS_LOG_INFO : OMS_LOG_ERROR,
                     up ? "kafka reachable again" : "kafka unreachable", OMS_LS("error", up ? "" : err));
         atomic_store(&d->kafka_up, up);
+        omsd_alerts_outage(d, OMSD_OUTAGE_KAFKA, !up, "kafka unreachable", up ? NULL : err);
         int pg = pg_ping(&d->cfg);
         if (pg != atomic_load(&d->pg_up)) {
             char where[300];
@@ -167,6 +180,12 @@ static void *poll_main(void *arg)
                         OMS_LS("url", oms_registry_url(d->registry)),
                         OMS_LS("error", reg ? "" : err));
         }
+        /* Postgres matters only to the projections and the alerts */
+        if (d->cfg.projections.enabled || omsd_alerts_notices_on(d)) {
+            char where[300];
+            oms_pg_describe(&d->cfg, where, sizeof where);
+            omsd_alerts_outage(d, OMSD_OUTAGE_POSTGRES, !pg, "postgres unreachable", where);
+        }
     }
     return NULL;
 }
@@ -175,6 +194,7 @@ static void cleanup(omsd *d)
 {
     oms_events_free(d->events); /* and the registry it owns */
     oms_auth_free(d->auth);
+    omsd_alerts_free(d);
     free(d->secret);
     for (int k = 0; k < OMS_TOPIC__COUNT; k++)
         free(d->start_offset[k]);
@@ -216,7 +236,7 @@ int main(int argc, char **argv)
     char err[512];
     if (oms_config_validate(&d.cfg, err, sizeof err) != OMS_OK ||
         oms_pg_check_config(&d.cfg, err, sizeof err) != OMS_OK || load_key(&d, err, sizeof err) ||
-        !(d.auth = make_auth(&d, err, sizeof err))) {
+        !(d.auth = make_auth(&d, err, sizeof err)) || omsd_alerts_init(&d, err, sizeof err)) {
         fprintf(stderr, "omsd: %s\n", err);
         cleanup(&d);
         return OMS_EXIT_USAGE;
@@ -292,6 +312,7 @@ int main(int argc, char **argv)
     if (omsd_presence_start(&d) != OMS_OK)
         oms_log(d.log, OMS_LOG_ERROR, "presence not started: users online is this instance's only");
     omsd_projections_start(&d); /* failures show in health (503) */
+    omsd_alerts_start(&d);      /* failures show in health and the log */
     pthread_create(&d.poll_thread, NULL, poll_main, &d);
     oms_log(d.log, OMS_LOG_INFO, "omsd listening", OMS_LS("host", d.cfg.server.host),
             OMS_LI("port", d.cfg.server.port), OMS_LS("websocket", "/events"),
@@ -311,6 +332,7 @@ int main(int argc, char **argv)
     omsd_presence_join(&d);
     omsd_projections_join(&d);
     pthread_join(d.poll_thread, NULL);
+    omsd_alerts_join(&d); /* last: sends the errors of the shutdown */
     int left = oms_kafka_producer_free(d.producer, 3000);
     if (left)
         oms_log(d.log, OMS_LOG_ERROR, "events not delivered at exit", OMS_LI("count", left));

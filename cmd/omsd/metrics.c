@@ -288,6 +288,11 @@ char *omsd_metrics_text(omsd *d, size_t *len)
     sb_printf(&b, "# HELP oms_uptime_seconds Seconds since omsd started.\n"
                   "# TYPE oms_uptime_seconds gauge\noms_uptime_seconds %" PRId64 "\n",
               (oms_now_ms() - d->started_ms) / 1000);
+    char *alerts = omsd_alerts_metrics(d);
+    if (alerts) {
+        sb_printf(&b, "%s", alerts);
+        free(alerts);
+    }
     *len = b.len;
     return b.s;
 }

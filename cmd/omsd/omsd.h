@@ -219,6 +219,8 @@ struct omsd {
     double events_per_s, deliveries_per_s;
     char web_root[4096]; /* resolved, "" when there is none */
     struct omsd_projections *proj; /* projections.c; NULL when disabled */
+    atomic_int proj_down;          /* projection workers failing now (alerts report) */
+    struct omsd_alerts *alerts;    /* alerts.c; NULL before omsd_alerts_init */
 };
 
 /* resume.c — positions and resume (DESIGN §3.5). */
@@ -402,5 +404,35 @@ void omsd_registry_wait(omsd *d, const char *topic, int32_t partition, int64_t o
 /* The schemaRegistry entry of /websocket/health (new reference), NULL
  * without a registry. Never makes omsd unhealthy: only new ids wait. */
 json_t *omsd_registry_health(omsd *d);
+
+/* alerts.c — DESIGN §3.8: the alerting consumer (each event alerts.rules
+ * matches: one Sentry event and one e-mail, exactly once; bursts folded into
+ * digests) and alerts_errors.c — omsd's own errors in Sentry.
+ * init: checks and parses alerts.* (also for -t): 0, OMS_ECONFIG or
+ * OMS_ENOMEM with errbuf. start: the consumer thread (when notices are on)
+ * and the reporter of own errors (when a DSN is set); failures are logged.
+ * join: after threads_stop; sends the own errors still queued. */
+int omsd_alerts_init(omsd *d, char *errbuf, size_t errlen);
+int omsd_alerts_start(omsd *d);
+void omsd_alerts_join(omsd *d);
+void omsd_alerts_free(omsd *d);
+/* One of omsd's own errors to Sentry, when a DSN is set and
+ * alerts.report_errors (any thread; queued, never blocks). level "error" or
+ * "fatal"; fingerprint groups the events into one issue (may be NULL);
+ * tags (strings only) and extra are taken (may be NULL). */
+void omsd_alerts_error(omsd *d, const char *level, const char *message, const char *fingerprint,
+                       json_t *tags, json_t *extra);
+/* An outage of a dependency: reported once when it begins (down), and
+ * forgotten when it ends (!down), so that one outage is one event whatever
+ * the retries. what: the message; detail: the error text. */
+enum { OMSD_OUTAGE_KAFKA = 0, OMSD_OUTAGE_POSTGRES, OMSD_OUTAGE_PROJECTIONS };
+void omsd_alerts_outage(omsd *d, int key, bool down, const char *what, const char *detail);
+/* Health: adds "alerts" (each sink, not required) to deps when a sink is
+ * configured. Returns true (alerts never make omsd unavailable). */
+bool omsd_alerts_health(omsd *d, json_t *deps);
+/* Whether the alerting consumer runs (it needs Postgres). */
+bool omsd_alerts_notices_on(const omsd *d);
+/* The alert counters in Prometheus text (malloc'd; NULL when none). */
+char *omsd_alerts_metrics(omsd *d);
 
 #endif

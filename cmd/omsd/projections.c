@@ -119,6 +119,7 @@ struct proj_worker {
     uint64_t applied, rejected, batches_applied;
     int64_t lag;
     size_t assigned;
+    bool conn_lost; /* the failure being set is a lost or refused connection */
 };
 
 /* ---- state ------------------------------------------------------------------------- */
@@ -136,7 +137,19 @@ static void set_state(proj_worker *p, int state, const char *error)
                 OMS_LS("error", error ? error : ""), OMS_LS("host", p->d->cfg.database.host),
                 OMS_LI("port", p->d->cfg.database.port),
                 OMS_LS("database", p->d->cfg.database.name), OMS_LI("worker", p->id));
-    else if (state == PROJ_UP && old != PROJ_UP)
+    /* to Sentry once per failing period of the whole consumer (not per
+     * worker); a lost or refused connection is the poll thread's Postgres
+     * outage event, not a projection failure */
+    if (state == PROJ_DOWN && old != PROJ_DOWN && !p->conn_lost && atomic_load(&p->d->pg_up))
+        omsd_alerts_outage(p->d, OMSD_OUTAGE_PROJECTIONS, true, "projections cannot apply",
+                           error);
+    /* forgotten once no worker is down any more */
+    if (state == PROJ_DOWN && old != PROJ_DOWN)
+        atomic_fetch_add(&p->d->proj_down, 1);
+    else if (state != PROJ_DOWN && old == PROJ_DOWN &&
+             atomic_fetch_sub(&p->d->proj_down, 1) == 1)
+        omsd_alerts_outage(p->d, OMSD_OUTAGE_PROJECTIONS, false, NULL, NULL);
+    if (state == PROJ_UP && old != PROJ_UP)
         oms_log(p->d->log, OMS_LOG_INFO, "projections: postgres ready",
                 OMS_LS("host", p->d->cfg.database.host), OMS_LI("port", p->d->cfg.database.port),
                 OMS_LS("database", p->d->cfg.database.name),
@@ -295,7 +308,9 @@ static void backoff(proj_worker *p)
 /* A Postgres failure: note it, pause consumption, schedule the retry. */
 static void pg_failed(proj_worker *p, const char *error)
 {
+    p->conn_lost = !p->pg || !oms_pg_connected(p->pg);
     set_state(p, PROJ_DOWN, error);
+    p->conn_lost = false;
     if (p->pg && !oms_pg_connected(p->pg))
         abandon_pg(p);
     backoff(p);

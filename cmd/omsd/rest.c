@@ -290,6 +290,7 @@ static void health(omsd *d, const omsd_http_req *req, omsd_http_resp *resp)
     json_t *reg = omsd_registry_health(d);
     if (reg)
         json_object_set_new(deps, "schemaRegistry", reg);
+    omsd_alerts_health(d, deps);
     json_object_set_new(j, "dependencies", deps);
     if (!ok) {
         char why[128];

@@ -39,6 +39,9 @@ static const char *const log_levels[] = {"debug", "info", "warn", "error", NULL}
 static const char *const event_loops[] = {"epoll", "poll", NULL};
 static const char *const log_formats[] = {"auto", "json", "text", NULL};
 static const char *const jwt_algorithms[] = {"HS256", "RS256", "ES256", NULL};
+static const char *const alerts_enabled[] = {"auto", "true", "false", NULL};
+static const char *const alerts_start[] = {"end", "beginning", NULL};
+static const char *const email_tls[] = {"auto", "starttls", "tls", "none", NULL};
 
 #define OFF(field) offsetof(oms_config, field)
 #define K_STR(p, f, d) {p, KT_STR, OFF(f), 0, 0, NULL, d, 0, 0}
@@ -120,6 +123,32 @@ static const key_desc config_keys[] = {
     K_STR("schema_registry.password_file", schema_registry.password_file, ""),
     K_STR("schema_registry.ca_file", schema_registry.ca_file, ""),
     K_INT("schema_registry.timeout_ms", schema_registry.timeout_ms, 100, 600000, 5000),
+    K_ENUM("alerts.enabled", alerts.enabled, alerts_enabled, "auto"),
+    K_STR("alerts.group", alerts.group, "omsd-alerts"),
+    K_STR("alerts.rules", alerts.rules, "type=OrderCreated"),
+    K_STR("alerts.console_url", alerts.console_url, ""),
+    K_ENUM("alerts.start", alerts.start, alerts_start, "end"),
+    K_INT("alerts.max_per_minute", alerts.max_per_minute, 1, 100000, 30),
+    K_INT("alerts.digest_interval_s", alerts.digest_interval_s, 1, 86400, 60),
+    K_INT("alerts.retry_max_s", alerts.retry_max_s, 1, 3600, 60),
+    K_BOOL("alerts.report_errors", alerts.report_errors, 1),
+    K_STR("alerts.crash_file", alerts.crash_file, ""),
+    K_STR("alerts.sentry.dsn", alerts.sentry_dsn, ""),
+    K_STR("alerts.sentry.environment", alerts.sentry_environment, ""),
+    K_STR("alerts.sentry.ca_file", alerts.sentry_ca_file, ""),
+    K_INT("alerts.sentry.timeout_s", alerts.sentry_timeout_s, 1, 600, 10),
+    K_BOOL("alerts.email.enabled", alerts.email_enabled, 0),
+    K_STR("alerts.email.host", alerts.email_host, ""),
+    K_INT("alerts.email.port", alerts.email_port, 1, 65535, 587),
+    K_STR("alerts.email.user", alerts.email_user, ""),
+    K_STR("alerts.email.password", alerts.email_password, ""),
+    K_STR("alerts.email.password_file", alerts.email_password_file, ""),
+    K_ENUM("alerts.email.tls", alerts.email_tls, email_tls, "auto"),
+    K_STR("alerts.email.from", alerts.email_from, ""),
+    K_STR("alerts.email.from_name", alerts.email_from_name, "OMS alerts"),
+    K_STR("alerts.email.recipients", alerts.email_recipients, ""),
+    K_STR("alerts.email.ca_file", alerts.email_ca_file, ""),
+    K_INT("alerts.email.timeout_s", alerts.email_timeout_s, 1, 600, 30),
 };
 
 /* The environment names of DESIGN §3.8 (those of the guide's Node.js
@@ -146,6 +175,18 @@ static const struct {
     {"SCHEMA_REGISTRY_PASSWORD", "schema_registry.password"},
     {"SCHEMA_REGISTRY_PASSWORD_FILE", "schema_registry.password_file"},
     {"SCHEMA_REGISTRY_CA_FILE", "schema_registry.ca_file"},
+    /* the guide's Sentry and e-mail integration */
+    {"SENTRY_DSN", "alerts.sentry.dsn"},
+    {"SENTRY_ENVIRONMENT", "alerts.sentry.environment"},
+    {"EMAIL_NOTIFICATIONS_ENABLED", "alerts.email.enabled"},
+    {"EMAIL_HOST", "alerts.email.host"},
+    {"EMAIL_PORT", "alerts.email.port"},
+    {"EMAIL_USER", "alerts.email.user"},
+    {"EMAIL_PASSWORD", "alerts.email.password"},
+    {"EMAIL_PASSWORD_FILE", "alerts.email.password_file"},
+    {"EMAIL_TLS", "alerts.email.tls"},
+    {"EMAIL_FROM", "alerts.email.from"},
+    {"ORDER_NOTIFICATION_RECIPIENTS", "alerts.email.recipients"},
 };
 
 #define CFG_FIELD(cfg, d, type) ((type *)((char *)(cfg) + (d)->off))
@@ -165,6 +206,8 @@ static const struct {
      "DATABASE_PASSWORD_FILE"},
     {"schema_registry.password", "schema_registry.password_file", "SCHEMA_REGISTRY_PASSWORD",
      "SCHEMA_REGISTRY_PASSWORD_FILE"},
+    {"alerts.email.password", "alerts.email.password_file", "EMAIL_PASSWORD",
+     "EMAIL_PASSWORD_FILE"},
 };
 
 /* Largest secret file read: a key or a password, never a document. */

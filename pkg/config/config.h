@@ -96,6 +96,36 @@ typedef struct oms_config {
         char *format; /* log.format: auto|json|text, default "auto" */
     } log;
     struct {
+        char *enabled;       /* alerts.enabled: auto|true|false, default auto (on when a
+                                sink is configured: SENTRY_DSN, EMAIL_NOTIFICATIONS_ENABLED) */
+        char *group;         /* alerts.group: consumer group, default "omsd-alerts" */
+        char *rules;         /* alerts.rules, default "type=OrderCreated" (pkg/alert) */
+        char *console_url;   /* alerts.console_url: linked from e-mails, default "" */
+        char *start;         /* alerts.start: end|beginning for a new group, default end */
+        int max_per_minute;  /* alerts.max_per_minute, default 30 */
+        int digest_interval_s; /* alerts.digest_interval_s, default 60 */
+        int retry_max_s;     /* alerts.retry_max_s: backoff cap, default 60 */
+        bool report_errors;  /* alerts.report_errors: omsd's own errors to Sentry, default true */
+        char *crash_file;    /* alerts.crash_file, default "" (TMPDIR/omsd-PORT.crash) */
+        char *sentry_dsn;    /* alerts.sentry.dsn; env SENTRY_DSN */
+        char *sentry_environment; /* alerts.sentry.environment; env SENTRY_ENVIRONMENT */
+        char *sentry_ca_file; /* alerts.sentry.ca_file, default "" (system CAs) */
+        int sentry_timeout_s; /* alerts.sentry.timeout_s, default 10 */
+        bool email_enabled;  /* alerts.email.enabled; env EMAIL_NOTIFICATIONS_ENABLED */
+        char *email_host;    /* alerts.email.host; env EMAIL_HOST */
+        int email_port;      /* alerts.email.port, default 587; env EMAIL_PORT */
+        char *email_user;    /* alerts.email.user; env EMAIL_USER */
+        char *email_password; /* alerts.email.password; env EMAIL_PASSWORD */
+        char *email_password_file; /* alerts.email.password_file; env EMAIL_PASSWORD_FILE */
+        char *email_tls;     /* alerts.email.tls: auto|starttls|tls|none; env EMAIL_TLS */
+        char *email_from;    /* alerts.email.from; env EMAIL_FROM (default EMAIL_USER) */
+        char *email_from_name; /* alerts.email.from_name, default "OMS alerts" */
+        char *email_recipients; /* alerts.email.recipients (comma list);
+                                   env ORDER_NOTIFICATION_RECIPIENTS */
+        char *email_ca_file; /* alerts.email.ca_file, default "" */
+        int email_timeout_s; /* alerts.email.timeout_s, default 30 */
+    } alerts;
+    struct {
         char *dir; /* schemas.dir: extra .avsc files to load, default "" (embedded only) */
     } schemas;
     struct {
