@@ -148,63 +148,41 @@ static void addr_free_all(void)
     }
 }
 
-/* Whether one more WebSocket from this peer is allowed (0) or the status to
- * refuse with (429 and why in msg). */
-static int addr_check(omsd *d, struct lws *wsi, char *msg, size_t msglen)
-{
-    int max = d->cfg.server.max_conns_per_address;
-    if (max <= 0)
-        return 0;
-    char a[64];
-    if (!lws_get_peer_simple(wsi, a, sizeof a))
-        return 0;
-    pthread_mutex_lock(&addr_lock);
-    omsd_addr *e = addr_find(a, false);
-    uint32_t n = e ? e->n : 0;
-    pthread_mutex_unlock(&addr_lock);
-    if (n >= (uint32_t)max) {
-        snprintf(msg, msglen,
-                 "too many connections from %s: at most %d (server.max_connections_per_address)", a,
-                 max);
-        return 429;
-    }
-    return 0;
-}
-
-static void addr_take(omsd_conn *c)
-{
-    char a[64];
-    if (c->d->cfg.server.max_conns_per_address <= 0 || !lws_get_peer_simple(c->wsi, a, sizeof a))
-        return;
-    pthread_mutex_lock(&addr_lock);
-    omsd_addr *e = addr_find(a, true);
-    if (e) {
-        e->n++;
-        c->addr = e;
-    }
-    pthread_mutex_unlock(&addr_lock);
-}
-
-int omsd_conn_addr_acquire(omsd_conn *c, omsd_addr **out, char *msg, size_t msglen)
+/* A slot for one more connection from this peer, taken at once (the check
+ * and the count under one lock: service threads accept at the same time):
+ * 0 and *out (NULL when there is no limit), or 429 with why in msg. */
+static int addr_reserve(omsd *d, struct lws *wsi, omsd_addr **out, char *msg, size_t msglen)
 {
     *out = NULL;
+    int max = d->cfg.server.max_conns_per_address;
     char a[64];
-    int st = addr_check(c->d, c->wsi, msg, msglen);
-    if (st || c->d->cfg.server.max_conns_per_address <= 0 ||
-        !lws_get_peer_simple(c->wsi, a, sizeof a))
-        return st;
+    if (max <= 0 || !lws_get_peer_simple(wsi, a, sizeof a))
+        return 0;
+    int st = 0;
     pthread_mutex_lock(&addr_lock);
     omsd_addr *e = addr_find(a, true);
-    if (e) {
+    if (e && e->n >= (uint32_t)max) {
+        st = 429;
+    } else if (e) {
         e->n++;
         *out = e;
     }
     pthread_mutex_unlock(&addr_lock);
-    return 0;
+    if (st)
+        snprintf(msg, msglen,
+                 "too many connections from %s: at most %d (server.max_connections_per_address)", a,
+                 max);
+    return st;
+}
+
+int omsd_conn_addr_acquire(omsd_conn *c, omsd_addr **out, char *msg, size_t msglen)
+{
+    return addr_reserve(c->d, c->wsi, out, msg, msglen);
 }
 
 /* The verdict of CONFIRM_UPGRADE, carried on the wsi to ESTABLISHED. */
 typedef struct omsd_upgrade {
+    omsd_addr *addr;    /* its address slot, taken at the upgrade */
     bool sio;
     oms_principal who;  /* /events */
     char sid[64];       /* /socket.io/: the session to upgrade, "" for a new one */
@@ -906,10 +884,12 @@ static int ws_established(omsd *d, omsd_conn *c)
     oms_principal who = u.who;
     c->qcap = queue_max(d) < 4 ? queue_max(d) : 4;
     c->q = calloc(c->qcap, sizeof *c->q);
-    if (!c->q)
+    if (!c->q) {
+        omsd_addr_put(u.addr);
         return -1;
+    }
     c->is_ws = true;
-    addr_take(c);
+    c->addr = u.addr; /* the slot taken at CONFIRM_UPGRADE */
     if (u.sio) {
         c->sio_ws = true;
         c->w->sio_ws_conns++;
@@ -1151,6 +1131,54 @@ static int ws_writeable(omsd *d, omsd_conn *c)
     return 0;
 }
 
+/* The rest of CONFIRM_UPGRADE, once the peer's address slot is taken:
+ * 0 (accepted, the verdict on the wsi holds the slot) or what the callback
+ * returns for a refusal (the caller gives the slot back). */
+static int upgrade_verdict(omsd *d, omsd_conn *c, struct lws *wsi, omsd_addr *slot)
+{
+    if (omsd_sio_path(c->h->t.path)) {
+        /* Socket.IO: no token here, auth comes in CONNECT */
+        char origin[300], host[300], body[320];
+        hdr(wsi, WSI_TOKEN_ORIGIN, origin, sizeof origin);
+        hdr(wsi, WSI_TOKEN_HOST, host, sizeof host);
+        omsd_sio_req r;
+        sio_request(d, c, &r, origin, host, "");
+        omsd_upgrade *u = calloc(1, sizeof *u);
+        if (!u)
+            return 1;
+        int status = omsd_sio_confirm_upgrade(d, &r, u->sid, sizeof u->sid, body, sizeof body);
+        if (status) {
+            free(u);
+            return refuse_upgrade_body(c, status, body, strlen(body));
+        }
+        u->sio = true;
+        u->addr = slot;
+        lws_set_opaque_user_data(wsi, u);
+        return 0;
+    }
+    if (strcmp(c->h->t.path, "/events") != 0)
+        return refuse_upgrade(c, 404, "not_found", "WebSocket endpoint is /events");
+    if (atomic_load(&d->stopping))
+        return refuse_upgrade(c, 503, "unavailable", "omsd is shutting down");
+    oms_principal who;
+    char err[256];
+    const char *code = "unauthorized";
+    int status = ws_auth(d, c, &who, err, sizeof err, &code);
+    if (status) {
+        d->m.auth_failures++;
+        return refuse_upgrade(c, status, code, err);
+    }
+    /* lws may drop the headers before ESTABLISHED: carry the verdict on
+     * the wsi itself (freed at ESTABLISHED or WSI_DESTROY) */
+    omsd_upgrade *keep = calloc(1, sizeof *keep);
+    if (!keep)
+        return 1;
+    keep->who = who;
+    keep->addr = slot;
+    lws_set_opaque_user_data(wsi, keep);
+    return 0;
+}
+
 /* ---- the protocol callback ------------------------------------------------------------- */
 
 static void accept_some(omsd_worker *w, struct lws *lwsi);
@@ -1228,55 +1256,25 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
         c = &tmp;
         request_info(c);
         char amsg[200];
-        if (addr_check(d, wsi, amsg, sizeof amsg)) {
+        omsd_addr *slot = NULL;
+        if (addr_reserve(d, wsi, &slot, amsg, sizeof amsg)) {
             d->m.address_refused++;
             return refuse_upgrade(c, 429, "too_many_connections", amsg);
         }
-        if (omsd_sio_path(c->h->t.path)) {
-            /* Socket.IO: no token here, auth comes in CONNECT */
-            char origin[300], host[300], body[320];
-            hdr(wsi, WSI_TOKEN_ORIGIN, origin, sizeof origin);
-            hdr(wsi, WSI_TOKEN_HOST, host, sizeof host);
-            omsd_sio_req r;
-            sio_request(d, c, &r, origin, host, "");
-            omsd_upgrade *u = calloc(1, sizeof *u);
-            if (!u)
-                return 1;
-            int status = omsd_sio_confirm_upgrade(d, &r, u->sid, sizeof u->sid, body, sizeof body);
-            if (status) {
-                free(u);
-                return refuse_upgrade_body(c, status, body, strlen(body));
-            }
-            u->sio = true;
-            lws_set_opaque_user_data(wsi, u);
-            return 0;
-        }
-        if (strcmp(c->h->t.path, "/events") != 0)
-            return refuse_upgrade(c, 404, "not_found", "WebSocket endpoint is /events");
-        if (atomic_load(&d->stopping))
-            return refuse_upgrade(c, 503, "unavailable", "omsd is shutting down");
-        oms_principal who;
-        char err[256];
-        const char *code = "unauthorized";
-        int status = ws_auth(d, c, &who, err, sizeof err, &code);
-        if (status) {
-            d->m.auth_failures++;
-            return refuse_upgrade(c, status, code, err);
-        }
-        /* lws may drop the headers before ESTABLISHED: carry the verdict on
-         * the wsi itself (freed at ESTABLISHED or WSI_DESTROY) */
-        omsd_upgrade *keep = calloc(1, sizeof *keep);
-        if (!keep)
-            return 1;
-        keep->who = who;
-        lws_set_opaque_user_data(wsi, keep);
-        return 0;
+        int rc = upgrade_verdict(d, c, wsi, slot);
+        if (rc)
+            omsd_addr_put(slot); /* refused: the slot goes back */
+        return rc;
     }
 
-    case LWS_CALLBACK_WSI_DESTROY:
-        free(lws_get_opaque_user_data(wsi));
+    case LWS_CALLBACK_WSI_DESTROY: {
+        omsd_upgrade *u = lws_get_opaque_user_data(wsi);
+        if (u)
+            omsd_addr_put(u->addr); /* upgraded, never established */
+        free(u);
         lws_set_opaque_user_data(wsi, NULL);
         return 0;
+    }
 
     case LWS_CALLBACK_HTTP:
         request_info(c);
