@@ -32,8 +32,11 @@ ASAN_BINS := $(PROGS:%=$(BUILD)/asan-bin/%)
 
 UNIT_SRCS := $(sort $(wildcard tests/unit/test_*.c))
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
+# a tool is one file (tests/tools/NAME.c) or a folder of files (tests/tools/NAME/*.c)
 TOOL_SRCS := $(sort $(wildcard tests/tools/*.c))
-TOOL_BINS := $(TOOL_SRCS:tests/tools/%.c=$(BUILD)/tests/tools/%)
+TOOL_DIRS := $(patsubst %/,%,$(sort $(dir $(wildcard tests/tools/*/*.c))))
+TOOL_BINS := $(TOOL_SRCS:tests/tools/%.c=$(BUILD)/tests/tools/%) \
+             $(TOOL_DIRS:tests/tools/%=$(BUILD)/tests/tools/%)
 
 .PHONY: all deps stack-up stack-down stack-env demo unit test integration bench clean help asan tools check-deps
 .PHONY: fuzz fuzz-build fuzz-replay fuzz-test-bins
@@ -104,6 +107,13 @@ $(BUILD)/tests/%: $(SOBJ)/tests/unit/%.o $(SLIB)
 $(BUILD)/tests/tools/%: $(OBJ)/tests/tools/%.o $(LIB)
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
+define tool_dir_rules
+$(BUILD)/tests/tools/$(notdir $(1)): $(patsubst %.c,$(OBJ)/%.o,$(wildcard $(1)/*.c)) $(LIB)
+	@mkdir -p $$(@D)
+	@echo "  LINK    $$@"
+	@$$(CC) $$(CFLAGS) -o $$@ $$^ $$(LDLIBS)
+endef
+$(foreach d,$(TOOL_DIRS),$(eval $(call tool_dir_rules,$(d))))
 
 asan: $(ASAN_BINS)
 tools: $(TOOL_BINS)
