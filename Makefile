@@ -53,6 +53,7 @@ help:
 	@echo "make unit       unit tests (ASan+UBSan)"
 	@echo "make test       deps, stack, unit and integration tests"
 	@echo "make bench      benchmarks against the local stack"
+	@echo "make bench BENCH=peers  omsd against Centrifugo under the same load (builds Centrifugo into .oms/bin)"
 	@echo "make drills     failure drills on a 3-broker cluster of their own (tests/drills/)"
 	@echo "make soak       the pipeline under steady load for SOAK_MINUTES (10): omsd RSS and fds"
 	@echo "make fuzz       build the libFuzzer targets of tests/fuzz and run each FUZZ_SECONDS (60)"
