@@ -110,7 +110,7 @@ struct load_state {
     /* state */
     struct lws_context *ctx;
     load_conn *conns;
-    char sources[LOAD_MAX_SOURCES][16];
+    char sources[LOAD_MAX_SOURCES][24]; /* "127.0.0.N" */
     int started, pending, open, hello, subscribed, failed, closed;
     uint64_t t0_ns, ready_ns;
     bool ready;

@@ -325,7 +325,7 @@ static void on_check(lws_sorted_usec_list_t *sul)
 int load_pool_init(int fd_limit)
 {
     for (int i = 0; i < load.nsources && i < LOAD_MAX_SOURCES; i++)
-        snprintf(load.sources[i], sizeof load.sources[i], "127.0.0.%d", i + 1);
+        snprintf(load.sources[i], sizeof load.sources[i], "127.0.0.%u", (unsigned)(i + 1) & 0xffu);
     lws_set_log_level(load.verbose ? LLL_ERR | LLL_WARN : 0, NULL);
     struct lws_context_creation_info info;
     memset(&info, 0, sizeof info);
