@@ -336,9 +336,9 @@ steady() { # KIND N
     stop_load
     stop_server
     python3 - "$T" "$name" "$kind" "$n" "$rate" "$rss0" "$rss1" "$ca" "$cb" "$ta" "$tb" "$TICK" \
-        "$la0" "$la1" "$ready_s" <<'PY'
+        "$la0" "$la1" "$ready_s" "$FRACTION" <<'PY'
 import glob, json, sys
-T, name, kind, n, rate, rss0, rss1, ca, cb, ta, tb, tick, la0, la1, ready_s = sys.argv[1:]
+T, name, kind, n, rate, rss0, rss1, ca, cb, ta, tb, tick, la0, la1, ready_s, frac = sys.argv[1:]
 n, ta, tb = int(n), int(ta), int(tb)
 runs = [json.loads(open(f).read().strip().splitlines()[-1]) for f in sorted(glob.glob("%s/%s.*.json" % (T, name)))]
 def at(rows, t):  # events received at time t, interpolated between progress lines
@@ -391,6 +391,11 @@ print("peers: %-10s %6d conns: %5.0f deliveries/s, %6.2f us CPU per delivery (%3
       % (kind, n, res["deliveries_per_s"], res["cpu_us_per_delivery"] or 0, res["cpu_pct"],
          res["rss_per_conn_kb"], res["p50_ms"], res["p99_ms"], res["subscribed"], n,
          res["closed_by_server"], la0, la1))
+# the producer's rate times the clients: what a server that keeps up delivers
+asked = int(rate) * n * float(frac)
+if res["deliveries_per_s"] < 0.9 * asked:
+    print("peers: note: %s at %d connections fell behind: %.0f deliveries/s of about %.0f produced; "
+          "its CPU per delivery is not comparable" % (kind, n, res["deliveries_per_s"], asked))
 PY
 }
 
