@@ -115,14 +115,14 @@ static void on_push(load_conn *c, const char *p, const char *e)
     int kind = LOAD_EV_OTHER;
     if (load_json_string_member(p, e, "channel", &ch, &che))
         kind = kind_of_channel(ch, (size_t)(che - ch));
+    /* the record's produce time: occurredAt as Avro's timestamp-millis in
+     * JSON (a number), or an ISO 8601 occurredAt or timestamp */
     int64_t ts_ms = -1;
-    if (load_json_member(pub, pube, "data", &data, &datae) &&
-        ((load_json_member(data, datae, "occurredAt", &ts, &tse) && *ts != '"') ||
-         load_json_string_member(data, datae, "occurredAt", &ts, &tse) ||
-         load_json_string_member(data, datae, "timestamp", &ts, &tse)) &&
-        load_parse_ts_ms(ts, tse, &ts_ms))
-        ;
-    else
+    bool have = load_json_member(pub, pube, "data", &data, &datae) &&
+                ((load_json_member(data, datae, "occurredAt", &ts, &tse) && *ts != '"') ||
+                 load_json_string_member(data, datae, "occurredAt", &ts, &tse) ||
+                 load_json_string_member(data, datae, "timestamp", &ts, &tse));
+    if (!have || !load_parse_ts_ms(ts, tse, &ts_ms))
         ts_ms = -1;
     load_count_event(c, kind, ts_ms);
 }
