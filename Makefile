@@ -32,8 +32,11 @@ ASAN_BINS := $(PROGS:%=$(BUILD)/asan-bin/%)
 
 UNIT_SRCS := $(sort $(wildcard tests/unit/test_*.c))
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
+# a tool is one file (tests/tools/NAME.c) or a folder of files (tests/tools/NAME/*.c)
 TOOL_SRCS := $(sort $(wildcard tests/tools/*.c))
-TOOL_BINS := $(TOOL_SRCS:tests/tools/%.c=$(BUILD)/tests/tools/%)
+TOOL_DIRS := $(patsubst %/,%,$(sort $(dir $(wildcard tests/tools/*/*.c))))
+TOOL_BINS := $(TOOL_SRCS:tests/tools/%.c=$(BUILD)/tests/tools/%) \
+             $(TOOL_DIRS:tests/tools/%=$(BUILD)/tests/tools/%)
 
 .PHONY: all deps stack-up stack-down stack-env demo unit test integration bench clean help asan tools check-deps
 .PHONY: fuzz fuzz-build fuzz-replay fuzz-test-bins
@@ -51,6 +54,7 @@ help:
 	@echo "make unit       unit tests (ASan+UBSan)"
 	@echo "make test       deps, stack, unit and integration tests"
 	@echo "make bench      benchmarks against the local stack"
+	@echo "make bench BENCH=peers  omsd against Centrifugo under the same load (builds Centrifugo into .oms/bin)"
 	@echo "make drills     failure drills on a 3-broker cluster of their own (tests/drills/)"
 	@echo "make soak       the pipeline under steady load for SOAK_MINUTES (10): omsd RSS and fds"
 	@echo "make fuzz       build the libFuzzer targets of tests/fuzz and run each FUZZ_SECONDS (60)"
@@ -105,6 +109,13 @@ $(BUILD)/tests/%: $(SOBJ)/tests/unit/%.o $(SLIB)
 $(BUILD)/tests/tools/%: $(OBJ)/tests/tools/%.o $(LIB)
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
+define tool_dir_rules
+$(BUILD)/tests/tools/$(notdir $(1)): $(patsubst %.c,$(OBJ)/%.o,$(wildcard $(1)/*.c)) $(LIB)
+	@mkdir -p $$(@D)
+	@echo "  LINK    $$@"
+	@$$(CC) $$(CFLAGS) -o $$@ $$^ $$(LDLIBS)
+endef
+$(foreach d,$(TOOL_DIRS),$(eval $(call tool_dir_rules,$(d))))
 
 asan: $(ASAN_BINS)
 tools: $(TOOL_BINS)

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# omsd's WebSocket fan-out, measured with oms-wsload (one process, many
+# omsd's WebSocket fan-out, measured with oms-load (one process, many
 # connections; BENCH_LOADERS processes share the clients) against a release
 # omsd started here on its own topics and port:
 #   1. throughput: BENCH_CLIENTS admin clients subscribed to all orders,
@@ -27,7 +27,7 @@ LAT_SECS=${BENCH_LATENCY_SECONDS:-10}
 # takes CPU from omsd (measured: same rate, worse latency)
 LOADERS=${BENCH_LOADERS:-$(($(nproc) > 4 ? 2 : 1))}
 BIN=build/bin
-LOAD=build/tests/tools/oms-wsload
+LOAD=build/tests/tools/oms-load
 T=build/bench/gateway
 rm -rf "$T"
 mkdir -p "$T"
@@ -182,7 +182,7 @@ stop_sampler() {
     SAMPLER_PID=""
 }
 
-# run_load NAME SECONDS CONNECTIONS OPTIONS... : LOADERS oms-wsload processes
+# run_load NAME SECONDS CONNECTIONS OPTIONS... : LOADERS oms-load processes
 # in the background sharing CONNECTIONS (user ids FIRST_UID.., default 1..)
 FIRST_UID=1
 run_load() {

@@ -5,14 +5,14 @@
 #      and resumes: time from `resume` sent to `resumed` received, median of
 #      5 rounds, from memory (an omsd with the default history) and from
 #      Kafka (an omsd with resume.history_size 0)
-#   2. live fan-out while 100 clients resume at once: 200 oms-wsload clients
+#   2. live fan-out while 100 clients resume at once: 200 oms-load clients
 #      subscribed to all orders, oms-producer at a fixed rate; omsd's live
 #      deliveries/s (delivered minus replayed) in a window without resumes
 #      and in the window where 100 clients each resume a 1,000-event gap
 set -eu
 cd "$(dirname "$0")/../.."
 BIN=build/bin
-LOAD=build/tests/tools/oms-wsload
+LOAD=build/tests/tools/oms-load
 T=build/bench/resume
 rm -rf "$T"
 mkdir -p "$T"

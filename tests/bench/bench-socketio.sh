@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # Socket.IO vs plain WebSocket fan-out in the same run (issue #7): a release
 # omsd on its own topics and port serves BENCH_SIO_CLIENTS plain clients
-# (oms-wsload, ws://…/events) and as many Socket.IO clients (oms-sioload,
-# Engine.IO 4 over WebSocket, namespace /events) at once, all admins
+# (oms-load --protocol plain, ws://…/events) and as many Socket.IO clients
+# (oms-load --protocol socketio, Engine.IO 4 over WebSocket, namespace /events) at once, all admins
 # subscribed to all orders, with the same user ids. One producer burst
 # (oms-producer simulate --rate max --count BENCH_SIO_EVENTS) goes to both.
-# Both load tools are C on libwebsockets and count the same way: events
+# One load tool, C on libwebsockets, counts both the same way: events
 # received, first to last receive time -> deliveries/s per dialect; the two
 # must be within 15 % of each other. omsd's /metrics delivered counter and
 # CPU give the server's side. Then (BENCH_SIO_SEPARATE=1, the default) the
@@ -18,12 +18,11 @@ CLIENTS=${BENCH_SIO_CLIENTS:-1000}
 EVENTS=${BENCH_SIO_EVENTS:-8000}
 SEPARATE=${BENCH_SIO_SEPARATE:-1}
 BIN=build/bin
-PLAIN=build/tests/tools/oms-wsload
-SIO=build/tests/tools/oms-sioload
+LOAD=build/tests/tools/oms-load
 T=build/bench/socketio
 rm -rf "$T"
 mkdir -p "$T"
-for f in "$BIN/omsd" "$BIN/omsctl" "$BIN/oms-producer" "$PLAIN" "$SIO"; do
+for f in "$BIN/omsd" "$BIN/omsctl" "$BIN/oms-producer" "$LOAD"; do
     [ -x "$f" ] || { echo "socketio: $f is missing: run 'make all tools'" >&2; exit 2; }
 done
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
@@ -99,10 +98,10 @@ metric() {
 }
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$OMSD_PID/stat"; }
 
-# load NAME TOOL URL: N clients in the background, ready file $T/NAME.ready
+# load NAME PROTOCOL URL: N clients in the background, ready file $T/NAME.ready
 load() {
-    local name=$1 tool=$2 url=$3
-    $tool --url "$url" --connections "$CLIENTS" --first-user-id 1 --subscribe orders \
+    local name=$1 proto=$2 url=$3
+    $LOAD --protocol "$proto" --url "$url" --connections "$CLIENTS" --first-user-id 1 --subscribe orders \
         --duration 150 --quiet-exit 3 --ramp-per-sec 2000 --ready-file "$T/$name.ready" --json \
         >"$T/$name.json" 2>"$T/$name.err" &
     LOAD_PIDS+=($!)
@@ -127,8 +126,8 @@ run() {
     LOAD_PIDS=()
     for d in "$@"; do
         case $d in
-        plain) load "$name-plain" "$PLAIN" "ws://127.0.0.1:$PORT/events" ;;
-        sio) load "$name-sio" "$SIO" "ws://127.0.0.1:$PORT" ;;
+        plain) load "$name-plain" plain "ws://127.0.0.1:$PORT/events" ;;
+        sio) load "$name-sio" socketio "ws://127.0.0.1:$PORT" ;;
         esac
     done
     local r=()

@@ -102,7 +102,7 @@ async function part2() {
   await Promise.all(away.map(close));
   produceOrders(1000, 99);
   // live load: 200 clients subscribed to all orders, the producer at RATE
-  const load = spawn(env.LOAD, ['--url', `ws://127.0.0.1:${port}/events`, '--connections', String(CLIENTS), '--subscribe', 'orders', '--duration', String(WIN * 3 + 10), '--first-user-id', '100000'], { stdio: ['ignore', fs.openSync(path.join(env.OUT, 'wsload.out'), 'w'), 'inherit'] });
+  const load = spawn(env.LOAD, ['--url', `ws://127.0.0.1:${port}/events`, '--connections', String(CLIENTS), '--subscribe', 'orders', '--duration', String(WIN * 3 + 10), '--first-user-id', '100000'], { stdio: ['ignore', fs.openSync(path.join(env.OUT, 'load.out'), 'w'), 'inherit'] });
   await sleep(3000);
   const prod = spawn(`${env.BIN}/oms-producer`, ['simulate', '--rate', String(RATE), '--duration', String(WIN * 3 + 4), '--seed', '5'], { stdio: 'ignore', env: { ...env } });
   await sleep(2000);

@@ -90,7 +90,7 @@ test('10,000 connections from one address: 1,000 allowed, the rest refused with 
   const before = await metric('oms_connections_refused_address_total');
   const ready = path.join(env.T, 'flood.ready');
   const { spawn } = require('node:child_process');
-  const load = spawn(`${env.TOOLS}/oms-wsload`, ['--url', WS_URL, '--connections', '10000', '--idle', '--duration', '90',
+  const load = spawn(`${env.TOOLS}/oms-load`, ['--url', WS_URL, '--connections', '10000', '--idle', '--duration', '90',
     '--ramp-per-sec', '4000', '--max-pending', '512', '--ready-file', ready, '--json', '--first-user-id', '1000'],
   { stdio: ['ignore', 'pipe', 'pipe'] });
   let stdout = '';
