@@ -722,24 +722,12 @@ static rd_kafka_t *make_consumer(al_worker *w, char *errbuf, size_t errlen)
         "enable.partition.eof", "false", "client.id",               "omsd-alerts",
         NULL,
     };
-    rd_kafka_conf_t *conf = rd_kafka_conf_new();
     char err[512];
-    if (rd_kafka_conf_set(conf, "bootstrap.servers", d->cfg.kafka.brokers, err, sizeof err) ||
-        rd_kafka_conf_set(conf, "group.id", d->cfg.alerts.group, err, sizeof err)) {
-        oms_errf(errbuf, errlen, "%s", err);
-        rd_kafka_conf_destroy(conf);
+    rd_kafka_conf_t *conf = oms_kafka_group_conf(d->cfg.kafka.brokers, d->cfg.alerts.group, defaults,
+                                                 d->cfg.kafka.props, d->cfg.kafka.nprops, errbuf,
+                                                 errlen);
+    if (!conf)
         return NULL;
-    }
-    for (size_t i = 0; defaults[i]; i += 2)
-        if (rd_kafka_conf_set(conf, defaults[i], defaults[i + 1], err, sizeof err)) {
-            oms_errf(errbuf, errlen, "kafka property '%s': %s", defaults[i], err);
-            rd_kafka_conf_destroy(conf);
-            return NULL;
-        }
-    if (oms_kafka_conf_apply(conf, d->cfg.kafka.props, d->cfg.kafka.nprops, errbuf, errlen)) {
-        rd_kafka_conf_destroy(conf);
-        return NULL;
-    }
     rd_kafka_conf_set_rebalance_cb(conf, on_rebalance);
     rd_kafka_conf_set_log_cb(conf, on_kafka_log);
     rd_kafka_conf_set_error_cb(conf, on_kafka_error);

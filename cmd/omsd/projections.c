@@ -843,7 +843,10 @@ static void on_kafka_error(rd_kafka_t *rk, int err, const char *reason, void *op
 static rd_kafka_t *make_consumer(proj_worker *p, char *errbuf, size_t errlen)
 {
     omsd *d = p->d;
-    static const char *const defaults[] = {
+    char cid[64];
+    snprintf(cid, sizeof cid, "omsd-projections-%d", p->id);
+    const char *const defaults[] = {
+        "client.id", cid,
         "enable.auto.commit", "false",
         "enable.auto.offset.store", "false",
         "auto.offset.reset", "earliest",
@@ -852,26 +855,12 @@ static rd_kafka_t *make_consumer(proj_worker *p, char *errbuf, size_t errlen)
         "enable.partition.eof", "false",
         NULL,
     };
-    rd_kafka_conf_t *conf = rd_kafka_conf_new();
-    char err[512], cid[64];
-    snprintf(cid, sizeof cid, "omsd-projections-%d", p->id);
-    if (rd_kafka_conf_set(conf, "bootstrap.servers", d->cfg.kafka.brokers, err, sizeof err) ||
-        rd_kafka_conf_set(conf, "client.id", cid, err, sizeof err) ||
-        rd_kafka_conf_set(conf, "group.id", d->cfg.kafka.projection_group, err, sizeof err)) {
-        oms_errf(errbuf, errlen, "%s", err);
-        rd_kafka_conf_destroy(conf);
+    char err[512];
+    rd_kafka_conf_t *conf =
+        oms_kafka_group_conf(d->cfg.kafka.brokers, d->cfg.kafka.projection_group, defaults,
+                             d->cfg.kafka.props, d->cfg.kafka.nprops, errbuf, errlen);
+    if (!conf)
         return NULL;
-    }
-    for (size_t i = 0; defaults[i]; i += 2)
-        if (rd_kafka_conf_set(conf, defaults[i], defaults[i + 1], err, sizeof err)) {
-            oms_errf(errbuf, errlen, "kafka property '%s': %s", defaults[i], err);
-            rd_kafka_conf_destroy(conf);
-            return NULL;
-        }
-    if (oms_kafka_conf_apply(conf, d->cfg.kafka.props, d->cfg.kafka.nprops, errbuf, errlen)) {
-        rd_kafka_conf_destroy(conf);
-        return NULL;
-    }
     rd_kafka_conf_set_rebalance_cb(conf, on_rebalance);
     rd_kafka_conf_set_log_cb(conf, on_kafka_log);
     rd_kafka_conf_set_error_cb(conf, on_kafka_error);

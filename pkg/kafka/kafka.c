@@ -20,6 +20,32 @@ int oms_kafka_conf_apply(rd_kafka_conf_t *conf, const oms_kv *props, size_t npro
     return OMS_OK;
 }
 
+rd_kafka_conf_t *oms_kafka_group_conf(const char *brokers, const char *group,
+                                      const char *const *defaults, const oms_kv *props,
+                                      size_t nprops, char *errbuf, size_t errlen)
+{
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    char err[512];
+    if (rd_kafka_conf_set(conf, "bootstrap.servers", brokers, err, sizeof err) ||
+        rd_kafka_conf_set(conf, "group.id", group, err, sizeof err)) {
+        oms_errf(errbuf, errlen, "%s", err);
+        rd_kafka_conf_destroy(conf);
+        return NULL;
+    }
+    for (size_t i = 0; defaults && defaults[i]; i += 2) {
+        if (rd_kafka_conf_set(conf, defaults[i], defaults[i + 1], err, sizeof err)) {
+            oms_errf(errbuf, errlen, "kafka property '%s': %s", defaults[i], err);
+            rd_kafka_conf_destroy(conf);
+            return NULL;
+        }
+    }
+    if (oms_kafka_conf_apply(conf, props, nprops, errbuf, errlen)) {
+        rd_kafka_conf_destroy(conf);
+        return NULL;
+    }
+    return conf;
+}
+
 /* First member of every handle's opaque, so the error callback can tell the
  * waiting code that no broker answers (fail in a second, not at a timeout). */
 typedef struct kstate {

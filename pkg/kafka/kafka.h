@@ -157,4 +157,11 @@ int oms_kafka_topics_list(const char *brokers, const oms_kv *props, size_t nprop
 int oms_kafka_conf_apply(rd_kafka_conf_t *conf, const oms_kv *props, size_t nprops, char *errbuf,
                          size_t errlen);
 
+/* The conf of a group consumer: brokers, group.id, then the program's
+ * settings (defaults: name, value, ..., NULL), then the user's props (which
+ * win). NULL with errbuf on a bad property; the caller owns the conf. */
+rd_kafka_conf_t *oms_kafka_group_conf(const char *brokers, const char *group,
+                                      const char *const *defaults, const oms_kv *props,
+                                      size_t nprops, char *errbuf, size_t errlen);
+
 #endif
