@@ -17,6 +17,7 @@ omsd_frame *omsd_frame_new(const char *data, size_t len)
     f->topic = -1;
     f->ts_ms = 0;
     f->len = len;
+    f->view = NULL;
     memcpy(f->buf + LWS_PRE, data, len);
     return f;
 }
@@ -34,8 +35,10 @@ omsd_frame *omsd_frame_replay(omsd_frame *f)
 
 void omsd_frame_unref(omsd_frame *f)
 {
-    if (f && atomic_fetch_sub_explicit(&f->refs, 1, memory_order_acq_rel) == 1)
+    if (f && atomic_fetch_sub_explicit(&f->refs, 1, memory_order_acq_rel) == 1) {
+        oms_filter_view_free(f->view);
         free(f);
+    }
 }
 
 int omsd_fanout_prepare(omsd *d, char *errbuf, size_t errlen)
@@ -141,6 +144,14 @@ static void handle(omsd *d, oms_kafka_reader *r, rd_kafka_message_t *m, oms_buf 
     }
     it->kind = XQ_EVENT;
     f->topic = (int)kind;
+    if (kind == OMS_TOPIC_ORDERS || kind == OMS_TOPIC_INVENTORY) {
+        /* what subscription filters look at, on every service thread */
+        oms_filter_view v;
+        oms_filter_view_of(&ev, &v);
+        if (!(f->view = oms_filter_view_copy(&v)))
+            oms_log(d->log, OMS_LOG_ERROR, "out of memory in fan-out: filtered subscriptions "
+                                           "miss an event");
+    }
     int64_t ts = rd_kafka_message_timestamp(m, NULL);
     f->ts_ms = ts > 0 ? ts : 0;
     /* a running mean of frame sizes: resumes estimate what a read-back

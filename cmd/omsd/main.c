@@ -292,6 +292,8 @@ int main(int argc, char **argv)
     }
     atomic_store(&d.kafka_up, 1);
     omsd_static_init(&d);
+    d.filter_limits = (oms_filter_limits){d.cfg.server.filter_max_values,
+                                          d.cfg.server.filter_max_bytes};
     if (omsd_server_start(&d, err, sizeof err) != OMS_OK) {
         oms_log(d.log, OMS_LOG_ERROR, "cannot start", OMS_LS("error", err));
         fprintf(stderr, "omsd: %s\n", err);

@@ -42,6 +42,9 @@ typedef struct omsd_frame {
     int64_t ts_ms; /* a live event's record timestamp (for its age at write
                     * time, oms_delivery_age_seconds); 0 otherwise */
     size_t len;
+    /* an order or inventory event's filterable fields (owned, freed with the
+     * frame; NULL for others): subscription filters look at them */
+    struct oms_filter_view *view;
     unsigned char buf[]; /* LWS_PRE bytes of headroom, then len bytes */
 } omsd_frame;
 
@@ -221,6 +224,7 @@ struct omsd {
     struct omsd_projections *proj; /* projections.c; NULL when disabled */
     atomic_int proj_down;          /* projection workers failing now (alerts report) */
     struct omsd_alerts *alerts;    /* alerts.c; NULL before omsd_alerts_init */
+    oms_filter_limits filter_limits; /* server.filter_max_values, _bytes */
 };
 
 /* resume.c — positions and resume (DESIGN §3.5). */

@@ -208,6 +208,13 @@ typedef struct omsd_rreader {
 #define RBATCH 256
 #define READ_DEADLINE_NS 30000000000ull
 
+static void rreq_free(omsd_rreq *q)
+{
+    oms_session_clear(&q->sess);
+    free(q->r);
+    free(q);
+}
+
 static void push_status(omsd *d, omsd_rreq *q, int status)
 {
     omsd_xq_item *it = calloc(1, sizeof *it);
@@ -411,7 +418,8 @@ static void read_round(omsd *d, oms_kafka_reader *r, omsd_rreq *reqs)
         seen[i] = m->offset;
         atomic_fetch_add(&d->m.resume_reads, 1);
         oms_event ev;
-        bool decoded = false, later = false;
+        bool decoded = false, later = false, viewed = false;
+        oms_filter_view view; /* the filters' view of ev, once decoded */
         omsd_frame *f = NULL;
         int wanted = 0;
         /* who wants it, first: the budget is waited for before the frame
@@ -439,8 +447,12 @@ static void read_round(omsd *d, oms_kafka_reader *r, omsd_rreq *reqs)
                     }
                 }
                 q->failed |= later;
+                if (ev.type != OMS_EV__COUNT && !viewed) {
+                    oms_filter_view_of(&ev, &view);
+                    viewed = true;
+                }
                 q->want = ev.type != OMS_EV__COUNT &&
-                          oms_session_wants(&q->sess, ev.type, ev.user_id);
+                          oms_session_wants_view(&q->sess, ev.type, ev.user_id, &view);
                 wanted += q->want;
                 break;
             }
@@ -597,8 +609,7 @@ void omsd_resume_reader_join(omsd *d)
         next = q->next;
         if (q->rs)
             forget_req(q->rs);
-        free(q->r);
-        free(q);
+        rreq_free(q);
     }
     pthread_mutex_destroy(&R->lock);
     pthread_cond_destroy(&R->cond);
@@ -790,8 +801,7 @@ void omsd_resume_xq(omsd *d, omsd_xq_item *it)
             else
                 omsd_resume_pump(d, rs->st);
         }
-        free(q->r);
-        free(q);
+        rreq_free(q);
         return;
     }
     if (rs)
@@ -990,7 +1000,8 @@ void omsd_resume_start(omsd *d, omsd_rstate *st, const oms_session *s, const jso
                         continue;
                     if (he->offset > to)
                         break;
-                    if (!oms_session_wants(s, (oms_event_type)he->type, he->user_id))
+                    if (!oms_session_wants_view(s, (oms_event_type)he->type, he->user_id,
+                                                he->frame->view))
                         continue;
                     if (!push_frame(&rs->frames, &rs->n, &rs->cap, he->frame)) {
                         oom = true;
@@ -1043,7 +1054,7 @@ void omsd_resume_start(omsd *d, omsd_rstate *st, const oms_session *s, const jso
         bad_request(ops, conn, "out of memory");
         return;
     }
-    q->sess = *s;
+    oms_session_copy(&q->sess, s);
     q->r = kr;
     q->n = nk;
     q->rs = rs;
@@ -1060,8 +1071,7 @@ void omsd_resume_start(omsd *d, omsd_rstate *st, const oms_session *s, const jso
         st->rs = NULL;
         rs->req = NULL;
         resume_free(d, rs);
-        free(kr);
-        free(q);
+        rreq_free(q);
         d->m.resumes[OUT_UNRECOVERABLE]++;
         oms_log(d->log, OMS_LOG_INFO, "resume refused: gap larger than resume.read_budget_mb",
                 OMS_LI("records", records), OMS_LI("estimatedBytes", records * (avg > 0 ? avg : 512)),
@@ -1109,8 +1119,7 @@ static void rb_admit(omsd *d)
              * service threads: the resume can be told) */
             if (!gone && q->rs)
                 forget_req(q->rs);
-            free(q->r);
-            free(q);
+            rreq_free(q);
             continue;
         }
         d->rb_admitted += q->estimate;

@@ -508,7 +508,7 @@ static void dispatch_event(omsd_worker *w, omsd_xq_item *it)
     if (it->partition >= 0 && it->partition < d->nparts[it->topic] &&
         it->offset > w->last_offset[it->topic][it->partition])
         w->last_offset[it->topic][it->partition] = it->offset;
-    oms_router_dispatch(w->router, it->type, it->user_id, deliver, it);
+    oms_router_dispatch_view(w->router, it->type, it->user_id, it->frame->view, deliver, it);
     omsd_sio_dispatch(d, it);
 }
 
@@ -856,7 +856,7 @@ static void on_idle_check(oms_wtimer *t)
 
 static oms_gw_env make_env(omsd *d)
 {
-    oms_gw_env env = {d->auth, env_positions, d, oms_now_ms()};
+    oms_gw_env env = {d->auth, env_positions, d, oms_now_ms(), &d->filter_limits};
     return env;
 }
 
@@ -944,6 +944,7 @@ static void ws_closed(omsd *d, omsd_conn *c)
         omsd_users_add(d, c->sess.who.user_id, -1);
         omsd_subs_count(d, c->sess.subs, 0);
         omsd_rstate_free(d, &c->rst);
+        oms_session_clear(&c->sess);
         if (c->prev)
             c->prev->next = c->next;
         else if (c->w->conns == c)

@@ -148,6 +148,7 @@ static omsd_frame *frame_alloc(size_t len)
     f->topic = -1;
     f->ts_ms = 0;
     f->len = len;
+    f->view = NULL;
     return f;
 }
 
@@ -445,6 +446,7 @@ static void session_free_d(omsd *d, omsd_sio *s)
     free(s->q);
     json_decref(s->att_args);
     omsd_rstate_free(d, &s->rst);
+    oms_session_clear(&s->sess);
     omsd_addr_put(s->addr);
     reg_del(s->sid);
     free(s);
@@ -828,7 +830,7 @@ static json_t *env_positions(void *ud, oms_topic_kind kind)
 
 static oms_gw_env make_env(void)
 {
-    oms_gw_env env = {S.d->auth, env_positions, S.d, oms_now_ms()};
+    oms_gw_env env = {S.d->auth, env_positions, S.d, oms_now_ms(), &S.d->filter_limits};
     return env;
 }
 
@@ -866,6 +868,7 @@ static int sio_connect(omsd_sio *s, const char *nsp, const json_t *auth)
         return refuse_connect(s, err, rc == OMS_EEXPIRED ? "token_expired" : "unauthorized");
     if (random_id(s->nsp_sid) != 0)
         return -1;
+    oms_session_clear(&s->sess); /* a namespace joined again: the filters of before go */
     oms_session_init(&s->sess, &who, d->cfg.server.rate_limit_per_min, now);
     if (omsd_rstate_init(d, &s->rst) != OMS_OK)
         return -1;
@@ -2018,7 +2021,7 @@ void omsd_sio_dispatch(omsd *d, const omsd_xq_item *it)
      * takes it out of the router, and the router must not change while it
      * is walked (a closed session stays in memory until the reaper) */
     S.nbatch = 0;
-    oms_router_dispatch(S.router, it->type, it->user_id, collect, NULL);
+    oms_router_dispatch_view(S.router, it->type, it->user_id, it->frame->view, collect, NULL);
     omsd_frame *sf = NULL;
     for (size_t i = 0; i < S.nbatch; i++) {
         omsd_sio *s = S.batch[i];

@@ -39,6 +39,8 @@ typedef struct oms_config {
         int threads;             /* server.threads: service threads, default 0 = the cores */
         char *event_loop;        /* server.event_loop: epoll|poll, default "epoll" */
         char *web_root;          /* server.web_root, default "web" */
+        int filter_max_values;   /* server.filter_max_values: values in one subscription filter, default 256 */
+        int filter_max_bytes;    /* server.filter_max_bytes: a filter's normalized size, default 4096 */
     } server;
     struct {
         char *jwt_secret;      /* auth.jwt_secret, default ""; env JWT_SECRET */

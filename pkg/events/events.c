@@ -36,6 +36,13 @@ static const char *const stock_statuses[] = {"in_stock", "low_stock", "out_of_st
                                              NULL};
 static const char *const severities[] = {"info", "warning", "critical", NULL};
 
+const char *const *oms_event_statuses(oms_topic_kind kind)
+{
+    return kind == OMS_TOPIC_ORDERS ? order_statuses
+           : kind == OMS_TOPIC_INVENTORY ? stock_statuses
+                                         : NULL;
+}
+
 const char *oms_event_type_name(oms_event_type t)
 {
     return (unsigned)t < OMS_EV__COUNT ? type_info[t].name : "unknown";

@@ -93,6 +93,9 @@ const char *oms_event_type_name(oms_event_type t);
 /* Accepts "OrderCreated", "order-created", "order_created", "order.created"
  * (case-insensitive). Returns 0 or OMS_ENOTFOUND. */
 int oms_event_type_parse(const char *s, oms_event_type *out);
+/* The status values of a topic's events (orders: created, confirmed, ...;
+ * inventory: in_stock, low_stock, ...), NULL-terminated; NULL for others. */
+const char *const *oms_event_statuses(oms_topic_kind kind);
 /* Full Avro name, "oms.events.OrderCreated". */
 const char *oms_event_schema_name(oms_event_type t);
 oms_topic_kind oms_event_topic_kind(oms_event_type t);

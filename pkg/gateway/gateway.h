@@ -13,6 +13,7 @@
 
 #include "auth/auth.h"
 #include "events/events.h"
+#include "gateway/filter.h"
 
 enum {
     OMS_SUB_ORDERS = 1u << 0,
@@ -35,7 +36,12 @@ typedef struct oms_session {
     int64_t refill_ms;  /* last refill */
     int per_min;        /* messages per minute allowed */
     int violations;     /* consecutive rate-limited messages */
+    /* the subscriptions' filters (owned references; NULL: everything the
+     * role may see), OMS_GW_F_ORDERS and OMS_GW_F_INVENTORY */
+    oms_filter *filter[2];
 } oms_session;
+
+enum { OMS_GW_F_ORDERS = 0, OMS_GW_F_INVENTORY = 1 };
 
 /* What to do after a client message. msgs are server events to send in
  * order; `answer` indexes the one that answers the client's event (a
@@ -69,10 +75,15 @@ typedef struct oms_gw_env {
     json_t *(*positions)(void *ud, oms_topic_kind kind);
     void *ud;
     int64_t now_ms;
+    const oms_filter_limits *filter_limits; /* NULL: the defaults */
 } oms_gw_env;
 
 void oms_session_init(oms_session *s, const oms_principal *who, int rate_per_min,
                       int64_t now_ms);
+/* Release what the session holds (its filters); it may be initialized again. */
+void oms_session_clear(oms_session *s);
+/* dst = src with references of its own to the filters (dst uninitialized). */
+void oms_session_copy(oms_session *dst, const oms_session *src);
 
 /* data of the `connected` event: {userId, role, timestamp, positions}. */
 json_t *oms_gw_connected(const oms_session *s, const oms_gw_env *env);
@@ -95,6 +106,15 @@ void oms_session_on_text(oms_session *s, const oms_gw_env *env, const char *text
 /* Whether the session receives an event of this type for this user
  * (user_id: the event's userId; 0 for events without one). */
 bool oms_session_wants(const oms_session *s, oms_event_type type, int64_t user_id);
+
+/* The same, then the subscription's filter on the event's fields (v NULL:
+ * a filtered subscription gets nothing, it cannot be told). Roles and
+ * subscriptions first: a filter only narrows. */
+bool oms_session_wants_view(const oms_session *s, oms_event_type type, int64_t user_id,
+                            const oms_filter_view *v);
+
+/* The filter of a topic's subscription (borrowed; NULL: none). */
+const oms_filter *oms_session_filter(const oms_session *s, oms_topic_kind topic);
 
 /* {"event": NAME, "data": DATA} as compact JSON text (malloc'd). */
 char *oms_gw_frame_text(const char *event, const json_t *data, size_t *len);

@@ -15,6 +15,28 @@ void oms_session_init(oms_session *s, const oms_principal *who, int rate_per_min
     s->refill_ms = now_ms;
 }
 
+void oms_session_clear(oms_session *s)
+{
+    for (int i = 0; i < 2; i++) {
+        oms_filter_unref(s->filter[i]);
+        s->filter[i] = NULL;
+    }
+}
+
+void oms_session_copy(oms_session *dst, const oms_session *src)
+{
+    *dst = *src;
+    for (int i = 0; i < 2; i++)
+        oms_filter_ref(dst->filter[i]);
+}
+
+const oms_filter *oms_session_filter(const oms_session *s, oms_topic_kind topic)
+{
+    return topic == OMS_TOPIC_ORDERS      ? s->filter[OMS_GW_F_ORDERS]
+           : topic == OMS_TOPIC_INVENTORY ? s->filter[OMS_GW_F_INVENTORY]
+                                          : NULL;
+}
+
 void oms_gw_out_add(oms_gw_out *out, const char *event, json_t *data, bool is_answer)
 {
     if (out->n == 0)
@@ -132,7 +154,17 @@ bool oms_session_wants(const oms_session *s, oms_event_type type, int64_t user_i
     }
 }
 
-static void subscribe(oms_session *s, const oms_gw_env *env, unsigned sub, oms_gw_out *out)
+bool oms_session_wants_view(const oms_session *s, oms_event_type type, int64_t user_id,
+                            const oms_filter_view *v)
+{
+    if (!oms_session_wants(s, type, user_id))
+        return false;
+    const oms_filter *f = oms_session_filter(s, oms_event_topic_kind(type));
+    return !f || (v && oms_filter_match(f, v));
+}
+
+static void subscribe(oms_session *s, const oms_gw_env *env, unsigned sub, const json_t *data,
+                      oms_gw_out *out)
 {
     bool staff = s->who.role == OMS_ROLE_STAFF || s->who.role == OMS_ROLE_ADMIN;
     if (s->who.role == OMS_ROLE_SERVICE || (sub == OMS_SUB_INVENTORY && !staff)) {
@@ -142,8 +174,21 @@ static void subscribe(oms_session *s, const oms_gw_env *env, unsigned sub, oms_g
                          : "service tokens do not receive events");
         return;
     }
-    s->subs |= sub;
     bool orders = sub == OMS_SUB_ORDERS;
+    /* the filter replaces the one before; a bad one changes nothing */
+    const json_t *spec = json_is_object(data) ? json_object_get(data, "filter") : NULL;
+    oms_filter *f = NULL;
+    char err[256];
+    int rc = oms_filter_parse(spec, orders ? OMS_TOPIC_ORDERS : OMS_TOPIC_INVENTORY,
+                              env->filter_limits, &f, err, sizeof err);
+    if (rc != OMS_OK) {
+        error_answer(out, "bad_filter", err);
+        return;
+    }
+    int fi = orders ? OMS_GW_F_ORDERS : OMS_GW_F_INVENTORY;
+    oms_filter_unref(s->filter[fi]);
+    s->filter[fi] = f;
+    s->subs |= sub;
     json_t *d = json_object();
     json_object_set_new(d, "type", json_string(orders ? "order" : "inventory"));
     json_object_set_new(d, "message",
@@ -152,6 +197,8 @@ static void subscribe(oms_session *s, const oms_gw_env *env, unsigned sub, oms_g
                                            : "Subscribed to inventory alerts"));
     json_object_set_new(d, "positions",
                         positions(env, orders ? OMS_TOPIC_ORDERS : OMS_TOPIC_INVENTORY));
+    if (f)
+        json_object_set_new(d, "filter", oms_filter_json(f));
     oms_gw_out_add(out, "subscription_confirmed", d, true);
 }
 
@@ -168,6 +215,9 @@ static void unsubscribe(oms_session *s, const json_t *data, oms_gw_out *out)
         return;
     }
     s->subs &= ~sub;
+    int fi = sub == OMS_SUB_ORDERS ? OMS_GW_F_ORDERS : OMS_GW_F_INVENTORY;
+    oms_filter_unref(s->filter[fi]);
+    s->filter[fi] = NULL;
     oms_gw_out_add(out, "unsubscribed", json_pack("{s:s}", "type", type), true);
 }
 
@@ -207,9 +257,9 @@ void oms_session_on_message(oms_session *s, const oms_gw_env *env, const char *e
                             const json_t *data, oms_gw_out *out)
 {
     if (strcmp(event, "subscribe_to_orders") == 0) {
-        subscribe(s, env, OMS_SUB_ORDERS, out);
+        subscribe(s, env, OMS_SUB_ORDERS, data, out);
     } else if (strcmp(event, "subscribe_to_inventory") == 0) {
-        subscribe(s, env, OMS_SUB_INVENTORY, out);
+        subscribe(s, env, OMS_SUB_INVENTORY, data, out);
     } else if (strcmp(event, "unsubscribe") == 0) {
         unsubscribe(s, data, out);
     } else if (strcmp(event, "ping") == 0) {
