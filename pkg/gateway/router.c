@@ -107,18 +107,18 @@ oms_router *oms_router_new(void)
 }
 
 static void group_leave(oms_router *r, oms_route *rt, int k);
+static void set_filter(oms_route *rt, int k, oms_filter *f);
 
 void oms_router_free(oms_router *r)
 {
     if (!r)
         return;
-    /* groups still holding connections (the owner did not remove them) */
-    for (size_t i = 0; i < r->gcap; i++)
-        while (r->gtab && r->gtab[i]) {
-            oms_fgroup *g = r->gtab[i];
-            while (g->members.n > 1)
-                group_leave(r, g->members.v[g->members.n - 1], g->topic);
-            group_leave(r, g->members.v[0], g->topic); /* frees g */
+    /* connections still in (the owner did not remove them): their groups
+     * and filter references go */
+    for (int32_t i = 0; i < r->all.n; i++)
+        for (int k = 0; k < 2; k++) {
+            group_leave(r, r->all.v[i], k);
+            set_filter(r->all.v[i], k, NULL);
         }
     free(r->gtab);
     free(r->itab);
