@@ -61,7 +61,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     oms_session s;
     int64_t now = g_t0_ms;
     oms_session_init(&s, &p, rates[(data[0] >> 3) & 3], now);
-    oms_gw_env env = {fuzz_auth(), positions, NULL, now};
+    oms_gw_env env = {fuzz_auth(), positions, NULL, now, NULL};
 
     size_t at = 0;
     while (at <= len) {
@@ -111,6 +111,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         at += flen + 1;
         now += step_ms;
     }
+    oms_session_clear(&s); /* subscription filters */
     free(text);
     return 0;
 }
