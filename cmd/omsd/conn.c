@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "conn_types.h"
+#include "deflate.h"
 
 #define WRITES_PER_CALLBACK 1024 /* more than XQ_BATCH: writes must outpace dispatch */
 
@@ -240,6 +241,7 @@ int omsd_conn_open(omsd_conn *c, omsd_addr *slot)
     }
     c->is_ws = true;
     c->addr = slot;
+    c->pmd = omsd_pmd_negotiated(c->wsi, &c->pmd_max);
     return 0;
 }
 
@@ -327,8 +329,11 @@ int omsd_conn_writeable(omsd_conn *c)
         if (lws_send_pipe_choked(c->wsi))
             break;
         omsd_frame *f = c->q[c->qhead];
-        int n = lws_write(c->wsi, f->buf + LWS_PRE, f->len, LWS_WRITE_TEXT);
-        if (n < (int)f->len) {
+        size_t want = f->len;
+        bool z = false;
+        int n = c->pmd ? omsd_pmd_write(c->wsi, f, c->pmd_max, &want, &z)
+                       : lws_write(c->wsi, f->buf + LWS_PRE, f->len, LWS_WRITE_TEXT);
+        if (n < (int)want) {
             oms_log(d->log, OMS_LOG_WARN, "write failed, closing", OMS_LI("wrote", n),
                     OMS_LI("len", f->len));
             return -1;

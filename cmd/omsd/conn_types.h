@@ -42,6 +42,10 @@ struct omsd_conn {
     bool sio_ws;
     struct omsd_addr *addr; /* its client address's count (WebSockets) */
     void (*on_drained)(omsd_conn *c); /* the dialect's: the queue went down */
+    /* permessage-deflate negotiated (deflate.h): frames are written raw,
+     * compressed when no longer than pmd_max */
+    bool pmd;
+    size_t pmd_max;
 };
 
 /* An HTTP exchange (pkg/httpd) and, for a REST trigger, the answer that

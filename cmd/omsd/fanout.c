@@ -7,6 +7,7 @@
 #include <time.h>
 
 #include "omsd.h"
+#include "deflate.h"
 
 int omsd_fanout_prepare(omsd *d, char *errbuf, size_t errlen)
 {
@@ -121,6 +122,7 @@ static void handle(omsd *d, oms_kafka_reader *r, rd_kafka_message_t *m, oms_buf 
     }
     int64_t ts = rd_kafka_message_timestamp(m, NULL);
     f->ts_ms = ts > 0 ? ts : 0;
+    omsd_frame_compress(d, f); /* once, for every connection that negotiated it */
     /* a running mean of frame sizes: resumes estimate what a read-back
      * will hold from it (resume.read_budget_mb) */
     int64_t avg = atomic_load(&d->m.avg_frame);

@@ -15,6 +15,7 @@ omsd_frame *omsd_frame_new(const char *data, size_t len)
     f->ts_ms = 0;
     f->len = len;
     f->view = NULL;
+    f->z = NULL;
     memcpy(f->buf + LWS_PRE, data, len);
     return f;
 }
@@ -34,6 +35,7 @@ void omsd_frame_unref(omsd_frame *f)
 {
     if (f && atomic_fetch_sub_explicit(&f->refs, 1, memory_order_acq_rel) == 1) {
         oms_filter_view_free(f->view);
+        free(f->z);
         free(f);
     }
 }

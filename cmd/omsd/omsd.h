@@ -45,6 +45,10 @@ typedef struct omsd_frame {
     /* an order or inventory event's filterable fields (owned, freed with the
      * frame; NULL for others): subscription filters look at them */
     struct oms_filter_view *view;
+    /* permessage-deflate (deflate.c): the whole compressed WebSocket frame,
+     * header included, at z + zoff, zlen bytes; NULL when not compressed */
+    unsigned char *z;
+    size_t zoff, zlen;
     unsigned char buf[]; /* LWS_PRE bytes of headroom, then len bytes */
 } omsd_frame;
 

@@ -41,6 +41,7 @@
 #include "gateway/router.h"
 #include "json/json.h"
 #include "socketio.h"
+#include "deflate.h"
 
 #define ID_BYTES 18                 /* random bytes of a sid */
 #define ID_LEN (ID_BYTES / 3 * 4)   /* 24 base64url characters */
@@ -149,6 +150,7 @@ static omsd_frame *frame_alloc(size_t len)
     f->ts_ms = 0;
     f->len = len;
     f->view = NULL;
+    f->z = NULL;
     return f;
 }
 
@@ -2027,7 +2029,9 @@ void omsd_sio_dispatch(omsd *d, const omsd_xq_item *it)
         omsd_sio *s = S.batch[i];
         if (s->rst.rs && omsd_resume_hold(d, &s->rst, it->frame))
             continue; /* behind its replay */
-        if (!sf && !(sf = fanout_frame(it->frame)))
+        if (!sf && (sf = fanout_frame(it->frame)))
+            omsd_frame_compress(d, sf); /* once per thread, for its WebSockets */
+        if (!sf)
             d->m.dropped[it->topic]++;
         else if (!sio_send(s, sf))
             d->m.dropped[it->topic]++;

@@ -20,6 +20,7 @@
 #include "notify.h"
 #include "plain.h"
 #include "socketio.h"
+#include "deflate.h"
 
 extern const struct lws_protocols omsd_protocols[];
 
@@ -173,6 +174,7 @@ static int worker_init(omsd *d, omsd_worker *w, int idx, char *errbuf, size_t er
         info.options |= LWS_SERVER_OPTION_LIBEV;
         info.foreign_loops = &w->evloop;
     }
+    info.extensions = omsd_pmd_extensions(d);
     info.max_http_header_data = 8192;
     info.pt_serv_buf_size = 64 * 1024;
     info.timeout_secs = 20;

@@ -1,0 +1,40 @@
+/* deflate.h — permessage-deflate (RFC 7692), compressed once per event.
+ *
+ * lws' own extension negotiates and inflates what clients send, but it
+ * would deflate every frame once per connection. So on a connection that
+ * negotiated it, omsd writes every data frame itself, header included, as
+ * raw bytes: an event's frame is deflated once (a fresh raw deflate stream
+ * per message, flushed with Z_SYNC_FLUSH, the trailing 00 00 ff ff cut,
+ * RSV1 set), and the same bytes go to every such connection. No context is
+ * kept between messages, so what each client's inflater remembers never
+ * matters. Frames under server.compression_min_bytes, and those a client's
+ * server_max_window_bits could not hold, go uncompressed (RSV1 clear). Part
+ * of the core (conn.h): calls nothing above it. */
+#ifndef OMSD_DEFLATE_H
+#define OMSD_DEFLATE_H
+
+#include "omsd.h"
+
+/* lws' extension table for the context (NULL when server.compression is
+ * off: nothing is negotiated). */
+const struct lws_extension *omsd_pmd_extensions(const omsd *d);
+
+/* Compress f once (any thread, before f is shared): sets f->z/f->zlen to
+ * the whole compressed WebSocket frame when f is big enough and the result
+ * smaller. Nothing on failure (f then goes uncompressed). */
+void omsd_frame_compress(const omsd *d, omsd_frame *f);
+
+/* At the WebSocket's start: whether it negotiated permessage-deflate, and
+ * the largest message its server_max_window_bits lets us compress. */
+bool omsd_pmd_negotiated(struct lws *wsi, size_t *max_len);
+
+/* Write f as one text frame on a connection that negotiated it. Returns
+ * what lws_write returns and *want, the byte count that means all of it. */
+int omsd_pmd_write(struct lws *wsi, omsd_frame *f, size_t max_len, size_t *want,
+                   bool *compressed);
+
+/* The WebSocket header of an unmasked final text frame of len bytes
+ * (rsv1: compressed) into out (10 bytes at most); returns its length. */
+size_t omsd_ws_header(unsigned char *out, size_t len, bool rsv1);
+
+#endif
