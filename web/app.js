@@ -51,8 +51,8 @@ const ui = {
   toastsOn: $('toasts-on'),
   health: $('health'),
   subs: {
-    order: { input: $('sub-order'), state: $('sub-order-state') },
-    inventory: { input: $('sub-inventory'), state: $('sub-inventory-state') },
+    order: { input: $('sub-order'), state: $('sub-order-state'), filter: $('sub-order-filter') },
+    inventory: { input: $('sub-inventory'), state: $('sub-inventory-state'), filter: $('sub-inventory-filter') },
   },
 };
 
@@ -268,6 +268,7 @@ function applyRole(role) {
   const inv = ui.subs.inventory;
   const customer = role === 'customer';
   inv.input.disabled = customer || role === 'service';
+  inv.filter.disabled = inv.input.disabled;
   if (customer) {
     inv.input.checked = false;
     inv.state.textContent = 'staff and admin only';
@@ -337,7 +338,10 @@ function userDisconnect() {
   st.resumable = false;
   st.held = null;
   stopStats();
-  for (const k of Object.keys(ui.subs)) setSubState(k, '', '');
+  for (const k of Object.keys(ui.subs)) {
+    ui.subs[k].subscribed = false;
+    setSubState(k, '', '');
+  }
   setStatus('disconnected');
   activity('disconnected');
 }
@@ -386,7 +390,10 @@ function onClose(ev, opened) {
   st.pending = [];
   ui.rtt.textContent = '';
   st.held = null; // a resume not answered: keep the positions we had
-  for (const k of Object.keys(ui.subs)) if (ui.subs[k].input.checked) setSubState(k, '', '');
+  for (const k of Object.keys(ui.subs)) {
+    ui.subs[k].subscribed = false; // a new connection subscribes again (with the filter)
+    if (ui.subs[k].input.checked) setSubState(k, '', '');
+  }
   if (!st.want) {
     setStatus('disconnected');
     return;
@@ -540,12 +547,21 @@ function onFrame(text) {
     case 'subscription_confirmed': {
       const k = data && data.type;
       notePositions(data && data.positions, k);
-      if (ui.subs[k]) setSubState(k, 'Subscription confirmed', 'ok', data.message);
+      if (ui.subs[k]) {
+        // the server's normalized form of the filter replaces what was typed
+        const f = data.filter;
+        ui.subs[k].filter.value = f ? JSON.stringify(f) : '';
+        ui.subs[k].subscribed = true;
+        setSubState(k, f ? 'Subscription confirmed (filtered)' : 'Subscription confirmed', 'ok', data.message);
+      }
       activity(data && data.message ? data.message : `subscribed to ${k}`);
       break;
     }
     case 'unsubscribed':
-      if (data && ui.subs[data.type]) setSubState(data.type, 'Unsubscribed', 'muted');
+      if (data && ui.subs[data.type]) {
+        ui.subs[data.type].subscribed = false;
+        setSubState(data.type, 'Unsubscribed', 'muted');
+      }
       activity(`unsubscribed from ${data && data.type}`);
       break;
     case 'pong':
@@ -611,8 +627,9 @@ function onError(d, asked) {
   const msg = `${d.code || 'error'}: ${d.message || ''}`;
   if (asked && asked.what === 'subscribe') {
     const s = ui.subs[asked.type];
-    s.input.checked = false;
-    setSubState(asked.type, d.message || d.code, 'error');
+    // a refused filter leaves the subscription as it was
+    s.input.checked = d.code === 'bad_filter' ? !!s.subscribed : false;
+    setSubState(asked.type, d.code === 'bad_filter' ? `bad filter: ${d.message}` : d.message || d.code, 'error');
   } else if (asked && asked.what === 'ping') {
     ui.rtt.textContent = msg;
     ui.rtt.dataset.state = 'error';
@@ -623,8 +640,27 @@ function onError(d, asked) {
 }
 
 function subscribe(kind) {
-  const ok = send(kind === 'order' ? 'subscribe_to_orders' : 'subscribe_to_inventory', undefined, { what: 'subscribe', type: kind });
+  // the filter box: a JSON object on the event's fields (empty: everything)
+  const text = ui.subs[kind].filter.value.trim();
+  let data;
+  if (text) {
+    try {
+      data = { filter: JSON.parse(text) };
+    } catch (e) {
+      ui.subs[kind].input.checked = !!ui.subs[kind].subscribed;
+      setSubState(kind, `the filter is not JSON: ${e.message}`, 'error');
+      return;
+    }
+  }
+  const ok = send(kind === 'order' ? 'subscribe_to_orders' : 'subscribe_to_inventory', data, { what: 'subscribe', type: kind });
   if (ok) setSubState(kind, 'Subscribing…', 'muted');
+}
+
+// Enter or leaving the box: subscribe again with the new filter (it
+// replaces the one before), when subscribed and connected
+function onFilter(kind) {
+  const live = ui.status.dataset.state === 'connected' && st.ws;
+  if (live && ui.subs[kind].input.checked && !ui.subs[kind].input.disabled) subscribe(kind);
 }
 
 function setSubState(kind, text, state, title) {
@@ -955,6 +991,7 @@ function init() {
   });
   ui.ping.addEventListener('click', ping);
   for (const k of Object.keys(ui.subs)) ui.subs[k].input.addEventListener('change', () => onToggle(k));
+  for (const k of Object.keys(ui.subs)) ui.subs[k].filter.addEventListener('change', () => onFilter(k));
   const tabs = [...document.querySelectorAll('[role=tab]')];
   for (const b of tabs) {
     b.addEventListener('click', () => selectTab(b.dataset.kind));

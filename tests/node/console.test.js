@@ -331,6 +331,54 @@ test('staff see the operator panel but not the broadcast form', async () => {
   await page.context().close();
 });
 
+test('staff: a filter box per subscription (normalized echo, only matching events, bad_filter), and Chromium negotiates permessage-deflate', async () => {
+  const page = await newPage('staff-filter');
+  await connectAs(page, 'staff');
+  const x = 600000 + Math.floor(Math.random() * 100000), y = x + 1;
+  await page.fill('#sub-inventory-filter', `{"productId": [${x}, ${x}], "quantity": {"lt": 10, "lte": 10}}`);
+  await page.getByRole('switch', { name: 'Inventory Alerts' }).check();
+  await page.waitForSelector('#sub-inventory-state:has-text("Subscription confirmed (filtered)")');
+  assert.equal(await page.inputValue('#sub-inventory-filter'), `{"productId":${x},"quantity":{"lt":10}}`);
+  const sent = page.sent.filter((f) => f.event === 'subscribe_to_inventory').pop();
+  assert.deepEqual(sent.data.filter.productId, [x, x]);
+  const nameX = 'Filtered ' + uniq(), nameY = 'Other ' + uniq();
+  for (const [productId, productName] of [[y, nameY], [x, nameX]]) {
+    const r = await rest('POST', '/websocket/notifications/inventory-alert', {
+      token: staff, body: { productId, productName, currentQuantity: 3, threshold: 10, alertType: 'low_stock' },
+    });
+    assert.equal(r.status, 202, r.text);
+  }
+  await page.getByRole('tab', { name: /Inventory/ }).click();
+  await page.locator(`#panel-inventory .event:has-text("${nameX}")`).waitFor();
+  await sleep(500);
+  assert.equal(await page.locator(`#panel-inventory .event:has-text("${nameY}")`).count(), 0);
+  // a bad filter: the server's bad_filter message, the subscription stays on
+  await page.fill('#sub-inventory-filter', '{"qty": 1}');
+  await page.press('#sub-inventory-filter', 'Enter');
+  await page.waitForSelector('#sub-inventory-state:has-text("bad filter: qty: not a field of inventory events")');
+  assert.equal(await page.getByRole('switch', { name: 'Inventory Alerts' }).isChecked(), true);
+  // not JSON: said on the page, nothing sent
+  const before = page.sent.length;
+  await page.fill('#sub-inventory-filter', '{productId: 1');
+  await page.press('#sub-inventory-filter', 'Enter');
+  await page.waitForSelector('#sub-inventory-state:has-text("the filter is not JSON")');
+  assert.equal(page.sent.length, before);
+  // an empty box: everything again
+  await page.fill('#sub-inventory-filter', '');
+  await page.press('#sub-inventory-filter', 'Enter');
+  await page.waitForSelector('#sub-inventory-state:has-text("Subscription confirmed")');
+  assert.equal(await text(page, '#sub-inventory-state'), 'Subscription confirmed');
+  // the browser offers permessage-deflate and omsd accepts it
+  const ext = await page.evaluate((t) => new Promise((resolve, reject) => {
+    const ws = new WebSocket(`${location.origin.replace(/^http/, 'ws')}/events?token=${encodeURIComponent(t)}`);
+    ws.onopen = () => { resolve(ws.extensions); ws.close(); };
+    ws.onerror = () => reject(new Error('websocket error'));
+  }), staff);
+  assert.equal(ext, 'permessage-deflate');
+  await shot(page, 'console-filter.png');
+  await page.context().close();
+});
+
 // ---- refused tokens ------------------------------------------------------------------
 
 test('a bad token shows the server\'s 401 message', async () => {
