@@ -340,6 +340,8 @@ int omsd_conn_writeable(omsd_conn *c)
         }
         c->qhead = (c->qhead + 1) % c->qcap;
         c->qlen--;
+        OMSD_BUMP(c->w->ws_frames[z], 1);
+        OMSD_BUMP(c->w->ws_bytes[z], c->pmd ? want : want + (want < 126 ? 2 : want < 65536 ? 4 : 10));
         if (f->topic >= 0)
             OMSD_BUMP(c->w->delivered[f->topic], 1);
         if (f->ts_ms) {

@@ -43,6 +43,14 @@ static const char *const kind_names[OMS_TOPIC__COUNT] = {"orders", "inventory", 
 
 #define RELAXED(x) atomic_load_explicit(&(x), memory_order_relaxed)
 
+static uint64_t ws_sum(const omsd *d, bool bytes, int z)
+{
+    uint64_t n = 0;
+    for (int i = 0; i < d->nworkers; i++)
+        n += bytes ? RELAXED(d->workers[i].ws_bytes[z]) : RELAXED(d->workers[i].ws_frames[z]);
+    return n;
+}
+
 static uint64_t delivered_total(const omsd *d, int k)
 {
     uint64_t n = 0;
@@ -75,6 +83,18 @@ char *omsd_metrics_text(omsd *d, size_t *len)
     for (int k = 0; k < OMS_TOPIC__COUNT; k++)
         sb_printf(&b, "oms_events_delivered_total{topic=\"%s\"} %" PRIu64 "\n", d->topics[k],
                   delivered_total(d, k));
+    sb_printf(&b, "# HELP oms_ws_sent_frames_total WebSocket data frames written, compressed "
+                  "(permessage-deflate) or not.\n"
+                  "# TYPE oms_ws_sent_frames_total counter\n"
+                  "oms_ws_sent_frames_total{compressed=\"false\"} %" PRIu64 "\n"
+                  "oms_ws_sent_frames_total{compressed=\"true\"} %" PRIu64 "\n",
+              ws_sum(d, false, 0), ws_sum(d, false, 1));
+    sb_printf(&b, "# HELP oms_ws_sent_bytes_total Bytes of those frames on the wire, headers "
+                  "included.\n"
+                  "# TYPE oms_ws_sent_bytes_total counter\n"
+                  "oms_ws_sent_bytes_total{compressed=\"false\"} %" PRIu64 "\n"
+                  "oms_ws_sent_bytes_total{compressed=\"true\"} %" PRIu64 "\n",
+              ws_sum(d, true, 0), ws_sum(d, true, 1));
     sb_printf(&b, "# HELP oms_events_dropped_total Deliveries not queued because the client "
                   "was closing or overflowed, by topic.\n"
                   "# TYPE oms_events_dropped_total counter\n");

@@ -167,6 +167,9 @@ typedef struct omsd_worker {
 
     atomic_size_t nconns; /* plain and joined Socket.IO connections */
     atomic_uint_fast64_t delivered[OMS_TOPIC__COUNT];
+    /* WebSocket data frames written and their bytes on the wire (header
+     * included), [0] uncompressed, [1] compressed (permessage-deflate) */
+    atomic_uint_fast64_t ws_frames[2], ws_bytes[2];
     /* age of live events when written to a client (record timestamp ->
      * socket write): per bucket of metrics.c's bounds, then > last */
     atomic_uint_fast64_t age_buckets[OMSD_AGE_BUCKETS];

@@ -100,6 +100,8 @@ struct load_state {
     int ramp;
     int max_pending;
     bool idle;
+    int filter_products;   /* plain: inventory filter {"productId": first + idx % N}, 0: none */
+    int64_t first_product;
     uint64_t expect;
     double quiet_s;
     bool json;

@@ -81,6 +81,10 @@ static void help(FILE *out)
             "  --duration SECONDS   stop after this long (default 60, at most 3600)\n"
             "  --ramp-per-sec R     new connections per second (default 1000)\n"
             "  --max-pending N      handshakes in flight at once (default 256)\n"
+            "  --filter-products N  plain: subscribe to inventory with the filter\n"
+            "                       {\"productId\": P}, P = first product + index %% N\n"
+            "                       (connections share N distinct filters)\n"
+            "  --first-product P    the first product of --filter-products (default 1)\n"
             "  --idle               connect and hold: no subscription, report the\n"
             "                       connected count\n"
             "  --expect N           stop once N events were received\n"
@@ -325,7 +329,7 @@ int main(int argc, char **argv)
 {
     enum { O_URL = 1000, O_CONNS, O_SECRET, O_TOKEN, O_ROLE, O_UID, O_FUID, O_SUB, O_DUR, O_RAMP,
            O_PENDING, O_IDLE, O_EXPECT, O_QUIET, O_READY, O_JSON, O_PROTO, O_CHANNELS, O_SOURCES,
-           O_PROGRESS };
+           O_PROGRESS, O_FPRODUCTS, O_FIRSTPRODUCT };
     static const struct option longopts[] = {
         {"protocol", required_argument, NULL, O_PROTO},
         {"url", required_argument, NULL, O_URL},
@@ -342,6 +346,8 @@ int main(int argc, char **argv)
         {"ramp-per-sec", required_argument, NULL, O_RAMP},
         {"max-pending", required_argument, NULL, O_PENDING},
         {"idle", no_argument, NULL, O_IDLE},
+        {"filter-products", required_argument, NULL, O_FPRODUCTS},
+        {"first-product", required_argument, NULL, O_FIRSTPRODUCT},
         {"expect", required_argument, NULL, O_EXPECT},
         {"quiet-exit", required_argument, NULL, O_QUIET},
         {"ready-file", required_argument, NULL, O_READY},
@@ -356,6 +362,7 @@ int main(int argc, char **argv)
     load.nconns = 1;
     load.role = OMS_ROLE_ADMIN;
     load.first_user_id = 1;
+    load.first_product = 1;
     load.subs = LOAD_SUB_ORDERS;
     load.duration_s = 60;
     load.ramp = 1000;
@@ -431,6 +438,16 @@ int main(int argc, char **argv)
             load.max_pending = (int)v;
             break;
         case O_IDLE: load.idle = true; break;
+        case O_FPRODUCTS:
+            if (!parse_num(optarg, 1, 10000000, &v))
+                return usage("--filter-products wants 1..10000000, not '%s'", optarg);
+            load.filter_products = (int)v;
+            break;
+        case O_FIRSTPRODUCT:
+            if (!parse_num(optarg, 1, 1e15, &v))
+                return usage("--first-product wants a positive id, not '%s'", optarg);
+            load.first_product = (int64_t)v;
+            break;
         case O_EXPECT:
             if (!parse_num(optarg, 1, 1e18, &v))
                 return usage("--expect wants a positive count, not '%s'", optarg);

@@ -53,7 +53,16 @@ static int on_writeable(load_conn *c, struct lws *wsi)
         rc = load_send_text(wsi, orders, sizeof orders - 1);
     } else if (c->out & OUT_SUB_INVENTORY) {
         c->out &= ~OUT_SUB_INVENTORY;
-        rc = load_send_text(wsi, inventory, sizeof inventory - 1);
+        if (load.filter_products > 0) {
+            char m[160];
+            int n = snprintf(m, sizeof m,
+                             "{\"event\":\"subscribe_to_inventory\",\"data\":{\"filter\":"
+                             "{\"productId\":%lld}}}",
+                             (long long)(load.first_product + c->idx % load.filter_products));
+            rc = load_send_text(wsi, m, (size_t)n);
+        } else {
+            rc = load_send_text(wsi, inventory, sizeof inventory - 1);
+        }
     }
     if (c->out)
         lws_callback_on_writable(wsi);
