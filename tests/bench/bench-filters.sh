@@ -5,7 +5,11 @@
 #      (BENCH_FILTER_EVENTS_ALL events, 200);
 #   b. with BENCH_FILTERS (1,000) distinct filters {"productId": P}, P =
 #      1 + index % 1,000, so an event goes to 10 connections
-#      (BENCH_FILTER_EVENTS events, 20,000, products 1..1,000 in turn).
+#      (BENCH_FILTER_EVENTS events, 20,000, products 1..1,000 in turn);
+#   c. the same events with the connections subscribed to orders only: what
+#      an event costs omsd before any connection (read, decode, serialize,
+#      history, hand-over), to set b against.
+# Compression off here: its cost is BENCH=compression's.
 # CPU: utime+stime of omsd from before the first event to when deliveries
 # stop. Loopback only; a few minutes at most.
 set -eu
@@ -31,7 +35,9 @@ with open('$2', 'w') as f:
 run() {
     local case=$1 ev=$2
     shift 2
-    load_start "$case" "$CONNS" --role staff --subscribe inventory "$@"
+    local sub=inventory
+    [ "${1:-}" = "--orders-only" ] && { sub=orders; shift; }
+    load_start "$case" "$CONNS" --role staff --subscribe "$sub" "$@"
     events_file "$ev" "$T/$case.jsonl"
     local d0 c0 d1 c1 t0 t1
     d0=$(metric 'oms_events_delivered_total')
@@ -51,8 +57,9 @@ print('{\"bench\": \"filters\", \"case\": \"$case\", \"connections\": $CONNS, \"
       % (d, cpu, 1e6 * cpu / max(d, 1), 1e6 * cpu / $ev), file=open('$T/results.jsonl', 'a'))"
 }
 
-start_omsd "$NAME"
+start_omsd "$NAME" "  compression: false"
 say "$CONNS staff connections subscribed to inventory; omsd $(nproc) threads by default"
 run "no filter" "$EA"
 run "$NF distinct filters" "$EB" --filter-products "$NF"
+run "no inventory subscriber" "$EB" --orders-only
 stop_omsd
