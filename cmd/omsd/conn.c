@@ -305,9 +305,116 @@ void omsd_conn_rx_done(omsd_conn *c)
     }
 }
 
+/* ---- the write path ------------------------------------------------------------------- */
+
+/* Several queued frames go out in one write (one system call, one TLS
+ * record) of at most OMSD_WRITE_BATCH bytes: the frames' own WebSocket
+ * headers (server to client: unmasked) written here, the payloads copied
+ * after them into the thread's buffer. lws sends a raw write whole (the
+ * protocol's tx_packet_size allows it) and keeps what the socket did not
+ * take for the next WRITEABLE, as it does for a frame. OMS_WRITE_COALESCE=0
+ * turns it off (one write per frame), for benchmarks. */
+static size_t ws_header(unsigned char *p, size_t len)
+{
+    p[0] = 0x81; /* FIN, text */
+    if (len < 126) {
+        p[1] = (unsigned char)len;
+        return 2;
+    }
+    if (len < 65536) {
+        p[1] = 126;
+        p[2] = (unsigned char)(len >> 8);
+        p[3] = (unsigned char)len;
+        return 4;
+    }
+    p[1] = 127;
+    for (int i = 0; i < 8; i++)
+        p[2 + i] = (unsigned char)((uint64_t)len >> (56 - 8 * i));
+    return 10;
+}
+
+static bool coalesce_on(void)
+{
+    static int on = -1;
+    if (on < 0) {
+        const char *e = getenv("OMS_WRITE_COALESCE");
+        on = !(e && strcmp(e, "0") == 0);
+    }
+    return on;
+}
+
+/* The frame at the head of the queue went out. */
+static void sent(omsd_conn *c, int64_t *now_ms)
+{
+    omsd_frame *f = c->q[c->qhead];
+    c->qhead = (c->qhead + 1) % c->qcap;
+    c->qlen--;
+    if (f->topic >= 0)
+        OMSD_BUMP(c->w->delivered[f->topic], 1);
+    if (f->ts_ms) {
+        if (!*now_ms)
+            *now_ms = oms_now_ms(); /* once per callback */
+        omsd_age_record(c->w, f->ts_ms, *now_ms);
+    }
+    omsd_frame_unref(f);
+}
+
+/* Pack frames from the head of the queue into the thread's buffer: how
+ * many (0 when fewer than two fit) and their bytes in *len. */
+static uint32_t pack(omsd_conn *c, size_t *len)
+{
+    unsigned char *base = c->w->wbuf + LWS_PRE, *p = base;
+    uint32_t n = 0;
+    for (; n < c->qlen; n++) {
+        omsd_frame *f = c->q[(c->qhead + n) % c->qcap];
+        if ((size_t)(p - base) + 10 + f->len > OMSD_WRITE_BATCH)
+            break;
+        p += ws_header(p, f->len);
+        memcpy(p, f->buf + LWS_PRE, f->len);
+        p += f->len;
+    }
+    *len = (size_t)(p - base);
+    return n >= 2 ? n : 0;
+}
+
+static int write_frames(omsd_conn *c)
+{
+    int64_t now_ms = 0;
+    bool coalesce = c->w->wbuf && coalesce_on();
+    for (int i = 0; i < WRITES_PER_CALLBACK && c->qlen > 0; i++) {
+        if (lws_send_pipe_choked(c->wsi))
+            break;
+        size_t len = 0;
+        uint32_t n = coalesce && c->qlen >= 2 ? pack(c, &len) : 0;
+        if (n) {
+            int w = lws_write(c->wsi, c->w->wbuf + LWS_PRE, len, LWS_WRITE_HTTP);
+            if (w < (int)len) {
+                oms_log(c->d->log, OMS_LOG_WARN, "write failed, closing", OMS_LI("wrote", w),
+                        OMS_LI("len", len));
+                return -1;
+            }
+            OMSD_BUMP(c->w->ws_writes, 1);
+            OMSD_BUMP(c->w->ws_frames, n);
+            while (n--)
+                sent(c, &now_ms);
+            continue;
+        }
+        omsd_frame *f = c->q[c->qhead];
+        int w = lws_write(c->wsi, f->buf + LWS_PRE, f->len, LWS_WRITE_TEXT);
+        if (w < (int)f->len) {
+            oms_log(c->d->log, OMS_LOG_WARN, "write failed, closing", OMS_LI("wrote", w),
+                    OMS_LI("len", f->len));
+            return -1;
+        }
+        OMSD_BUMP(c->w->ws_writes, 1);
+        OMSD_BUMP(c->w->ws_frames, 1);
+        sent(c, &now_ms);
+    }
+    return 0;
+}
+
 int omsd_conn_writeable(omsd_conn *c)
 {
-    omsd *d = c->d;
     if (c->ping_due && !c->closing && !lws_send_pipe_choked(c->wsi)) {
         /* a payload: lws 4.1 hands a pong to the protocol callback
          * (LWS_CALLBACK_RECEIVE_PONG) only when it carries one */
@@ -320,30 +427,8 @@ int omsd_conn_writeable(omsd_conn *c)
             lws_callback_on_writable(c->wsi); /* one write per WRITEABLE */
         return 0;
     }
-    /* one write per frame: packing several frames into one raw write was
-     * measured slower here (partial writes get copied by lws) */
-    int64_t now_ms = 0;
-    for (int i = 0; i < WRITES_PER_CALLBACK && c->qlen > 0; i++) {
-        if (lws_send_pipe_choked(c->wsi))
-            break;
-        omsd_frame *f = c->q[c->qhead];
-        int n = lws_write(c->wsi, f->buf + LWS_PRE, f->len, LWS_WRITE_TEXT);
-        if (n < (int)f->len) {
-            oms_log(d->log, OMS_LOG_WARN, "write failed, closing", OMS_LI("wrote", n),
-                    OMS_LI("len", f->len));
-            return -1;
-        }
-        c->qhead = (c->qhead + 1) % c->qcap;
-        c->qlen--;
-        if (f->topic >= 0)
-            OMSD_BUMP(c->w->delivered[f->topic], 1);
-        if (f->ts_ms) {
-            if (!now_ms)
-                now_ms = oms_now_ms(); /* once per callback */
-            omsd_age_record(c->w, f->ts_ms, now_ms);
-        }
-        omsd_frame_unref(f);
-    }
+    if (write_frames(c) < 0)
+        return -1;
     /* a replay goes out as the queue empties (the dialect's) */
     if (c->on_drained)
         c->on_drained(c);
