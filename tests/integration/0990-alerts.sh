@@ -135,8 +135,11 @@ PGREAL=$DATABASE_PORT
 # omsd (and sql) reach Postgres through the proxy: stopping it is the outage
 export DATABASE_HOST=127.0.0.1 DATABASE_PORT=$PGPROXY
 check "the postgres proxy answers" wait_for 10 psql -X -q -At -h 127.0.0.1 -p "$PGPROXY" -U "$DATABASE_USER" -d "$DB" -c "SELECT 1"
+# a group of this run's own (as the projections'): another omsd on the same
+# broker with the default group would share the partitions and rebalance it
 cat >>"$T/omsd.yaml" <<YAML
 alerts:
+  group: $GROUP-alerts
   start: beginning
   console_url: http://console.test/oms
   max_per_minute: 1000
