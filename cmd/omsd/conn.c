@@ -117,6 +117,78 @@ int omsd_conn_addr_acquire(omsd_conn *c, omsd_addr **out, char *msg, size_t msgl
     return omsd_addr_reserve(c->d, c->wsi, out, msg, msglen);
 }
 
+/* ---- writing at the end of a loop turn ------------------------------------------------ */
+
+/* A connection that got frames is written at the end of the loop turn
+ * (omsd_conn_flush), all its frames at once, straight from the service
+ * thread: no WRITEABLE round (two epoll_ctl and a wake-up per delivery)
+ * unless the socket is full, when lws keeps the rest and asks for one
+ * itself. OMS_WRITE_DIRECT=0: every write waits for WRITEABLE instead (for
+ * benchmarks). */
+static bool direct_on(void)
+{
+    static int on = -1;
+    if (on < 0) {
+        const char *e = getenv("OMS_WRITE_DIRECT");
+        on = !(e && strcmp(e, "0") == 0);
+    }
+    return on;
+}
+
+static void mark_dirty(omsd_conn *c)
+{
+    if (c->dirty_idx)
+        return;
+    omsd_worker *w = c->w;
+    if (!direct_on() || omsd_self != w) {
+        lws_callback_on_writable(c->wsi);
+        return;
+    }
+    if (w->ndirty == w->dirty_cap) {
+        size_t ncap = w->dirty_cap ? w->dirty_cap * 2 : 256;
+        omsd_conn **nd = realloc(w->dirty, ncap * sizeof *nd);
+        if (!nd) {
+            lws_callback_on_writable(c->wsi);
+            return;
+        }
+        w->dirty = nd;
+        w->dirty_cap = ncap;
+    }
+    w->dirty[w->ndirty++] = c;
+    c->dirty_idx = (uint32_t)w->ndirty; /* 1-based: 0 is "not listed" */
+}
+
+static int write_frames(omsd_conn *c, bool direct);
+
+void omsd_conn_flush(omsd_worker *w)
+{
+    /* writing may queue more (a replay's next part): those are listed
+     * behind and written in this same pass */
+    for (size_t i = 0; i < w->ndirty; i++) {
+        omsd_conn *c = w->dirty[i];
+        if (!c)
+            continue; /* closed meanwhile */
+        c->dirty_idx = 0;
+        if (c->closing) {
+            lws_callback_on_writable(c->wsi); /* the rest, then the close frame */
+            continue;
+        }
+        if (lws_partial_buffered(c->wsi))
+            continue; /* lws asked for WRITEABLE: the queue goes out then */
+        if (write_frames(c, true) < 0) {
+            c->closing = true;
+            omsd_conn_drop_queue(c);
+            omsd_conn_kill(c);
+            continue;
+        }
+        if (c->on_drained)
+            c->on_drained(c);
+        if (c->qlen > 0 && !c->dirty_idx)
+            lws_callback_on_writable(c->wsi);
+    }
+    w->ndirty = 0;
+}
+
 /* ---- WebSocket send queue ----------------------------------------------------------- */
 
 void omsd_conn_close(omsd_conn *c, int code, const char *reason)
@@ -175,7 +247,7 @@ bool omsd_conn_enqueue(omsd_conn *c, omsd_frame *f)
     c->q[(c->qhead + c->qlen) % c->qcap] = f;
     c->qlen++;
     if (c->qlen == 1)
-        lws_callback_on_writable(c->wsi);
+        mark_dirty(c);
     return true;
 }
 
@@ -247,6 +319,10 @@ int omsd_conn_open(omsd_conn *c, omsd_addr *slot)
 
 void omsd_conn_release(omsd_conn *c)
 {
+    if (c->dirty_idx) {
+        c->w->dirty[c->dirty_idx - 1] = NULL; /* not written after it is gone */
+        c->dirty_idx = 0;
+    }
     addr_release(c);
     omsd_conn_drop_queue(c);
     free(c->q);
@@ -307,10 +383,136 @@ void omsd_conn_rx_done(omsd_conn *c)
     }
 }
 
+/* ---- the write path ------------------------------------------------------------------- */
+
+/* Several queued frames go out in one write (one system call, one TLS
+ * record) of at most OMSD_WRITE_BATCH bytes: the frames' own WebSocket
+ * headers (server to client: unmasked) written here, the payloads copied
+ * after them into the thread's buffer. lws sends a raw write whole (the
+ * protocol's tx_packet_size allows it) and keeps what the socket did not
+ * take for the next WRITEABLE, as it does for a frame. OMS_WRITE_COALESCE=0
+ * turns it off (one write per frame), for benchmarks. */
+static size_t ws_header(unsigned char *p, size_t len)
+{
+    p[0] = 0x81; /* FIN, text */
+    if (len < 126) {
+        p[1] = (unsigned char)len;
+        return 2;
+    }
+    if (len < 65536) {
+        p[1] = 126;
+        p[2] = (unsigned char)(len >> 8);
+        p[3] = (unsigned char)len;
+        return 4;
+    }
+    p[1] = 127;
+    for (int i = 0; i < 8; i++)
+        p[2 + i] = (unsigned char)((uint64_t)len >> (56 - 8 * i));
+    return 10;
+}
+
+static bool coalesce_on(void)
+{
+    static int on = -1;
+    if (on < 0) {
+        const char *e = getenv("OMS_WRITE_COALESCE");
+        on = !(e && strcmp(e, "0") == 0);
+    }
+    return on;
+}
+
+/* The frame at the head of the queue went out: wire bytes, z compressed. */
+static void sent(omsd_conn *c, int64_t *now_ms, size_t wire, bool z)
+{
+    omsd_frame *f = c->q[c->qhead];
+    OMSD_BUMP(c->w->ws_sent_frames[z], 1);
+    OMSD_BUMP(c->w->ws_sent_bytes[z], wire);
+    c->qhead = (c->qhead + 1) % c->qcap;
+    c->qlen--;
+    if (f->topic >= 0)
+        OMSD_BUMP(c->w->delivered[f->topic], 1);
+    if (f->ts_ms) {
+        if (!*now_ms)
+            *now_ms = oms_now_ms(); /* once per callback */
+        omsd_age_record(c->w, f->ts_ms, *now_ms);
+    }
+    omsd_frame_unref(f);
+}
+
+/* Pack frames from the head of the queue into the thread's buffer: how
+ * many (0 when fewer than two fit) and their bytes in *len. */
+static uint32_t pack(omsd_conn *c, size_t *len)
+{
+    unsigned char *base = c->w->wbuf + LWS_PRE, *p = base;
+    uint32_t n = 0;
+    for (; n < c->qlen; n++) {
+        omsd_frame *f = c->q[(c->qhead + n) % c->qcap];
+        if ((size_t)(p - base) + 10 + f->len > OMSD_WRITE_BATCH)
+            break;
+        if (c->pmd && f->z && f->len <= c->pmd_max) {
+            /* permessage-deflate: the frame compressed once, header and all */
+            memcpy(p, f->z + f->zoff, f->zlen);
+            p += f->zlen;
+            continue;
+        }
+        p += ws_header(p, f->len);
+        memcpy(p, f->buf + LWS_PRE, f->len);
+        p += f->len;
+    }
+    *len = (size_t)(p - base);
+    return n >= 2 ? n : 0;
+}
+
+static int write_frames(omsd_conn *c, bool direct)
+{
+    int64_t now_ms = 0;
+    bool coalesce = c->w->wbuf && coalesce_on();
+    for (int i = 0; i < WRITES_PER_CALLBACK && c->qlen > 0; i++) {
+        /* lws keeps what the socket did not take; then we wait for
+         * WRITEABLE (lws_send_pipe_choked would poll(2) the socket: a
+         * system call per write) */
+        if (lws_partial_buffered(c->wsi))
+            break;
+        size_t len = 0;
+        uint32_t n = coalesce && c->qlen >= 2 ? pack(c, &len) : 0;
+        if (n) {
+            int w = lws_write(c->wsi, c->w->wbuf + LWS_PRE, len, LWS_WRITE_HTTP);
+            if (w < (int)len) {
+                oms_log(c->d->log, OMS_LOG_WARN, "write failed, closing", OMS_LI("wrote", w),
+                        OMS_LI("len", len));
+                return -1;
+            }
+            OMSD_BUMP(c->w->ws_writes[direct], 1);
+            OMSD_BUMP(c->w->ws_frames, n);
+            while (n--) {
+                omsd_frame *f = c->q[c->qhead];
+                bool z = c->pmd && f->z && f->len <= c->pmd_max;
+                sent(c, &now_ms, z ? f->zlen : f->len + (f->len < 126 ? 2 : f->len < 65536 ? 4 : 10), z);
+            }
+            continue;
+        }
+        omsd_frame *f = c->q[c->qhead];
+        /* with permessage-deflate every frame goes raw (lws' extension
+         * would deflate it for this connection alone) */
+        size_t want = f->len;
+        bool z = false;
+        int w = c->pmd ? omsd_pmd_write(c->wsi, f, c->pmd_max, &want, &z)
+                       : lws_write(c->wsi, f->buf + LWS_PRE, f->len, LWS_WRITE_TEXT);
+        if (w < (int)want) {
+            oms_log(c->d->log, OMS_LOG_WARN, "write failed, closing", OMS_LI("wrote", w),
+                    OMS_LI("len", f->len));
+            return -1;
+        }
+        OMSD_BUMP(c->w->ws_writes[direct], 1);
+        OMSD_BUMP(c->w->ws_frames, 1);
+        sent(c, &now_ms, c->pmd ? want : want + (want < 126 ? 2 : want < 65536 ? 4 : 10), z);
+    }
+    return 0;
+}
+
 int omsd_conn_writeable(omsd_conn *c)
 {
-    omsd *d = c->d;
-    if (c->ping_due && !c->closing && !lws_send_pipe_choked(c->wsi)) {
+    if (c->ping_due && !c->closing && !lws_partial_buffered(c->wsi)) {
         /* a payload: lws 4.1 hands a pong to the protocol callback
          * (LWS_CALLBACK_RECEIVE_PONG) only when it carries one */
         unsigned char buf[LWS_PRE + 4];
@@ -322,35 +524,8 @@ int omsd_conn_writeable(omsd_conn *c)
             lws_callback_on_writable(c->wsi); /* one write per WRITEABLE */
         return 0;
     }
-    /* one write per frame: packing several frames into one raw write was
-     * measured slower here (partial writes get copied by lws) */
-    int64_t now_ms = 0;
-    for (int i = 0; i < WRITES_PER_CALLBACK && c->qlen > 0; i++) {
-        if (lws_send_pipe_choked(c->wsi))
-            break;
-        omsd_frame *f = c->q[c->qhead];
-        size_t want = f->len;
-        bool z = false;
-        int n = c->pmd ? omsd_pmd_write(c->wsi, f, c->pmd_max, &want, &z)
-                       : lws_write(c->wsi, f->buf + LWS_PRE, f->len, LWS_WRITE_TEXT);
-        if (n < (int)want) {
-            oms_log(d->log, OMS_LOG_WARN, "write failed, closing", OMS_LI("wrote", n),
-                    OMS_LI("len", f->len));
-            return -1;
-        }
-        c->qhead = (c->qhead + 1) % c->qcap;
-        c->qlen--;
-        OMSD_BUMP(c->w->ws_frames[z], 1);
-        OMSD_BUMP(c->w->ws_bytes[z], c->pmd ? want : want + (want < 126 ? 2 : want < 65536 ? 4 : 10));
-        if (f->topic >= 0)
-            OMSD_BUMP(c->w->delivered[f->topic], 1);
-        if (f->ts_ms) {
-            if (!now_ms)
-                now_ms = oms_now_ms(); /* once per callback */
-            omsd_age_record(c->w, f->ts_ms, now_ms);
-        }
-        omsd_frame_unref(f);
-    }
+    if (write_frames(c, false) < 0)
+        return -1;
     /* a replay goes out as the queue empties (the dialect's) */
     if (c->on_drained)
         c->on_drained(c);

@@ -42,8 +42,9 @@ struct omsd_conn {
     bool sio_ws;
     struct omsd_addr *addr; /* its client address's count (WebSockets) */
     void (*on_drained)(omsd_conn *c); /* the dialect's: the queue went down */
-    /* permessage-deflate negotiated (deflate.h): frames are written raw,
-     * compressed when no longer than pmd_max */
+    uint32_t dirty_idx; /* 1 + its place in w->dirty, 0 when not listed */
+    /* permessage-deflate negotiated (deflate.h): every frame goes raw, the
+     * compressed form of those that have one and are no longer than pmd_max */
     bool pmd;
     size_t pmd_max;
 };

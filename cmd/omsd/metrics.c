@@ -47,7 +47,7 @@ static uint64_t ws_sum(const omsd *d, bool bytes, int z)
 {
     uint64_t n = 0;
     for (int i = 0; i < d->nworkers; i++)
-        n += bytes ? RELAXED(d->workers[i].ws_bytes[z]) : RELAXED(d->workers[i].ws_frames[z]);
+        n += bytes ? RELAXED(d->workers[i].ws_sent_bytes[z]) : RELAXED(d->workers[i].ws_sent_frames[z]);
     return n;
 }
 
@@ -83,6 +83,22 @@ char *omsd_metrics_text(omsd *d, size_t *len)
     for (int k = 0; k < OMS_TOPIC__COUNT; k++)
         sb_printf(&b, "oms_events_delivered_total{topic=\"%s\"} %" PRIu64 "\n", d->topics[k],
                   delivered_total(d, k));
+    uint64_t writes[2] = {0, 0}, frames = 0;
+    for (int i = 0; i < d->nworkers; i++) {
+        writes[0] += RELAXED(d->workers[i].ws_writes[0]);
+        writes[1] += RELAXED(d->workers[i].ws_writes[1]);
+        frames += RELAXED(d->workers[i].ws_frames);
+    }
+    sb_printf(&b,
+              "# HELP oms_websocket_writes_total Writes of WebSocket frames to sockets (queued "
+              "frames go out several to a write): at the end of a loop turn (direct) or when "
+              "a full socket took more again (writeable).\n"
+              "# TYPE oms_websocket_writes_total counter\n"
+              "oms_websocket_writes_total{path=\"direct\"} %" PRIu64 "\n"
+              "oms_websocket_writes_total{path=\"writeable\"} %" PRIu64 "\n"
+              "# HELP oms_websocket_frames_total WebSocket frames in those writes.\n"
+              "# TYPE oms_websocket_frames_total counter\noms_websocket_frames_total %" PRIu64 "\n",
+              writes[1], writes[0], frames);
     sb_printf(&b, "# HELP oms_ws_sent_frames_total WebSocket data frames written, compressed "
                   "(permessage-deflate) or not.\n"
                   "# TYPE oms_ws_sent_frames_total counter\n"

@@ -128,6 +128,7 @@ typedef struct omsd_conn omsd_conn;
 typedef struct omsd omsd;
 
 #define OMSD_MAX_THREADS 64
+#define OMSD_WRITE_BATCH (64 * 1024) /* bytes of queued frames sent in one write */
 #define OMSD_AGE_BUCKETS 22 /* metrics.c: one per bound, then +Inf */
 
 /* Add to a counter only its own thread writes (a plain add; any thread may
@@ -160,6 +161,9 @@ typedef struct omsd_worker {
     uint64_t drain_deadline_ns;
     int reload_gen; /* SIGHUP reloads applied to this context */
     lws_sorted_usec_list_t sul_tick;
+    unsigned char *wbuf; /* conn.c: LWS_PRE + OMSD_WRITE_BATCH, frames packed for one write */
+    omsd_conn **dirty;   /* conn.c: connections with frames to write at the end of the turn */
+    size_t ndirty, dirty_cap;
 
     pthread_mutex_t xq_lock;
     omsd_xq_item *xq_head, *xq_tail;
@@ -167,9 +171,12 @@ typedef struct omsd_worker {
 
     atomic_size_t nconns; /* plain and joined Socket.IO connections */
     atomic_uint_fast64_t delivered[OMS_TOPIC__COUNT];
+    /* writes of WebSocket frames to sockets (in a WRITEABLE callback, at
+     * the end of a loop turn), frames in them (conn.c) */
+    atomic_uint_fast64_t ws_writes[2], ws_frames;
     /* WebSocket data frames written and their bytes on the wire (header
      * included), [0] uncompressed, [1] compressed (permessage-deflate) */
-    atomic_uint_fast64_t ws_frames[2], ws_bytes[2];
+    atomic_uint_fast64_t ws_sent_frames[2], ws_sent_bytes[2];
     /* age of live events when written to a client (record timestamp ->
      * socket write): per bucket of metrics.c's bounds, then > last */
     atomic_uint_fast64_t age_buckets[OMSD_AGE_BUCKETS];

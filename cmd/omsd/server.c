@@ -440,7 +440,10 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
 const struct lws_protocols omsd_protocols[] = {
     /* rx_buffer_size is per connection: messages larger than this arrive in
      * pieces, which ws_receive reassembles up to server.max_frame_bytes */
-    {"oms", callback, sizeof(omsd_conn), 512, 0, NULL, 0},
+    /* tx_packet_size: how much lws hands the socket in one write (else it
+     * is rx_buffer_size and a write of several frames goes out 512 bytes at
+     * a time, the rest copied aside) */
+    {"oms", callback, sizeof(omsd_conn), 512, 0, NULL, OMSD_WRITE_BATCH + 64},
     {NULL, NULL, 0, 0, 0, NULL, 0},
 };
 

@@ -136,8 +136,9 @@ static int worker_init(omsd *d, omsd_worker *w, int idx, char *errbuf, size_t er
     w->idx = idx;
     pthread_mutex_init(&w->xq_lock, NULL);
     w->router = oms_router_new();
+    w->wbuf = malloc(LWS_PRE + OMSD_WRITE_BATCH);
     /* 100 ms ticks, 4096 slots: a turn of the wheel is 409.6 s */
-    if (!w->router || oms_wheel_init(&w->wheel, 4096, 100, omsd_mono_ms()) != OMS_OK)
+    if (!w->router || !w->wbuf || oms_wheel_init(&w->wheel, 4096, 100, omsd_mono_ms()) != OMS_OK)
         goto nomem;
     for (int k = 0; k < OMS_TOPIC__COUNT; k++) {
         w->last_offset[k] = malloc((d->nparts[k] > 0 ? (size_t)d->nparts[k] : 1) * sizeof(int64_t));
@@ -275,6 +276,8 @@ static void *worker_main(void *arg)
     omsd *d = w->d;
     omsd_self = w;
     while (w->evloop ? (ev_run(w->evloop, EVRUN_ONCE), true) : lws_service(w->ctx, 0) >= 0) {
+        /* what that turn queued goes out now, several frames to a write */
+        omsd_conn_flush(w);
         /* sessions closed during that turn: nothing of ours runs now */
         omsd_sio_reap();
         if (w->idx == 0 && omsd_reload_requested && !w->draining)
@@ -333,6 +336,8 @@ void omsd_server_stop(omsd *d)
         omsd_xq_drain(w, false);
         oms_wheel_free(&w->wheel);
         oms_router_free(w->router);
+        free(w->wbuf);
+        free(w->dirty);
         for (int k = 0; k < OMS_TOPIC__COUNT; k++)
             free(w->last_offset[k]);
         pthread_mutex_destroy(&w->xq_lock);
