@@ -41,7 +41,7 @@ typedef struct oms_config {
         char *web_root;          /* server.web_root, default "web" */
         int filter_max_values;   /* server.filter_max_values: values in one subscription filter, default 256 */
         int filter_max_bytes;    /* server.filter_max_bytes: a filter's normalized size, default 4096 */
-        bool compression;        /* server.compression: permessage-deflate when offered, default true */
+        bool compression;        /* server.compression: permessage-deflate when offered, default false */
         int compression_min_bytes; /* server.compression_min_bytes: smaller frames go as they are, default 256 */
     } server;
     struct {

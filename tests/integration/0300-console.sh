@@ -27,6 +27,7 @@ server:
   port: $PORT
   host: 127.0.0.1
   web_root: $T/web
+  compression: true
 log:
   format: json
 projections:
