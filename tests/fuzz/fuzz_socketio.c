@@ -62,8 +62,17 @@ omsd_frame *omsd_frame_new(const char *data, size_t len)
     f->topic = -1;
     f->ts_ms = 0;
     f->len = len;
+    f->view = NULL;
+    f->z = NULL;
     memcpy(f->buf + LWS_PRE, data, len);
     return f;
+}
+
+/* deflate.c: nothing is compressed here */
+void omsd_frame_compress(const omsd *d, omsd_frame *f)
+{
+    (void)d;
+    (void)f;
 }
 
 void omsd_age_record(omsd_worker *w, int64_t ts_ms, int64_t now_ms)
