@@ -16,6 +16,9 @@ omsd_frame *omsd_frame_new(const char *data, size_t len)
     f->refs = 1;
     f->topic = -1;
     f->ts_ms = 0;
+    f->part = -1;
+    f->off = -1;
+    f->token = NULL;
     f->len = len;
     memcpy(f->buf + LWS_PRE, data, len);
     return f;
@@ -26,16 +29,21 @@ omsd_frame *omsd_frame_replay(omsd_frame *f)
     if (!f->ts_ms)
         return f;
     omsd_frame *g = omsd_frame_new((const char *)f->buf + LWS_PRE, f->len);
-    if (g)
+    if (g) {
         g->topic = f->topic;
+        g->part = f->part;
+        g->off = f->off;
+    }
     omsd_frame_unref(f);
     return g;
 }
 
 void omsd_frame_unref(omsd_frame *f)
 {
-    if (f && atomic_fetch_sub_explicit(&f->refs, 1, memory_order_acq_rel) == 1)
+    if (f && atomic_fetch_sub_explicit(&f->refs, 1, memory_order_acq_rel) == 1) {
+        free(f->token);
         free(f);
+    }
 }
 
 int omsd_fanout_prepare(omsd *d, char *errbuf, size_t errlen)
@@ -154,6 +162,7 @@ static void handle(omsd *d, oms_kafka_reader *r, rd_kafka_message_t *m, oms_buf 
     it->partition = m->partition;
     it->offset = m->offset;
     oms_event_clear(&ev);
+    omsd_token_stamp(d, f, (int)kind, m->partition, m->offset);
     /* the history first: a resume on any thread finds what it dispatched */
     omsd_history_add(d, it);
     /* the same frame to every service thread (a reference each) */

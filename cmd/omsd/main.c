@@ -195,6 +195,7 @@ static void cleanup(omsd *d)
     oms_events_free(d->events); /* and the registry it owns */
     oms_auth_free(d->auth);
     omsd_alerts_free(d);
+    omsd_tokens_free(d);
     free(d->secret);
     for (int k = 0; k < OMS_TOPIC__COUNT; k++)
         free(d->start_offset[k]);
@@ -281,7 +282,7 @@ int main(int argc, char **argv)
         !(d.producer = oms_kafka_producer_new(d.cfg.kafka.brokers, props, np, on_delivery, &d, err,
                                               sizeof err)) ||
         omsd_fanout_prepare(&d, err, sizeof err) != OMS_OK ||
-        omsd_history_init(&d) != OMS_OK) {
+        omsd_history_init(&d) != OMS_OK || omsd_tokens_init(&d, err, sizeof err) != OMS_OK) {
         oms_log(d.log, OMS_LOG_ERROR, "cannot start", OMS_LS("error", err),
                 OMS_LS("brokers", d.cfg.kafka.brokers));
         fprintf(stderr, "omsd: %s\n", err);

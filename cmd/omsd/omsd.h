@@ -41,6 +41,12 @@ typedef struct omsd_frame {
     int topic; /* oms_topic_kind of an event, -1 for replies */
     int64_t ts_ms; /* a live event's record timestamp (for its age at write
                     * time, oms_delivery_age_seconds); 0 otherwise */
+    /* an event's partition and offset (-1: a reply), and its position
+     * token (tokens.c; malloc'd, freed with the frame; NULL for replies
+     * and read-back events) */
+    int32_t part;
+    int64_t off;
+    char *token;
     size_t len;
     unsigned char buf[]; /* LWS_PRE bytes of headroom, then len bytes */
 } omsd_frame;
@@ -221,6 +227,8 @@ struct omsd {
     struct omsd_projections *proj; /* projections.c; NULL when disabled */
     atomic_int proj_down;          /* projection workers failing now (alerts report) */
     struct omsd_alerts *alerts;    /* alerts.c; NULL before omsd_alerts_init */
+    struct oms_postoken *ptok;     /* tokens.c: signs position tokens and pids */
+    int64_t *fvec; /* tokens.c: the last offset fan-out dispatched per partition (flat) */
 };
 
 /* resume.c — positions and resume (DESIGN §3.5). */
@@ -269,6 +277,30 @@ void omsd_resume_xq(omsd *d, omsd_xq_item *it);
 /* The read-back thread. */
 int omsd_resume_reader_start(omsd *d);
 void omsd_resume_reader_join(omsd *d);
+
+/* tokens.c — position tokens (pkg/gateway/postoken.h): each event's, made
+ * once by fan-out, names the last offset dispatched in every partition as
+ * of that event; the Socket.IO offset and the SSE id. */
+/* After omsd_history_init: the key (resume.token_secret, else derived from
+ * the JWT secret, else random with a warning) and fan-out's vector. */
+int omsd_tokens_init(omsd *d, char *errbuf, size_t errlen);
+void omsd_tokens_free(omsd *d);
+/* Fan-out thread: the event (kind, part, off) is dispatched; f gets its
+ * token (class digit '0', callers write theirs). */
+void omsd_token_stamp(omsd *d, omsd_frame *f, int kind, int32_t part, int64_t off);
+/* A token of class cls for vec (flat, nparts_total), malloc'd; NULL when
+ * out of memory. */
+char *omsd_token_make(omsd *d, unsigned cls, const int64_t *vec);
+/* The same for what the calling service thread dispatched so far (what
+ * each of its connections not in a replay has been given). */
+char *omsd_token_here(omsd *d, unsigned cls);
+/* Read a client's token: 0 with *cls and vec (nparts_total) filled, else
+ * OMS_EINVAL / OMS_EDENIED / OMS_ENOTFOUND (postoken.h). */
+int omsd_token_read(omsd *d, const char *tok, unsigned *cls, int64_t *vec);
+/* vec as resume's since: ["TOPIC:PARTITION:OFFSET", ...] (new reference). */
+json_t *omsd_token_since(omsd *d, const int64_t *vec);
+/* The subscriptions (OMS_SUB_*) of a class that a role may have. */
+unsigned omsd_token_subs(unsigned cls, oms_role role);
 
 /* presence.c — users online across instances, through a compacted topic. */
 int omsd_presence_start(omsd *d);
