@@ -250,7 +250,8 @@ test('roles: customers see only their orders, staff all, inventory only staff (S
   assert.equal(c2.all('user_notification').length, 0);
   assert.equal(st.all('user_notification').length, 0);
   const rt = c1.all('order_update')[0];
-  assert.equal(rt.args.length, 1, 'one argument: the RealTimeEvent');
+  assert.equal(rt.args.length, 2, 'two arguments: the RealTimeEvent, then the offset (recovery)');
+  assert.match(rt.args[1], /^[0-3][A-Za-z0-9_-]{20,}$/, 'the offset: class digit and a base64url token');
   assert.equal(rt.data.type, 'order_status');
   assert.equal(rt.data.userId, 1);
   assert.match(rt.data.id, new RegExp(`^${env.TOPIC_ORDERS.replace(/\./g, '\\.')}:\\d+:\\d+$`));
