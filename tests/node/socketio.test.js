@@ -422,7 +422,9 @@ test('raw WebSocket exchanges as in the protocol brief (E1, E5, E8)', async () =
   r.send(`40/events,${JSON.stringify({ token: cust1 })}`);
   const ok = JSON.parse((await r.next('40/events,')).slice(10));
   assert.match(ok.sid, /^[A-Za-z0-9_-]{20,}$/);
-  assert.deepEqual(Object.keys(ok), ['sid']);
+  assert.deepEqual(Object.keys(ok), ['sid', 'pid'], 'pid: connection-state recovery (0710)');
+  assert.match(ok.pid, /^[A-Za-z0-9_-]{28}$/);
+  assert.notEqual(ok.pid, ok.sid);
   const hello = JSON.parse((await r.next('42/events,["connected"')).slice(10));
   assert.equal(hello[1].userId, 1);
   // leave the namespace: no reply, the connection stays; join again
@@ -573,7 +575,7 @@ test('polling exchange and upgrade on the wire (E7)', async () => {
   assert.equal(g1.status, 200);
   assert.match(g1.headers.get('content-type'), /^text\/plain/);
   const pk = g1.text.split('\x1e');
-  assert.match(pk[0], /^40\/events,\{"sid":"[A-Za-z0-9_-]+"\}$/);
+  assert.match(pk[0], /^40\/events,\{"sid":"[A-Za-z0-9_-]+","pid":"[A-Za-z0-9_-]{28}"\}$/);
   assert.match(pk[1], /^42\/events,\["connected",/);
   const post = await poll('POST', q, '42/events,3["ping"]\x1e42/events,4["ping"]');
   assert.equal(post.text, 'ok');
