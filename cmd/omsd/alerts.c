@@ -98,52 +98,6 @@ struct al_worker {
 
 /* ---- shared state -------------------------------------------------------------------------- */
 
-const char *const omsd_alerts_sink_names[SINK__COUNT] = {"sentry", "email"};
-
-void omsd_alerts_sink_result(struct omsd_alerts *a, int sink, bool ok, const char *error)
-{
-    pthread_mutex_lock(&a->lock);
-    al_sink *s = &a->sink[sink];
-    int old = s->state;
-    bool same = !ok && strcmp(s->error, error ? error : "") == 0;
-    s->state = ok ? SINK_UP : SINK_DOWN;
-    if (ok) {
-        s->last_ok_ms = oms_now_ms();
-        s->consecutive = 0;
-        s->error[0] = '\0';
-    } else {
-        s->last_err_ms = oms_now_ms();
-        s->consecutive++;
-        snprintf(s->error, sizeof s->error, "%s", error ? error : "");
-    }
-    pthread_mutex_unlock(&a->lock);
-    omsd *d = a->d;
-    if (!ok && (old != SINK_DOWN || !same))
-        oms_log(d->log, OMS_LOG_ERROR, "alerts: sink failing, notices held until it works",
-                OMS_LS("sink", omsd_alerts_sink_names[sink]), OMS_LS("error", error ? error : ""));
-    else if (ok && old == SINK_DOWN)
-        oms_log(d->log, OMS_LOG_INFO, "alerts: sink working again",
-                OMS_LS("sink", omsd_alerts_sink_names[sink]));
-}
-
-oms_sentry_outcome omsd_alerts_sentry_send(struct omsd_alerts *a, const oms_sentry_event *ev,
-                                           char *errbuf, size_t errlen)
-{
-    char *env;
-    size_t len;
-    if (oms_sentry_envelope(ev, oms_now_ms(), &env, &len) != OMS_OK) {
-        oms_errf(errbuf, errlen, "sentry: cannot build the envelope");
-        return OMS_SENTRY_INVALID;
-    }
-    oms_sentry_send_opts o = {a->d->cfg.alerts.sentry_ca_file,
-                              a->d->cfg.alerts.sentry_timeout_s * 1000L, "omsd/1.0"};
-    long http;
-    oms_sentry_outcome r = oms_sentry_send(&a->s.dsn, &o, env, len, &http, errbuf, errlen);
-    free(env);
-    omsd_alerts_sink_result(a, SINK_SENTRY, r == OMS_SENTRY_OK, errbuf);
-    return r;
-}
-
 static void set_pg(al_worker *w, bool ok, const char *error)
 {
     struct omsd_alerts *a = w->a;

@@ -8,44 +8,6 @@
 
 #include "omsd.h"
 
-omsd_frame *omsd_frame_new(const char *data, size_t len)
-{
-    omsd_frame *f = malloc(sizeof *f + LWS_PRE + len);
-    if (!f)
-        return NULL;
-    f->refs = 1;
-    f->topic = -1;
-    f->ts_ms = 0;
-    f->part = -1;
-    f->off = -1;
-    f->token = NULL;
-    f->len = len;
-    memcpy(f->buf + LWS_PRE, data, len);
-    return f;
-}
-
-omsd_frame *omsd_frame_replay(omsd_frame *f)
-{
-    if (!f->ts_ms)
-        return f;
-    omsd_frame *g = omsd_frame_new((const char *)f->buf + LWS_PRE, f->len);
-    if (g) {
-        g->topic = f->topic;
-        g->part = f->part;
-        g->off = f->off;
-    }
-    omsd_frame_unref(f);
-    return g;
-}
-
-void omsd_frame_unref(omsd_frame *f)
-{
-    if (f && atomic_fetch_sub_explicit(&f->refs, 1, memory_order_acq_rel) == 1) {
-        free(f->token);
-        free(f);
-    }
-}
-
 int omsd_fanout_prepare(omsd *d, char *errbuf, size_t errlen)
 {
     /* a short-lived reader to learn the partitions and where each ends */

@@ -322,7 +322,7 @@ int main(int argc, char **argv)
 
     omsd_server_run(&d);
 
-    /* STOPPING=1 went out when the drain began (server.c); a run loop that
+    /* STOPPING=1 went out when the drain began (workers.c); a run loop that
      * ended another way says it here */
     if (!atomic_load(&d.stopping))
         omsd_notify("STOPPING=1");

@@ -41,41 +41,7 @@ static void sb_printf(sbuf *b, const char *fmt, ...)
 
 static const char *const kind_names[OMS_TOPIC__COUNT] = {"orders", "inventory", "notifications"};
 
-/* Upper bounds (ms) of the buckets of oms_delivery_age_seconds: fine where
- * live pushes land (a few ms), coarse for the stragglers. */
-static const int64_t age_bounds_ms[] = {1,   2,   3,   5,    7,    10,   15,   20,   30,    50, 70,
-                                        100, 150, 200, 300, 500, 700, 1000, 2000, 5000, 10000};
-#define AGE_BOUNDS (sizeof age_bounds_ms / sizeof age_bounds_ms[0])
-_Static_assert(AGE_BOUNDS + 1 == OMSD_AGE_BUCKETS, "one bucket per bound plus +Inf");
-
-void omsd_age_record(omsd_worker *w, int64_t ts_ms, int64_t now_ms)
-{
-    int64_t age = now_ms > ts_ms ? now_ms - ts_ms : 0;
-    size_t b = 0;
-    while (b < AGE_BOUNDS && age > age_bounds_ms[b])
-        b++;
-    OMSD_BUMP(w->age_buckets[b], 1);
-    OMSD_BUMP(w->age_count, 1);
-    OMSD_BUMP(w->age_sum_ms, age);
-}
-
 #define RELAXED(x) atomic_load_explicit(&(x), memory_order_relaxed)
-
-/* The histogram, all service threads together. */
-static void age_totals(const omsd *d, uint64_t buckets[OMSD_AGE_BUCKETS], uint64_t *count,
-                       int64_t *sum_ms)
-{
-    memset(buckets, 0, OMSD_AGE_BUCKETS * sizeof *buckets);
-    *count = 0;
-    *sum_ms = 0;
-    for (int i = 0; i < d->nworkers; i++) {
-        omsd_worker *w = &d->workers[i];
-        for (int b = 0; b < OMSD_AGE_BUCKETS; b++)
-            buckets[b] += RELAXED(w->age_buckets[b]);
-        *count += RELAXED(w->age_count);
-        *sum_ms += RELAXED(w->age_sum_ms);
-    }
-}
 
 static uint64_t delivered_total(const omsd *d, int k)
 {
@@ -83,28 +49,6 @@ static uint64_t delivered_total(const omsd *d, int k)
     for (int i = 0; i < d->nworkers; i++)
         n += RELAXED(d->workers[i].delivered[k]);
     return n;
-}
-
-double omsd_age_quantile(const omsd *d, double q)
-{
-    uint64_t buckets[OMSD_AGE_BUCKETS], count;
-    int64_t sum;
-    age_totals(d, buckets, &count, &sum);
-    if (count == 0)
-        return -1;
-    /* as Prometheus' histogram_quantile: linear within the bucket */
-    double rank = q * (double)count, seen = 0;
-    for (size_t b = 0; b <= AGE_BOUNDS; b++) {
-        double n = (double)buckets[b];
-        if (seen + n >= rank && n > 0) {
-            if (b == AGE_BOUNDS)
-                return (double)age_bounds_ms[AGE_BOUNDS - 1];
-            double lo = b ? (double)age_bounds_ms[b - 1] : 0, hi = (double)age_bounds_ms[b];
-            return lo + (hi - lo) * (rank - seen) / n;
-        }
-        seen += n;
-    }
-    return (double)age_bounds_ms[AGE_BOUNDS - 1];
 }
 
 char *omsd_metrics_text(omsd *d, size_t *len)
@@ -131,6 +75,18 @@ char *omsd_metrics_text(omsd *d, size_t *len)
     for (int k = 0; k < OMS_TOPIC__COUNT; k++)
         sb_printf(&b, "oms_events_delivered_total{topic=\"%s\"} %" PRIu64 "\n", d->topics[k],
                   delivered_total(d, k));
+    uint64_t writes = 0, frames = 0;
+    for (int i = 0; i < d->nworkers; i++) {
+        writes += RELAXED(d->workers[i].ws_writes);
+        frames += RELAXED(d->workers[i].ws_frames);
+    }
+    sb_printf(&b,
+              "# HELP oms_websocket_writes_total Writes of WebSocket frames to sockets (queued "
+              "frames go out several to a write).\n"
+              "# TYPE oms_websocket_writes_total counter\noms_websocket_writes_total %" PRIu64 "\n"
+              "# HELP oms_websocket_frames_total WebSocket frames in those writes.\n"
+              "# TYPE oms_websocket_frames_total counter\noms_websocket_frames_total %" PRIu64 "\n",
+              writes, frames);
     sb_printf(&b, "# HELP oms_events_dropped_total Deliveries not queued because the client "
                   "was closing or overflowed, by topic.\n"
                   "# TYPE oms_events_dropped_total counter\n");
@@ -147,14 +103,14 @@ char *omsd_metrics_text(omsd *d, size_t *len)
                   "# TYPE oms_delivery_age_seconds histogram\n");
     uint64_t ages[OMSD_AGE_BUCKETS], age_count;
     int64_t age_sum;
-    age_totals(d, ages, &age_count, &age_sum);
+    omsd_age_totals(d, ages, &age_count, &age_sum);
     uint64_t cum = 0;
-    for (size_t i = 0; i < AGE_BOUNDS; i++) {
+    for (size_t i = 0; i < OMSD_AGE_BOUNDS; i++) {
         cum += ages[i];
         sb_printf(&b, "oms_delivery_age_seconds_bucket{le=\"%g\"} %" PRIu64 "\n",
-                  (double)age_bounds_ms[i] / 1000.0, cum);
+                  (double)omsd_age_bounds_ms[i] / 1000.0, cum);
     }
-    cum += ages[AGE_BOUNDS];
+    cum += ages[OMSD_AGE_BOUNDS];
     sb_printf(&b,
               "oms_delivery_age_seconds_bucket{le=\"+Inf\"} %" PRIu64 "\n"
               "oms_delivery_age_seconds_sum %.3f\noms_delivery_age_seconds_count %" PRIu64 "\n",
@@ -187,7 +143,7 @@ char *omsd_metrics_text(omsd *d, size_t *len)
               "to /events yet.\n"
               "# TYPE oms_sessions_unauthenticated gauge\noms_sessions_unauthenticated %zu\n",
               d->m.address_refused, d->m.unauth_refused, d->nworkers,
-              (uint64_t)d->m.sio_forwarded, (uint64_t)d->m.sio_moved, omsd_sio_unauthenticated(d));
+              (uint64_t)d->m.sio_forwarded, (uint64_t)d->m.sio_moved, (size_t)atomic_load(&d->sio_unauth));
     sb_printf(&b, "# HELP oms_resumes_total Resumes answered, by where the missed events came "
                   "from or why not.\n"
                   "# TYPE oms_resumes_total counter\n"
@@ -321,7 +277,7 @@ json_t *omsd_stats_json(omsd *d)
     double p50 = omsd_age_quantile(d, 0.5), p99 = omsd_age_quantile(d, 0.99);
     uint64_t age_b[OMSD_AGE_BUCKETS], age_n;
     int64_t age_sum;
-    age_totals(d, age_b, &age_n, &age_sum);
+    omsd_age_totals(d, age_b, &age_n, &age_sum);
     json_object_set_new(j, "deliveryAgeMs",
                         json_pack("{s:o,s:o,s:I}", "p50", p50 < 0 ? json_null() : json_real(p50),
                                   "p99", p99 < 0 ? json_null() : json_real(p99), "count",

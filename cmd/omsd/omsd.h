@@ -127,6 +127,7 @@ typedef struct omsd_conn omsd_conn;
 typedef struct omsd omsd;
 
 #define OMSD_MAX_THREADS 64
+#define OMSD_WRITE_BATCH (64 * 1024) /* bytes of queued frames sent in one write */
 #define OMSD_AGE_BUCKETS 22 /* metrics.c: one per bound, then +Inf */
 
 /* Add to a counter only its own thread writes (a plain add; any thread may
@@ -159,6 +160,7 @@ typedef struct omsd_worker {
     uint64_t drain_deadline_ns;
     int reload_gen; /* SIGHUP reloads applied to this context */
     lws_sorted_usec_list_t sul_tick;
+    unsigned char *wbuf; /* conn.c: LWS_PRE + OMSD_WRITE_BATCH, frames packed for one write */
 
     pthread_mutex_t xq_lock;
     omsd_xq_item *xq_head, *xq_tail;
@@ -166,6 +168,8 @@ typedef struct omsd_worker {
 
     atomic_size_t nconns; /* plain and joined Socket.IO connections */
     atomic_uint_fast64_t delivered[OMS_TOPIC__COUNT];
+    /* writes of WebSocket frames to sockets, frames in them (conn.c) */
+    atomic_uint_fast64_t ws_writes, ws_frames;
     /* age of live events when written to a client (record timestamp ->
      * socket write): per bucket of metrics.c's bounds, then > last */
     atomic_uint_fast64_t age_buckets[OMSD_AGE_BUCKETS];
@@ -201,7 +205,7 @@ struct omsd {
     char instance_id[64];
 
     omsd_worker *workers; /* server.threads of them */
-    int listen_fd;        /* server.c: every service thread accepts from it */
+    int listen_fd;        /* workers.c: every service thread accepts from it */
     int nworkers;
     atomic_int stopping;    /* the drain began: refuse new clients */
     atomic_int reload_gen;  /* SIGHUP reloads asked for */
@@ -313,7 +317,7 @@ void omsd_presence_merge(omsd *d, json_t *byuser);
 /* Instances seen alive (self included). */
 int omsd_presence_instances(omsd *d);
 
-/* server.c */
+/* workers.c (the service threads), xq.c (the hand-over), users.c */
 /* The monotonic clock in milliseconds (the wheel's). */
 static inline int64_t omsd_mono_ms(void)
 {
@@ -341,12 +345,13 @@ void omsd_subs_count(omsd *d, unsigned old_subs, unsigned new_subs);
 size_t omsd_nconns(omsd *d);
 #define OMSD_XQ_HIGH 20000
 
-/* fanout.c */
+/* fanout.c (frames: frame.c) */
 int omsd_fanout_prepare(omsd *d, char *errbuf, size_t errlen);
 int omsd_fanout_start(omsd *d);
 void omsd_fanout_join(omsd *d);
 
-/* rest.c: one HTTP request. The answer is written into resp. */
+/* rest.c (routing) and request.c (answer shapes, Origin, token): one HTTP
+ * request. The answer is written into resp. */
 typedef struct omsd_http_req {
     const char *method;
     const char *path; /* without query */
@@ -383,19 +388,23 @@ bool omsd_static_serve(omsd *d, const omsd_http_req *req, omsd_http_resp *resp);
  * else to the program's ../../). */
 void omsd_static_init(omsd *d);
 
-/* socketio.c: Socket.IO sessions not joined to /events (all threads). */
-size_t omsd_sio_unauthenticated(omsd *d);
-
-/* metrics.c */
+/* age.c */
 /* A live event written to a client now_ms, its record timestamp ts_ms. */
 void omsd_age_record(omsd_worker *w, int64_t ts_ms, int64_t now_ms);
 /* The q-quantile (0..1) of those ages in ms (all threads), -1 when there is
  * none. */
 double omsd_age_quantile(const omsd *d, double q);
+/* The buckets' upper bounds, then the histogram of every thread summed. */
+#define OMSD_AGE_BOUNDS (OMSD_AGE_BUCKETS - 1)
+extern const int64_t omsd_age_bounds_ms[OMSD_AGE_BOUNDS];
+void omsd_age_totals(const omsd *d, uint64_t buckets[OMSD_AGE_BUCKETS], uint64_t *count,
+                     int64_t *sum_ms);
+
+/* metrics.c */
 char *omsd_metrics_text(omsd *d, size_t *len);
 json_t *omsd_stats_json(omsd *d);
 
-/* presence (server.c): users online across the cluster; this instance's
+/* users.c and xq.c: users online across the cluster; this instance's
  * own users counted into byuser {"userId": connections}; positions are the
  * calling service thread's */
 json_t *omsd_users_online(omsd *d);

@@ -12,7 +12,7 @@
  * A session (EIO sid) lives in a list and a hash by sid. Its transport is
  *   polling:   packets wait in the session's queue until a GET takes them
  *              (joined with \x1e), a GET finding nothing is held;
- *   websocket: packets go straight to the connection's send queue (server.c),
+ *   websocket: packets go straight to the connection's send queue (conn.c),
  *              which also holds the shared frames by reference.
  * Timers (on the daemon's wheel, O(1) to re-arm): heartbeat (ping every pingInterval, close without a pong
  * within pingTimeout; this also reaps a polling session whose client vanished),

@@ -1,11 +1,11 @@
-/* socketio.h — private interface between server.c (libwebsockets, the
- * connections) and socketio.c (the Socket.IO v4 dialect: Engine.IO 4 +
- * Socket.IO 5 on /socket.io/, namespace /events; DESIGN §3.6). Service
- * thread only, like everything in server.c. */
+/* socketio.h — the Socket.IO v4 dialect (socketio.c: Engine.IO 4 +
+ * Socket.IO 5 on /socket.io/, namespace /events; DESIGN §3.6), for
+ * server.c and workers.c; socketio.c itself calls only the core (conn.h).
+ * Service thread only. */
 #ifndef OMSD_SOCKETIO_H
 #define OMSD_SOCKETIO_H
 
-#include "omsd.h"
+#include "conn.h"
 
 typedef struct omsd_sio omsd_sio;
 
@@ -79,39 +79,5 @@ void omsd_sio_forward_gone(omsd *d, const char *sid, uint64_t id);
 void omsd_sio_drain(omsd *d);
 /* Before lws_context_destroy: free every session, cancel its timers. */
 void omsd_sio_free_all(omsd *d);
-
-/* ---- server.c, called by socketio.c --------------------------------------------- */
-
-omsd_sio *omsd_conn_sio(const omsd_conn *c);
-/* A slot of server.max_connections_per_address for c's peer address, held
- * by something other than a WebSocket (a Socket.IO polling session): 0 and
- * *out (NULL when there is no limit), or 429 with why in msg. */
-typedef struct omsd_addr omsd_addr;
-int omsd_conn_addr_acquire(omsd_conn *c, omsd_addr **out, char *msg, size_t msglen);
-/* Give a slot back (NULL: nothing). */
-void omsd_addr_put(omsd_addr *a);
-void omsd_conn_set_sio(omsd_conn *c, omsd_sio *s);
-/* WebSocket send queue: takes a reference; false when not queued (closing
- * or overflowed: the connection is then closed with 1013). */
-bool omsd_conn_enqueue(omsd_conn *c, omsd_frame *f);
-/* Frames waiting in a WebSocket's send queue. */
-uint32_t omsd_conn_queued(const omsd_conn *c);
-/* Flush the queue, then send a close frame with code and reason. */
-void omsd_conn_close(omsd_conn *c, int code, const char *reason);
-/* Answer an HTTP request (takes body, malloc'd or NULL). */
-void omsd_http_reply(omsd_conn *c, int status, const char *content_type, char *body, size_t len);
-/* Keep an HTTP request unanswered for at most secs (a held polling GET). */
-void omsd_http_hold(omsd_conn *c, int secs);
-/* Ask for a WRITEABLE callback on the connection. */
-void omsd_conn_want_write(omsd_conn *c);
-/* Keep an HTTP request unanswered while another thread answers it (for
- * at most secs); returns the id its answer comes back with. sid: the
- * Socket.IO session it is for (told when the connection goes). */
-uint64_t omsd_http_defer(omsd_conn *c, int secs, const char *sid);
-/* That answer (takes body); dropped when the connection is gone. */
-void omsd_http_answer_deferred(omsd_worker *w, uint64_t id, int status, const char *ctype,
-                               char *body, size_t len);
-/* Handle what other threads handed this one, now. */
-void omsd_xq_drain_now(void);
 
 #endif

@@ -1,6 +1,6 @@
 /* fuzz_rest.c — the REST API of cmd/omsd/rest.c through omsd_rest_handle:
  * routing, the Authorization header, roles, and the body parsers of the
- * notification triggers and of the broadcast. rest.c and static.c are
+ * notification triggers and of the broadcast. rest.c, request.c and static.c are
  * compiled into this file; the Kafka produce is stubbed (nothing is sent)
  * and decodes what it is given; the daemon's other parts (metrics,
  * presence, projections) are small stand-ins.
@@ -21,6 +21,7 @@
  * line as Origin, second as Host) admits only the configured origins and
  * the host's own. */
 #include "../../cmd/omsd/rest.c"
+#include "../../cmd/omsd/request.c"
 #include "../../cmd/omsd/static.c"
 
 #include <limits.h>

@@ -1,7 +1,7 @@
 /* fuzz_socketio.c — the Socket.IO v4 dialect of cmd/omsd/socketio.c
  * (Engine.IO 4 packets over polling and WebSocket, the upgrade, Socket.IO 5
  * packets, acks, binary attachments, timers, the fan-out framing).
- * socketio.c is compiled into this file; what it needs from server.c
+ * socketio.c is compiled into this file; what it needs from the core (conn.h)
  * (connections) and fanout.c (frames) is stood in for below, so nothing
  * touches a socket; the daemon's timer wheel is real and its timers fire
  * when the input says so.
@@ -61,9 +61,46 @@ omsd_frame *omsd_frame_new(const char *data, size_t len)
     f->refs = 1;
     f->topic = -1;
     f->ts_ms = 0;
+    f->part = -1;
+    f->off = -1;
+    f->token = NULL;
     f->len = len;
     memcpy(f->buf + LWS_PRE, data, len);
     return f;
+}
+
+/* ---- position tokens (tokens.c): no key here, so no recovery ------------------------------ */
+
+char *omsd_token_make(omsd *d, unsigned cls, const int64_t *vec)
+{
+    (void)d, (void)vec;
+    char *t = strdup("0AAAAAAAA");
+    if (t)
+        t[0] = (char)('0' + (cls & 3u));
+    return t;
+}
+
+char *omsd_token_here(omsd *d, unsigned cls)
+{
+    return omsd_token_make(d, cls, NULL);
+}
+
+int omsd_token_read(omsd *d, const char *tok, unsigned *cls, int64_t *vec)
+{
+    (void)d, (void)tok, (void)cls, (void)vec;
+    return OMS_EINVAL;
+}
+
+json_t *omsd_token_since(omsd *d, const int64_t *vec)
+{
+    (void)d, (void)vec;
+    return json_array();
+}
+
+unsigned omsd_token_subs(unsigned cls, oms_role role)
+{
+    (void)role;
+    return cls & 3u;
 }
 
 void omsd_age_record(omsd_worker *w, int64_t ts_ms, int64_t now_ms)
@@ -71,7 +108,7 @@ void omsd_age_record(omsd_worker *w, int64_t ts_ms, int64_t now_ms)
     (void)w, (void)ts_ms, (void)now_ms;
 }
 
-/* ---- what server.c keeps for every thread: one thread here, nothing to hand over ---------- */
+/* ---- what the core keeps for every thread: one thread here, nothing to hand over ---------- */
 
 void omsd_users_add(omsd *d, int64_t user_id, int delta)
 {
@@ -108,7 +145,7 @@ void omsd_xq_push(omsd_worker *w, omsd_xq_item *it)
     free(it);
 }
 
-/* ---- per-address slots (server.c): no limit here ------------------------------------------ */
+/* ---- per-address slots (conn.c): no limit here ------------------------------------------ */
 
 int omsd_conn_addr_acquire(omsd_conn *c, omsd_addr **out, char *msg, size_t msglen)
 {
@@ -124,8 +161,10 @@ void omsd_addr_put(omsd_addr *a)
 
 void omsd_frame_unref(omsd_frame *f)
 {
-    if (f && --f->refs == 0)
+    if (f && --f->refs == 0) {
+        free(f->token);
         free(f);
+    }
 }
 
 /* ---- resume (resume.c): answers at once, after one replayed event ------------------------ */
@@ -176,7 +215,7 @@ void omsd_resume_pump(omsd *d, omsd_rstate *st)
     (void)d, (void)st;
 }
 
-/* ---- connections (server.c) ------------------------------------------------------------------- */
+/* ---- connections (conn.c) ---------------------------------------------------------------------- */
 
 #define NCONN 4
 #define CONN_QUEUE 64
@@ -252,7 +291,7 @@ bool omsd_conn_enqueue(omsd_conn *c, omsd_frame *f)
     if (c->closing)
         return false;
     if (c->nq >= CONN_QUEUE) {
-        c->closing = true; /* overflow: server.c closes with 1013 */
+        c->closing = true; /* overflow: conn.c closes with 1013 */
         return false;
     }
     check_packet((const char *)f->buf + LWS_PRE, f->len);

@@ -351,6 +351,30 @@ test('a client that never reads is closed with 1013; a normal client keeps recei
   fast.close();
 });
 
+test('frames queued for a connection go out several to one write, each intact', async () => {
+  const c = await connect({ token: staff });
+  c.send('subscribe_to_orders');
+  await c.event('subscription_confirmed');
+  const writesBefore = await metric('oms_websocket_writes_total');
+  const framesBefore = await metric('oms_websocket_frames_total');
+  const got = c.all('order_update').length;
+  // a burst at full speed: fan-out hands events over in batches, so frames
+  // queue for the connection between two of its writes
+  const summary = JSON.parse(await producerAsync(['simulate', '--rate', 'max', '--count', '3000', '--seed', '11', '--json-summary']));
+  const orders = summary.byType.OrderCreated + summary.byType.OrderStatusChanged;
+  const deadline = Date.now() + 60000;
+  while (c.all('order_update').length - got < orders && Date.now() < deadline) await sleep(100);
+  const mine = c.all('order_update').slice(got);
+  assert.equal(mine.length, orders, 'every order event arrived, once');
+  // intact: each frame parsed as its own JSON message, none twice
+  assert.equal(new Set(mine.map((e) => JSON.stringify(e.data))).size, orders);
+  const writes = (await metric('oms_websocket_writes_total')) - writesBefore;
+  const frames = (await metric('oms_websocket_frames_total')) - framesBefore;
+  assert.ok(frames >= orders, `frames ${frames} >= ${orders}`);
+  assert.ok(writes < frames / 2, `fewer writes than frames: ${writes} writes for ${frames} frames`);
+  c.close();
+});
+
 test('/metrics counters move', async () => {
   const before = await metric('oms_events_consumed_total');
   const deliveredBefore = await metric('oms_events_delivered_total');

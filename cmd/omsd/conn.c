@@ -1,0 +1,458 @@
+/* conn.c — the core's connections: the send queue of a WebSocket (frames
+ * shared by reference, bounded by server.queue_limit), its write path,
+ * its receive buffer and its client-address slot. Dialect-free: what a
+ * dialect must do when the queue goes down it sets as on_drained. */
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "conn_types.h"
+
+#define WRITES_PER_CALLBACK 1024 /* more than XQ_BATCH: writes must outpace dispatch */
+
+/* ---- WebSockets per client address (server.max_connections_per_address) ---------------- */
+
+struct omsd_addr {
+    struct omsd_addr *next;
+    uint32_t n;
+    char addr[64];
+};
+
+#define ADDR_BUCKETS 4096
+static omsd_addr *addr_tab[ADDR_BUCKETS]; /* every service thread: under addr_lock */
+static pthread_mutex_t addr_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static unsigned addr_hash(const char *a)
+{
+    unsigned h = 2166136261u;
+    for (; *a; a++)
+        h = (h ^ (unsigned char)*a) * 16777619u;
+    return h % ADDR_BUCKETS;
+}
+
+static omsd_addr *addr_find(const char *a, bool create)
+{
+    unsigned b = addr_hash(a);
+    for (omsd_addr *e = addr_tab[b]; e; e = e->next)
+        if (strcmp(e->addr, a) == 0)
+            return e;
+    if (!create)
+        return NULL;
+    omsd_addr *e = calloc(1, sizeof *e);
+    if (!e)
+        return NULL;
+    snprintf(e->addr, sizeof e->addr, "%s", a);
+    e->next = addr_tab[b];
+    addr_tab[b] = e;
+    return e;
+}
+
+void omsd_addr_put(omsd_addr *e)
+{
+    if (!e)
+        return;
+    pthread_mutex_lock(&addr_lock);
+    if (--e->n == 0) {
+        unsigned b = addr_hash(e->addr);
+        for (omsd_addr **pp = &addr_tab[b]; *pp; pp = &(*pp)->next) {
+            if (*pp == e) {
+                *pp = e->next;
+                free(e);
+                break;
+            }
+        }
+    }
+    pthread_mutex_unlock(&addr_lock);
+}
+
+static void addr_release(omsd_conn *c)
+{
+    omsd_addr *e = c->addr;
+    c->addr = NULL;
+    omsd_addr_put(e);
+}
+
+void omsd_addr_free_all(void)
+{
+    /* every service thread has ended */
+    for (int b = 0; b < ADDR_BUCKETS; b++) {
+        while (addr_tab[b]) {
+            omsd_addr *e = addr_tab[b];
+            addr_tab[b] = e->next;
+            free(e);
+        }
+    }
+}
+
+/* A slot for one more connection from this peer, taken at once (the check
+ * and the count under one lock: service threads accept at the same time):
+ * 0 and *out (NULL when there is no limit), or 429 with why in msg. */
+int omsd_addr_reserve(omsd *d, struct lws *wsi, omsd_addr **out, char *msg, size_t msglen)
+{
+    *out = NULL;
+    int max = d->cfg.server.max_conns_per_address;
+    char a[64];
+    if (max <= 0 || !lws_get_peer_simple(wsi, a, sizeof a))
+        return 0;
+    int st = 0;
+    pthread_mutex_lock(&addr_lock);
+    omsd_addr *e = addr_find(a, true);
+    if (e && e->n >= (uint32_t)max) {
+        st = 429;
+    } else if (e) {
+        e->n++;
+        *out = e;
+    }
+    pthread_mutex_unlock(&addr_lock);
+    if (st)
+        snprintf(msg, msglen,
+                 "too many connections from %s: at most %d (server.max_connections_per_address)", a,
+                 max);
+    return st;
+}
+
+int omsd_conn_addr_acquire(omsd_conn *c, omsd_addr **out, char *msg, size_t msglen)
+{
+    return omsd_addr_reserve(c->d, c->wsi, out, msg, msglen);
+}
+
+/* ---- WebSocket send queue ----------------------------------------------------------- */
+
+void omsd_conn_close(omsd_conn *c, int code, const char *reason)
+{
+    if (c->closing)
+        return;
+    c->closing = true;
+    c->close_code = code;
+    snprintf(c->close_reason, sizeof c->close_reason, "%s", reason);
+    lws_callback_on_writable(c->wsi);
+}
+
+void omsd_conn_drop_queue(omsd_conn *c)
+{
+    while (c->qlen) {
+        omsd_frame_unref(c->q[c->qhead]);
+        c->qhead = (c->qhead + 1) % c->qcap;
+        c->qlen--;
+    }
+}
+
+uint32_t omsd_queue_max(const omsd *d)
+{
+    return (uint32_t)(d->cfg.server.queue_limit > 0 ? d->cfg.server.queue_limit : 4096);
+}
+
+/* Queue f (taking a reference). Returns false when the bound is passed: the
+ * connection is then closed with 1013 and never slows the others. */
+bool omsd_conn_enqueue(omsd_conn *c, omsd_frame *f)
+{
+    if (c->closing)
+        return false;
+    if (c->qlen == c->qcap && c->qcap < omsd_queue_max(c->d)) {
+        /* most connections never queue much: start small, double on demand */
+        uint32_t ncap = c->qcap * 2 < omsd_queue_max(c->d) ? c->qcap * 2 : omsd_queue_max(c->d);
+        omsd_frame **nq = malloc((size_t)ncap * sizeof *nq);
+        if (nq) {
+            for (uint32_t i = 0; i < c->qlen; i++)
+                nq[i] = c->q[(c->qhead + i) % c->qcap];
+            free(c->q);
+            c->q = nq;
+            c->qhead = 0;
+            c->qcap = ncap;
+        }
+    }
+    if (c->qlen == c->qcap) {
+        omsd *d = c->d;
+        d->m.overflow_closes++;
+        oms_log(d->log, OMS_LOG_WARN, "slow client closed: send queue full",
+                OMS_LI("userId", c->sess.who.user_id), OMS_LI("queued", c->qlen));
+        omsd_conn_drop_queue(c);
+        omsd_conn_close(c, OMS_CLOSE_TRY_LATER, "send queue overflow, reconnect and resume");
+        return false;
+    }
+    f->refs++;
+    c->q[(c->qhead + c->qlen) % c->qcap] = f;
+    c->qlen++;
+    if (c->qlen == 1)
+        lws_callback_on_writable(c->wsi);
+    return true;
+}
+
+/* Queue {"event", "data"}; data is borrowed. */
+void omsd_conn_send_json(omsd_conn *c, const char *event, const json_t *data)
+{
+    size_t len = 0;
+    char *s = oms_gw_frame_text(event, data, &len);
+    if (!s)
+        return;
+    omsd_frame *f = omsd_frame_new(s, len);
+    free(s);
+    if (!f)
+        return;
+    /* replies may exceed a full queue's bound by nothing: same rule */
+    omsd_conn_enqueue(c, f);
+    omsd_frame_unref(f);
+}
+
+/* Same, taking the reference to data. */
+void omsd_conn_send_json_new(omsd_conn *c, const char *event, json_t *data)
+{
+    omsd_conn_send_json(c, event, data);
+    json_decref(data);
+}
+
+omsd_sio *omsd_conn_sio(const omsd_conn *c)
+{
+    return c->sio;
+}
+
+void omsd_conn_set_sio(omsd_conn *c, omsd_sio *s)
+{
+    c->sio = s;
+}
+
+uint32_t omsd_conn_queued(const omsd_conn *c)
+{
+    return c->qlen;
+}
+
+
+
+void omsd_conn_on_drained(omsd_conn *c, void (*fn)(omsd_conn *c))
+{
+    c->on_drained = fn;
+}
+
+void omsd_conn_kill(omsd_conn *c)
+{
+    /* at once, whether or not it reads: a close handshake would wait */
+    lws_set_timeout(c->wsi, PENDING_TIMEOUT_CLOSE_ACK, LWS_TO_KILL_ASYNC);
+}
+
+int omsd_conn_open(omsd_conn *c, omsd_addr *slot)
+{
+    uint32_t max = omsd_queue_max(c->d);
+    c->qcap = max < 4 ? max : 4;
+    c->q = calloc(c->qcap, sizeof *c->q);
+    if (!c->q) {
+        omsd_addr_put(slot);
+        return -1;
+    }
+    c->is_ws = true;
+    c->addr = slot;
+    return 0;
+}
+
+void omsd_conn_release(omsd_conn *c)
+{
+    addr_release(c);
+    omsd_conn_drop_queue(c);
+    free(c->q);
+    free(c->rx);
+    c->q = NULL;
+    c->rx = NULL;
+    c->rxcap = c->rxlen = 0;
+    c->is_ws = false;
+    c->on_drained = NULL;
+}
+
+void omsd_conn_want_write(omsd_conn *c)
+{
+    lws_callback_on_writable(c->wsi);
+}
+
+/* Gather a message's fragments in c->rx: 1 when it is complete, 0 when more
+ * is to come (or it is being skipped), 2 when it passed max (the rest of it
+ * is then skipped), -1 out of memory. */
+int omsd_conn_collect(omsd_conn *c, const char *in, size_t len, size_t max)
+{
+    bool final = lws_is_final_fragment(c->wsi) && lws_remaining_packet_payload(c->wsi) == 0;
+    if (!c->rx_skip && c->rxlen + len > max) {
+        c->rx_skip = true;
+        c->rxlen = 0;
+        return 2;
+    }
+    if (c->rx_skip) {
+        if (final)
+            c->rx_skip = false;
+        return 0;
+    }
+    if (c->rxlen + len > c->rxcap) {
+        size_t cap = c->rxcap ? c->rxcap : 4096;
+        while (cap < c->rxlen + len)
+            cap *= 2;
+        char *nb = realloc(c->rx, cap);
+        if (!nb)
+            return -1;
+        c->rx = nb;
+        c->rxcap = cap;
+    }
+    memcpy(c->rx + c->rxlen, in, len);
+    c->rxlen += len;
+    return final ? 1 : 0;
+}
+
+/* A message was handled: its buffer goes back to nothing when a large one
+ * made it grow, so an idle connection does not keep it. */
+#define RX_KEEP 16384
+void omsd_conn_rx_done(omsd_conn *c)
+{
+    c->rxlen = 0;
+    if (c->rxcap > RX_KEEP) {
+        free(c->rx);
+        c->rx = NULL;
+        c->rxcap = 0;
+    }
+}
+
+/* ---- the write path ------------------------------------------------------------------- */
+
+/* Several queued frames go out in one write (one system call, one TLS
+ * record) of at most OMSD_WRITE_BATCH bytes: the frames' own WebSocket
+ * headers (server to client: unmasked) written here, the payloads copied
+ * after them into the thread's buffer. lws sends a raw write whole (the
+ * protocol's tx_packet_size allows it) and keeps what the socket did not
+ * take for the next WRITEABLE, as it does for a frame. OMS_WRITE_COALESCE=0
+ * turns it off (one write per frame), for benchmarks. */
+static size_t ws_header(unsigned char *p, size_t len)
+{
+    p[0] = 0x81; /* FIN, text */
+    if (len < 126) {
+        p[1] = (unsigned char)len;
+        return 2;
+    }
+    if (len < 65536) {
+        p[1] = 126;
+        p[2] = (unsigned char)(len >> 8);
+        p[3] = (unsigned char)len;
+        return 4;
+    }
+    p[1] = 127;
+    for (int i = 0; i < 8; i++)
+        p[2 + i] = (unsigned char)((uint64_t)len >> (56 - 8 * i));
+    return 10;
+}
+
+static bool coalesce_on(void)
+{
+    static int on = -1;
+    if (on < 0) {
+        const char *e = getenv("OMS_WRITE_COALESCE");
+        on = !(e && strcmp(e, "0") == 0);
+    }
+    return on;
+}
+
+/* The frame at the head of the queue went out. */
+static void sent(omsd_conn *c, int64_t *now_ms)
+{
+    omsd_frame *f = c->q[c->qhead];
+    c->qhead = (c->qhead + 1) % c->qcap;
+    c->qlen--;
+    if (f->topic >= 0)
+        OMSD_BUMP(c->w->delivered[f->topic], 1);
+    if (f->ts_ms) {
+        if (!*now_ms)
+            *now_ms = oms_now_ms(); /* once per callback */
+        omsd_age_record(c->w, f->ts_ms, *now_ms);
+    }
+    omsd_frame_unref(f);
+}
+
+/* Pack frames from the head of the queue into the thread's buffer: how
+ * many (0 when fewer than two fit) and their bytes in *len. */
+static uint32_t pack(omsd_conn *c, size_t *len)
+{
+    unsigned char *base = c->w->wbuf + LWS_PRE, *p = base;
+    uint32_t n = 0;
+    for (; n < c->qlen; n++) {
+        omsd_frame *f = c->q[(c->qhead + n) % c->qcap];
+        if ((size_t)(p - base) + 10 + f->len > OMSD_WRITE_BATCH)
+            break;
+        p += ws_header(p, f->len);
+        memcpy(p, f->buf + LWS_PRE, f->len);
+        p += f->len;
+    }
+    *len = (size_t)(p - base);
+    return n >= 2 ? n : 0;
+}
+
+static int write_frames(omsd_conn *c)
+{
+    int64_t now_ms = 0;
+    bool coalesce = c->w->wbuf && coalesce_on();
+    for (int i = 0; i < WRITES_PER_CALLBACK && c->qlen > 0; i++) {
+        if (lws_send_pipe_choked(c->wsi))
+            break;
+        size_t len = 0;
+        uint32_t n = coalesce && c->qlen >= 2 ? pack(c, &len) : 0;
+        if (n) {
+            int w = lws_write(c->wsi, c->w->wbuf + LWS_PRE, len, LWS_WRITE_HTTP);
+            if (w < (int)len) {
+                oms_log(c->d->log, OMS_LOG_WARN, "write failed, closing", OMS_LI("wrote", w),
+                        OMS_LI("len", len));
+                return -1;
+            }
+            OMSD_BUMP(c->w->ws_writes, 1);
+            OMSD_BUMP(c->w->ws_frames, n);
+            while (n--)
+                sent(c, &now_ms);
+            continue;
+        }
+        omsd_frame *f = c->q[c->qhead];
+        int w = lws_write(c->wsi, f->buf + LWS_PRE, f->len, LWS_WRITE_TEXT);
+        if (w < (int)f->len) {
+            oms_log(c->d->log, OMS_LOG_WARN, "write failed, closing", OMS_LI("wrote", w),
+                    OMS_LI("len", f->len));
+            return -1;
+        }
+        OMSD_BUMP(c->w->ws_writes, 1);
+        OMSD_BUMP(c->w->ws_frames, 1);
+        sent(c, &now_ms);
+    }
+    return 0;
+}
+
+int omsd_conn_writeable(omsd_conn *c)
+{
+    if (c->ping_due && !c->closing && !lws_send_pipe_choked(c->wsi)) {
+        /* a payload: lws 4.1 hands a pong to the protocol callback
+         * (LWS_CALLBACK_RECEIVE_PONG) only when it carries one */
+        unsigned char buf[LWS_PRE + 4];
+        memcpy(buf + LWS_PRE, "oms", 3);
+        c->ping_due = false;
+        if (lws_write(c->wsi, buf + LWS_PRE, 3, LWS_WRITE_PING) < 0)
+            return -1;
+        if (c->qlen > 0 || c->closing)
+            lws_callback_on_writable(c->wsi); /* one write per WRITEABLE */
+        return 0;
+    }
+    if (write_frames(c) < 0)
+        return -1;
+    /* a replay goes out as the queue empties (the dialect's) */
+    if (c->on_drained)
+        c->on_drained(c);
+    if (c->qlen > 0) {
+        lws_callback_on_writable(c->wsi);
+        return 0;
+    }
+    if (c->closing && !c->close_sent) {
+        /* Send the close frame ourselves and wait for the peer's: closing the
+         * socket at once while a flooding client's frames are still unread
+         * would make the kernel answer with a reset, and the client would
+         * lose the close code and whatever it had not read yet. */
+        unsigned char buf[LWS_PRE + 128];
+        size_t rlen = strlen(c->close_reason);
+        if (rlen > 120)
+            rlen = 120;
+        buf[LWS_PRE] = (unsigned char)(c->close_code >> 8);
+        buf[LWS_PRE + 1] = (unsigned char)(c->close_code & 0xff);
+        memcpy(buf + LWS_PRE + 2, c->close_reason, rlen);
+        /* 4 is LWS_WRITE_CLOSE, which lws keeps out of its public header */
+        if (lws_write(c->wsi, buf + LWS_PRE, 2 + rlen, (enum lws_write_protocol)4) < 0)
+            return -1;
+        c->close_sent = true;
+        lws_set_timeout(c->wsi, PENDING_TIMEOUT_CLOSE_ACK, 3);
+    }
+    return 0;
+}
