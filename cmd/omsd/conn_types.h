@@ -42,6 +42,7 @@ struct omsd_conn {
     bool sio_ws;
     struct omsd_addr *addr; /* its client address's count (WebSockets) */
     void (*on_drained)(omsd_conn *c); /* the dialect's: the queue went down */
+    struct omsd_sse *sse; /* an event stream (sse.c) on this HTTP connection */
 };
 
 /* An HTTP exchange (pkg/httpd) and, for a REST trigger, the answer that

@@ -71,7 +71,11 @@ static void help(FILE *out)
             "pingTimeout is server.idle_timeout_s minus that); for tests these take\n"
             "milliseconds from the environment: OMS_SIO_PING_INTERVAL_MS,\n"
             "OMS_SIO_PING_TIMEOUT_MS, OMS_SIO_CONNECT_TIMEOUT_MS (default:\n"
-            "server.connect_timeout_s, 10 s).\n");
+            "server.connect_timeout_s, 10 s).\n"
+            "\n"
+            "Server-Sent Events: GET /events/stream?subscribe=orders,inventory (token as\n"
+            "Bearer or ?token=); each event's id resumes every partition (Last-Event-ID).\n"
+            "Heartbeat comments every server.ping_interval_s, or OMS_SSE_HEARTBEAT_MS.\n");
 }
 
 /* The verification key: the HS256 secret or the PEM public key. */

@@ -152,6 +152,7 @@ typedef struct omsd_worker {
     omsd_conn *conns; /* plain WebSocket connections (list) */
     struct oms_router *router; /* who gets what, for the plain connections */
     struct omsd_sio_state *sio; /* socketio.c */
+    struct omsd_sse_state *sse; /* sse.c: the thread's event streams */
     omsd_conn *pending_http;    /* REST answers waiting for Kafka */
     size_t sio_ws_conns;        /* Socket.IO WebSockets open */
     uint64_t next_request;
