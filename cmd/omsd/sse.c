@@ -107,16 +107,29 @@ static omsd_frame *chunk(const char *p, size_t n)
 }
 
 /* An SSE event (id may be NULL: the browser keeps its last one; cls
- * replaces the class digit of id) as a chunk. */
+ * replaces the class digit of id) as a chunk, written in place. */
 static omsd_frame *event_chunk(const char *id, unsigned cls, const char *event, size_t el,
                                const char *data, size_t dl)
 {
     size_t il = id ? strlen(id) : 0;
     size_t n = (il ? 4 + il + 1 : 0) + 7 + el + 1 + 6 + dl + 2;
-    char *b = malloc(n + 1);
-    if (!b)
+    char head[24];
+    int hl = snprintf(head, sizeof head, "%zx\r\n", n);
+    size_t len = (size_t)hl + n + 2;
+    omsd_frame *f = malloc(sizeof *f + LWS_PRE + len);
+    if (!f)
         return NULL;
+    f->refs = 1;
+    f->topic = -1;
+    f->ts_ms = 0;
+    f->part = -1;
+    f->off = -1;
+    f->token = NULL;
+    f->len = len;
+    char *b = (char *)f->buf + LWS_PRE;
     size_t o = 0;
+    memcpy(b, head, (size_t)hl);
+    o += (size_t)hl;
     if (il) {
         memcpy(b + o, "id: ", 4);
         o += 4;
@@ -134,28 +147,66 @@ static omsd_frame *event_chunk(const char *id, unsigned cls, const char *event, 
     o += 6;
     memcpy(b + o, data, dl);
     o += dl;
-    b[o++] = '\n';
-    b[o++] = '\n';
-    omsd_frame *f = chunk(b, o);
-    free(b);
+    memcpy(b + o, "\n\n\r\n", 4);
     return f;
 }
 
+/* End of the JSON object or array starting at p[0]: the index just past
+ * it, or 0 when it does not close within n. */
+static size_t json_span(const char *p, size_t n)
+{
+    int depth = 0;
+    bool str = false;
+    for (size_t i = 0; i < n; i++) {
+        char ch = p[i];
+        if (str) {
+            if (ch == '\\')
+                i++;
+            else if (ch == '"')
+                str = false;
+        } else if (ch == '"') {
+            str = true;
+        } else if (ch == '{' || ch == '[') {
+            depth++;
+        } else if (ch == '}' || ch == ']') {
+            if (--depth == 0)
+                return i + 1;
+        }
+    }
+    return 0;
+}
+
 /* The chunk of a plain frame {"event":NAME,"data":DATA} (compact JSON: no
- * newline inside), with id. */
+ * newline inside), with id: spliced from its bytes when it has exactly that
+ * shape (no second serialization), else through jansson. */
 static omsd_frame *frame_chunk(const omsd_frame *pf, const char *id, unsigned cls)
 {
-    json_t *j = json_loadb((const char *)pf->buf + LWS_PRE, pf->len, 0, NULL);
-    const char *event = json_string_value(json_object_get(j, "event"));
-    char *data = event ? json_dumps(json_object_get(j, "data"), JSON_COMPACT | JSON_ENCODE_ANY)
-                       : NULL;
-    omsd_frame *f = data ? event_chunk(id, cls, event, strlen(event), data, strlen(data)) : NULL;
+    static const char pre[] = "{\"event\":\"", mid[] = ",\"data\":";
+    const char *p = (const char *)pf->buf + LWS_PRE;
+    size_t n = pf->len, k = sizeof pre - 1;
+    omsd_frame *f = NULL;
+    if (n > k && memcmp(p, pre, k) == 0 && p[n - 1] == '}') {
+        size_t e = k;
+        while (e < n && p[e] != '"' && p[e] != '\\')
+            e++;
+        size_t d0 = e + sizeof mid; /* past the closing quote and mid */
+        if (e < n && p[e] == '"' && d0 < n && memcmp(p + e + 1, mid, sizeof mid - 1) == 0 &&
+            (p[d0] == '{' || p[d0] == '[') && d0 + json_span(p + d0, n - 1 - d0) == n - 1)
+            f = event_chunk(id, cls, p + k, e - k, p + d0, n - 1 - d0);
+    }
+    if (!f) {
+        json_t *j = json_loadb(p, n, 0, NULL);
+        const char *event = json_string_value(json_object_get(j, "event"));
+        char *data = event ? json_dumps(json_object_get(j, "data"), JSON_COMPACT | JSON_ENCODE_ANY)
+                           : NULL;
+        f = data ? event_chunk(id, cls, event, strlen(event), data, strlen(data)) : NULL;
+        free(data);
+        json_decref(j);
+    }
     if (f) {
         f->topic = pf->topic;
         f->ts_ms = pf->ts_ms;
     }
-    free(data);
-    json_decref(j);
     return f;
 }
 
