@@ -116,6 +116,78 @@ int omsd_conn_addr_acquire(omsd_conn *c, omsd_addr **out, char *msg, size_t msgl
     return omsd_addr_reserve(c->d, c->wsi, out, msg, msglen);
 }
 
+/* ---- writing at the end of a loop turn ------------------------------------------------ */
+
+/* A connection that got frames is written at the end of the loop turn
+ * (omsd_conn_flush), all its frames at once, straight from the service
+ * thread: no WRITEABLE round (two epoll_ctl and a wake-up per delivery)
+ * unless the socket is full, when lws keeps the rest and asks for one
+ * itself. OMS_WRITE_DIRECT=0: every write waits for WRITEABLE instead (for
+ * benchmarks). */
+static bool direct_on(void)
+{
+    static int on = -1;
+    if (on < 0) {
+        const char *e = getenv("OMS_WRITE_DIRECT");
+        on = !(e && strcmp(e, "0") == 0);
+    }
+    return on;
+}
+
+static void mark_dirty(omsd_conn *c)
+{
+    if (c->dirty_idx)
+        return;
+    omsd_worker *w = c->w;
+    if (!direct_on() || omsd_self != w) {
+        lws_callback_on_writable(c->wsi);
+        return;
+    }
+    if (w->ndirty == w->dirty_cap) {
+        size_t ncap = w->dirty_cap ? w->dirty_cap * 2 : 256;
+        omsd_conn **nd = realloc(w->dirty, ncap * sizeof *nd);
+        if (!nd) {
+            lws_callback_on_writable(c->wsi);
+            return;
+        }
+        w->dirty = nd;
+        w->dirty_cap = ncap;
+    }
+    w->dirty[w->ndirty++] = c;
+    c->dirty_idx = (uint32_t)w->ndirty; /* 1-based: 0 is "not listed" */
+}
+
+static int write_frames(omsd_conn *c, bool direct);
+
+void omsd_conn_flush(omsd_worker *w)
+{
+    /* writing may queue more (a replay's next part): those are listed
+     * behind and written in this same pass */
+    for (size_t i = 0; i < w->ndirty; i++) {
+        omsd_conn *c = w->dirty[i];
+        if (!c)
+            continue; /* closed meanwhile */
+        c->dirty_idx = 0;
+        if (c->closing) {
+            lws_callback_on_writable(c->wsi); /* the rest, then the close frame */
+            continue;
+        }
+        if (lws_partial_buffered(c->wsi))
+            continue; /* lws asked for WRITEABLE: the queue goes out then */
+        if (write_frames(c, true) < 0) {
+            c->closing = true;
+            omsd_conn_drop_queue(c);
+            omsd_conn_kill(c);
+            continue;
+        }
+        if (c->on_drained)
+            c->on_drained(c);
+        if (c->qlen > 0 && !c->dirty_idx)
+            lws_callback_on_writable(c->wsi);
+    }
+    w->ndirty = 0;
+}
+
 /* ---- WebSocket send queue ----------------------------------------------------------- */
 
 void omsd_conn_close(omsd_conn *c, int code, const char *reason)
@@ -174,7 +246,7 @@ bool omsd_conn_enqueue(omsd_conn *c, omsd_frame *f)
     c->q[(c->qhead + c->qlen) % c->qcap] = f;
     c->qlen++;
     if (c->qlen == 1)
-        lws_callback_on_writable(c->wsi);
+        mark_dirty(c);
     return true;
 }
 
@@ -245,6 +317,10 @@ int omsd_conn_open(omsd_conn *c, omsd_addr *slot)
 
 void omsd_conn_release(omsd_conn *c)
 {
+    if (c->dirty_idx) {
+        c->w->dirty[c->dirty_idx - 1] = NULL; /* not written after it is gone */
+        c->dirty_idx = 0;
+    }
     addr_release(c);
     omsd_conn_drop_queue(c);
     free(c->q);
@@ -377,12 +453,15 @@ static uint32_t pack(omsd_conn *c, size_t *len)
     return n >= 2 ? n : 0;
 }
 
-static int write_frames(omsd_conn *c)
+static int write_frames(omsd_conn *c, bool direct)
 {
     int64_t now_ms = 0;
     bool coalesce = c->w->wbuf && coalesce_on();
     for (int i = 0; i < WRITES_PER_CALLBACK && c->qlen > 0; i++) {
-        if (lws_send_pipe_choked(c->wsi))
+        /* lws keeps what the socket did not take; then we wait for
+         * WRITEABLE (lws_send_pipe_choked would poll(2) the socket: a
+         * system call per write) */
+        if (lws_partial_buffered(c->wsi))
             break;
         size_t len = 0;
         uint32_t n = coalesce && c->qlen >= 2 ? pack(c, &len) : 0;
@@ -393,7 +472,7 @@ static int write_frames(omsd_conn *c)
                         OMS_LI("len", len));
                 return -1;
             }
-            OMSD_BUMP(c->w->ws_writes, 1);
+            OMSD_BUMP(c->w->ws_writes[direct], 1);
             OMSD_BUMP(c->w->ws_frames, n);
             while (n--)
                 sent(c, &now_ms);
@@ -406,7 +485,7 @@ static int write_frames(omsd_conn *c)
                     OMS_LI("len", f->len));
             return -1;
         }
-        OMSD_BUMP(c->w->ws_writes, 1);
+        OMSD_BUMP(c->w->ws_writes[direct], 1);
         OMSD_BUMP(c->w->ws_frames, 1);
         sent(c, &now_ms);
     }
@@ -415,7 +494,7 @@ static int write_frames(omsd_conn *c)
 
 int omsd_conn_writeable(omsd_conn *c)
 {
-    if (c->ping_due && !c->closing && !lws_send_pipe_choked(c->wsi)) {
+    if (c->ping_due && !c->closing && !lws_partial_buffered(c->wsi)) {
         /* a payload: lws 4.1 hands a pong to the protocol callback
          * (LWS_CALLBACK_RECEIVE_PONG) only when it carries one */
         unsigned char buf[LWS_PRE + 4];
@@ -427,7 +506,7 @@ int omsd_conn_writeable(omsd_conn *c)
             lws_callback_on_writable(c->wsi); /* one write per WRITEABLE */
         return 0;
     }
-    if (write_frames(c) < 0)
+    if (write_frames(c, false) < 0)
         return -1;
     /* a replay goes out as the queue empties (the dialect's) */
     if (c->on_drained)

@@ -48,6 +48,8 @@ void omsd_conn_close(omsd_conn *c, int code, const char *reason);
 void omsd_conn_kill(omsd_conn *c);
 /* Ask for a WRITEABLE callback on the connection. */
 void omsd_conn_want_write(omsd_conn *c);
+/* End of a loop turn: write the connections that got frames (conn.c). */
+void omsd_conn_flush(omsd_worker *w);
 /* WRITEABLE: a due ping, else queued frames (as few writes as it takes),
  * then on_drained, then the close frame when closing. -1 closes. */
 int omsd_conn_writeable(omsd_conn *c);

@@ -42,6 +42,7 @@ struct omsd_conn {
     bool sio_ws;
     struct omsd_addr *addr; /* its client address's count (WebSockets) */
     void (*on_drained)(omsd_conn *c); /* the dialect's: the queue went down */
+    uint32_t dirty_idx; /* 1 + its place in w->dirty, 0 when not listed */
     struct omsd_sse *sse; /* an event stream (sse.c) on this HTTP connection */
 };
 

@@ -75,18 +75,22 @@ char *omsd_metrics_text(omsd *d, size_t *len)
     for (int k = 0; k < OMS_TOPIC__COUNT; k++)
         sb_printf(&b, "oms_events_delivered_total{topic=\"%s\"} %" PRIu64 "\n", d->topics[k],
                   delivered_total(d, k));
-    uint64_t writes = 0, frames = 0;
+    uint64_t writes[2] = {0, 0}, frames = 0;
     for (int i = 0; i < d->nworkers; i++) {
-        writes += RELAXED(d->workers[i].ws_writes);
+        writes[0] += RELAXED(d->workers[i].ws_writes[0]);
+        writes[1] += RELAXED(d->workers[i].ws_writes[1]);
         frames += RELAXED(d->workers[i].ws_frames);
     }
     sb_printf(&b,
               "# HELP oms_websocket_writes_total Writes of WebSocket frames to sockets (queued "
-              "frames go out several to a write).\n"
-              "# TYPE oms_websocket_writes_total counter\noms_websocket_writes_total %" PRIu64 "\n"
+              "frames go out several to a write): at the end of a loop turn (direct) or when "
+              "a full socket took more again (writeable).\n"
+              "# TYPE oms_websocket_writes_total counter\n"
+              "oms_websocket_writes_total{path=\"direct\"} %" PRIu64 "\n"
+              "oms_websocket_writes_total{path=\"writeable\"} %" PRIu64 "\n"
               "# HELP oms_websocket_frames_total WebSocket frames in those writes.\n"
               "# TYPE oms_websocket_frames_total counter\noms_websocket_frames_total %" PRIu64 "\n",
-              writes, frames);
+              writes[1], writes[0], frames);
     sb_printf(&b, "# HELP oms_events_dropped_total Deliveries not queued because the client "
                   "was closing or overflowed, by topic.\n"
                   "# TYPE oms_events_dropped_total counter\n");

@@ -162,6 +162,8 @@ typedef struct omsd_worker {
     int reload_gen; /* SIGHUP reloads applied to this context */
     lws_sorted_usec_list_t sul_tick;
     unsigned char *wbuf; /* conn.c: LWS_PRE + OMSD_WRITE_BATCH, frames packed for one write */
+    omsd_conn **dirty;   /* conn.c: connections with frames to write at the end of the turn */
+    size_t ndirty, dirty_cap;
 
     pthread_mutex_t xq_lock;
     omsd_xq_item *xq_head, *xq_tail;
@@ -169,8 +171,9 @@ typedef struct omsd_worker {
 
     atomic_size_t nconns; /* plain and joined Socket.IO connections */
     atomic_uint_fast64_t delivered[OMS_TOPIC__COUNT];
-    /* writes of WebSocket frames to sockets, frames in them (conn.c) */
-    atomic_uint_fast64_t ws_writes, ws_frames;
+    /* writes of WebSocket frames to sockets (in a WRITEABLE callback, at
+     * the end of a loop turn), frames in them (conn.c) */
+    atomic_uint_fast64_t ws_writes[2], ws_frames;
     /* age of live events when written to a client (record timestamp ->
      * socket write): per bucket of metrics.c's bounds, then > last */
     atomic_uint_fast64_t age_buckets[OMSD_AGE_BUCKETS];

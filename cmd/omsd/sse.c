@@ -586,7 +586,7 @@ int omsd_sse_writeable(omsd_conn *c)
         return 0;
     }
     int64_t now = 0;
-    while (s->qlen > 0 && !lws_send_pipe_choked(wsi)) {
+    while (s->qlen > 0 && !lws_partial_buffered(wsi)) {
         omsd_frame *f = s->q[s->qhead];
         if (lws_write(wsi, f->buf + LWS_PRE, f->len, LWS_WRITE_HTTP) < 0)
             return -1;

@@ -277,6 +277,8 @@ static void *worker_main(void *arg)
     omsd *d = w->d;
     omsd_self = w;
     while (w->evloop ? (ev_run(w->evloop, EVRUN_ONCE), true) : lws_service(w->ctx, 0) >= 0) {
+        /* what that turn queued goes out now, several frames to a write */
+        omsd_conn_flush(w);
         /* sessions closed during that turn: nothing of ours runs now */
         omsd_sio_reap();
         if (w->idx == 0 && omsd_reload_requested && !w->draining)
@@ -337,6 +339,7 @@ void omsd_server_stop(omsd *d)
         oms_wheel_free(&w->wheel);
         oms_router_free(w->router);
         free(w->wbuf);
+        free(w->dirty);
         for (int k = 0; k < OMS_TOPIC__COUNT; k++)
             free(w->last_offset[k]);
         pthread_mutex_destroy(&w->xq_lock);

@@ -351,11 +351,12 @@ test('a client that never reads is closed with 1013; a normal client keeps recei
   fast.close();
 });
 
-test('frames queued for a connection go out several to one write, each intact', async () => {
+test('frames queued for a connection go out several to one write, at the end of the loop turn, each intact', async () => {
   const c = await connect({ token: staff });
   c.send('subscribe_to_orders');
   await c.event('subscription_confirmed');
   const writesBefore = await metric('oms_websocket_writes_total');
+  const directBefore = await metric('oms_websocket_writes_total{path="direct"}');
   const framesBefore = await metric('oms_websocket_frames_total');
   const got = c.all('order_update').length;
   // a burst at full speed: fan-out hands events over in batches, so frames
@@ -372,6 +373,10 @@ test('frames queued for a connection go out several to one write, each intact', 
   const frames = (await metric('oms_websocket_frames_total')) - framesBefore;
   assert.ok(frames >= orders, `frames ${frames} >= ${orders}`);
   assert.ok(writes < frames / 2, `fewer writes than frames: ${writes} writes for ${frames} frames`);
+  // a client that keeps up is written at the end of the loop turn, not
+  // after a WRITEABLE round trip through epoll
+  const direct = (await metric('oms_websocket_writes_total{path="direct"}')) - directBefore;
+  assert.ok(direct > writes / 2, `most writes direct: ${direct} of ${writes}`);
   c.close();
 });
 
