@@ -512,6 +512,7 @@ static void test_env_overrides(void **state)
         "KAFKA_BROKERS", "b1:9092,b2:9092",
         "PORT", "8443",
         "LOG_LEVEL", "DEBUG",
+        "RESUME_TOKEN_SECRET", "resume-token-secret-0123",
         NULL,
     };
     oms_config c;
@@ -531,6 +532,7 @@ static void test_env_overrides(void **state)
     assert_string_equal(c.kafka.brokers, "b1:9092,b2:9092");
     assert_int_equal(c.server.port, 8443);
     assert_string_equal(c.log.level, "debug");
+    assert_string_equal(c.resume.token_secret, "resume-token-secret-0123");
     /* applying again replaces (and frees) the same strings */
     assert_int_equal(oms_config_apply_env(&c, fake_getenv, err, sizeof err), 0);
     oms_config_free(&c);
