@@ -557,6 +557,7 @@ static void leave(omsd_sio *s)
     free(s->rvec);
     s->rvec = NULL;
     s->recovering = false;
+    s->pid[0] = '\0';
     atomic_fetch_sub(&omsd_self->nconns, 1);
     omsd_users_add(S.d, s->sess.who.user_id, -1);
     omsd_subs_count(S.d, s->sess.subs, 0);
@@ -875,7 +876,7 @@ static unsigned recovery_check(omsd_sio *s, const json_t *auth, const oms_princi
     if (rc == OMS_OK && v)
         rc = omsd_token_read(d, off, &cls, v);
     if (rc != OMS_OK || !v) {
-        oms_log(d->log, OMS_LOG_INFO, "socket.io recovery refused: pid or offset not ours",
+        oms_log(d->log, OMS_LOG_DEBUG, "socket.io recovery refused: pid or offset not ours",
                 OMS_LI("userId", who->user_id), OMS_LS("error", oms_strerror(rc)));
         d->m.resumes[2]++; /* not recoverable (resume.c's OUT_UNRECOVERABLE) */
         free(v);
@@ -969,7 +970,9 @@ static int sio_connect(omsd_sio *s, const char *nsp, const json_t *auth)
     if (random_id(s->nsp_sid) != 0)
         return -1;
     oms_session_init(&s->sess, &who, d->cfg.server.rate_limit_per_min, now);
-    /* connection-state recovery: {pid, offset} of an earlier session */
+    /* connection-state recovery: {pid, offset} of an earlier session (a
+     * join after an explicit DISCONNECT is a new session: a new pid) */
+    s->pid[0] = '\0';
     int64_t *rvec = NULL;
     unsigned subs = recovery_check(s, auth, &who, &rvec);
     s->sess.subs = subs;

@@ -372,7 +372,7 @@ static void refuse(omsd_conn *c, int status, const char *code, const char *messa
     omsd_http_resp r = {0};
     omsd_rest_error(&r, status, code, message);
     if (status == 405)
-        snprintf(r.allow, sizeof r.allow, "GET");
+        snprintf(r.allow, sizeof r.allow, "GET, OPTIONS");
     omsd_http_reply_rest(c, &r);
 }
 
@@ -411,6 +411,13 @@ void omsd_sse_request(omsd_conn *c)
 {
     omsd *d = c->d;
     struct lws *wsi = c->wsi;
+    if (strcmp(c->h->t.method, "OPTIONS") == 0) {
+        /* a CORS preflight (a fetch with Authorization), as the REST API */
+        omsd_http_resp pre = {0};
+        pre.status = 204;
+        omsd_http_reply_rest(c, &pre);
+        return;
+    }
     if (strcmp(c->h->t.method, "GET") != 0) {
         refuse(c, 405, "method_not_allowed", "the event stream takes GET");
         return;
@@ -528,7 +535,7 @@ void omsd_sse_request(omsd_conn *c)
     if (last[0] && !vec) {
         /* not one of our positions (edited, another cluster's, another
          * secret's): live from now, and the client is told */
-        oms_log(d->log, OMS_LOG_INFO, "event stream: Last-Event-ID not ours, not resumed",
+        oms_log(d->log, OMS_LOG_DEBUG, "event stream: Last-Event-ID not ours, not resumed",
                 OMS_LI("userId", who.user_id), OMS_LS("error", oms_strerror(rc)));
         d->m.resumes[2]++;
         json_t *res = json_pack("{s:b,s:i}", "recovered", 0, "replayed", 0);

@@ -432,7 +432,9 @@ test('raw WebSocket exchanges as in the protocol brief (E1, E5, E8)', async () =
   await sleep(200);
   assert.equal(r.closed, null);
   r.send(`40/events,${JSON.stringify({ token: cust1 })}`);
-  assert.notEqual(JSON.parse((await r.next('40/events,')).slice(10)).sid, ok.sid);
+  const again = JSON.parse((await r.next('40/events,')).slice(10));
+  assert.notEqual(again.sid, ok.sid);
+  assert.notEqual(again.pid, ok.pid, 'after an explicit DISCONNECT, a new session: a new pid');
   // the namespace may run to the end of the packet
   r.send('41/events');
   r.send(`40/events,${JSON.stringify({ token: cust1 })}`);

@@ -171,7 +171,12 @@ test('refusals: no token, bad token, bad subscribe, a customer asking inventory,
   }
   const r = await fetch(`http://127.0.0.1:${PORT_A}/events/stream`, { method: 'POST', headers: { Authorization: 'Bearer ' + tok('staff', 1) } });
   assert.equal(r.status, 405);
-  assert.equal(r.headers.get('allow'), 'GET');
+  assert.equal(r.headers.get('allow'), 'GET, OPTIONS');
+  // a CORS preflight, as for the REST API
+  const pre = await fetch(`http://127.0.0.1:${PORT_A}/events/stream`, { method: 'OPTIONS', headers: {
+    Origin: 'http://allowed.example', 'Access-Control-Request-Method': 'GET', 'Access-Control-Request-Headers': 'authorization' } });
+  assert.equal(pre.status, 204);
+  assert.equal(pre.headers.get('access-control-allow-origin'), 'http://allowed.example');
   // ?token= (browsers: EventSource sets no headers), an allowed origin gets CORS
   const q = await stream(PORT_A, { query: `?token=${encodeURIComponent(tok('staff', 9202))}`, headers: { Origin: 'http://allowed.example' } });
   assert.equal(q.status, 200);
