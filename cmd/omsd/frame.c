@@ -16,6 +16,7 @@ omsd_frame *omsd_frame_new(const char *data, size_t len)
     f->part = -1;
     f->off = -1;
     f->token = NULL;
+    f->tvec = NULL;
     f->len = len;
     memcpy(f->buf + LWS_PRE, data, len);
     return f;
@@ -38,7 +39,8 @@ omsd_frame *omsd_frame_replay(omsd_frame *f)
 void omsd_frame_unref(omsd_frame *f)
 {
     if (f && atomic_fetch_sub_explicit(&f->refs, 1, memory_order_acq_rel) == 1) {
-        free(f->token);
+        free(atomic_load(&f->token));
+        free(f->tvec);
         free(f);
     }
 }

@@ -41,12 +41,14 @@ typedef struct omsd_frame {
     int topic; /* oms_topic_kind of an event, -1 for replies */
     int64_t ts_ms; /* a live event's record timestamp (for its age at write
                     * time, oms_delivery_age_seconds); 0 otherwise */
-    /* an event's partition and offset (-1: a reply), and its position
-     * token (tokens.c; malloc'd, freed with the frame; NULL for replies
-     * and read-back events) */
+    /* an event's partition and offset (-1: a reply); its position token
+     * (tokens.c), made from tvec (what fan-out had dispatched as of the
+     * event) by the first thread that needs it and kept for all: NULL for
+     * replies and read-back events. Both freed with the frame. */
     int32_t part;
     int64_t off;
-    char *token;
+    _Atomic(char *) token;
+    int64_t *tvec;
     size_t len;
     unsigned char buf[]; /* LWS_PRE bytes of headroom, then len bytes */
 } omsd_frame;
@@ -293,9 +295,13 @@ void omsd_resume_reader_join(omsd *d);
  * the JWT secret, else random with a warning) and fan-out's vector. */
 int omsd_tokens_init(omsd *d, char *errbuf, size_t errlen);
 void omsd_tokens_free(omsd *d);
-/* Fan-out thread: the event (kind, part, off) is dispatched; f gets its
- * token (class digit '0', callers write theirs). */
+/* Fan-out thread: the event (kind, part, off) is dispatched; f keeps the
+ * vector its token is made of (a copy: no MAC on the fan-out thread). */
 void omsd_token_stamp(omsd *d, omsd_frame *f, int kind, int32_t part, int64_t off);
+/* The event's token (class digit '0', callers write theirs), made once on
+ * first use whichever thread asks, the same string for every connection;
+ * NULL when f has none or out of memory. Valid while f is. */
+const char *omsd_frame_token(omsd *d, omsd_frame *f);
 /* A token of class cls for vec (flat, nparts_total), malloc'd; NULL when
  * out of memory. */
 char *omsd_token_make(omsd *d, unsigned cls, const int64_t *vec);

@@ -157,6 +157,7 @@ static omsd_frame *frame_alloc(size_t len)
     f->part = -1;
     f->off = -1;
     f->token = NULL;
+    f->tvec = NULL;
     f->len = len;
     return f;
 }
@@ -2086,7 +2087,7 @@ static bool rsink_send(void *conn, omsd_frame *f)
     const char *tok = NULL;
     char *own = NULL;
     if (!s->rst.rs) {
-        tok = s->pid[0] ? f->token : NULL; /* a live event held behind the replay */
+        tok = s->pid[0] ? omsd_frame_token(d, f) : NULL; /* a live event held behind the replay */
     } else if (s->recovering && s->rvec && f->topic >= 0 && f->topic < OMS_TOPIC__COUNT &&
                f->part >= 0 && f->part < d->nparts[f->topic]) {
         /* a recovery's replay: the token says how far it has come (a
@@ -2202,7 +2203,7 @@ void omsd_sio_dispatch(omsd *d, const omsd_xq_item *it)
         if (s->rst.rs && omsd_resume_hold(d, &s->rst, it->frame))
             continue; /* behind its replay */
         unsigned cls = s->sess.subs & 3u;
-        if (!sf[cls] && !(sf[cls] = fanout_frame(it->frame, it->frame->token, cls)))
+        if (!sf[cls] && !(sf[cls] = fanout_frame(it->frame, omsd_frame_token(d, it->frame), cls)))
             d->m.dropped[it->topic]++;
         else if (!sio_send(s, sf[cls]))
             d->m.dropped[it->topic]++;

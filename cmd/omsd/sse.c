@@ -98,6 +98,7 @@ static omsd_frame *chunk(const char *p, size_t n)
     f->part = -1;
     f->off = -1;
     f->token = NULL;
+    f->tvec = NULL;
     f->len = len;
     char *o = (char *)f->buf + LWS_PRE;
     memcpy(o, head, (size_t)hl);
@@ -125,6 +126,7 @@ static omsd_frame *event_chunk(const char *id, unsigned cls, const char *event, 
     f->part = -1;
     f->off = -1;
     f->token = NULL;
+    f->tvec = NULL;
     f->len = len;
     char *b = (char *)f->buf + LWS_PRE;
     size_t o = 0;
@@ -291,7 +293,7 @@ static bool rsink_send(void *conn, omsd_frame *f)
     char *own = NULL;
     const char *id = NULL;
     if (!s->rst.rs) {
-        id = f->token; /* a live event held behind the replay */
+        id = omsd_frame_token(d, f); /* a live event held behind the replay */
     } else if (s->rvec && f->topic >= 0 && f->topic < OMS_TOPIC__COUNT && f->part >= 0 &&
                f->part < d->nparts[f->topic]) {
         int64_t *v = &s->rvec[d->pbase[f->topic] + f->part];
@@ -695,7 +697,7 @@ void omsd_sse_dispatch(omsd_worker *w, const omsd_xq_item *it)
         if (s->rst.rs && omsd_resume_hold(w->d, &s->rst, it->frame))
             continue; /* behind its replay */
         unsigned cls = s->sess.subs & 3u;
-        if (!ch[cls] && !(ch[cls] = frame_chunk(it->frame, it->frame->token, cls)))
+        if (!ch[cls] && !(ch[cls] = frame_chunk(it->frame, omsd_frame_token(w->d, it->frame), cls)))
             w->d->m.dropped[it->topic]++;
         else if (!sse_send(s, ch[cls]))
             w->d->m.dropped[it->topic]++;

@@ -5,9 +5,12 @@
  * client: it says nothing of the other partitions. So fan-out keeps the
  * last offset it dispatched in every partition of every event topic
  * (fvec), and an event's token encodes that whole vector as of the event,
- * signed (pkg/gateway/postoken.h). It is made once, by the fan-out thread,
- * and every connection receiving the event gets the same bytes (but for
- * the class digit: the receiver's subscriptions, one of four).
+ * signed (pkg/gateway/postoken.h). Fan-out keeps a copy of the vector with
+ * the event; the token is made once from it, by the first service thread
+ * that has a Socket.IO or SSE receiver for it (a plain-WebSocket-only
+ * deployment never pays for the MAC), and every connection receiving the
+ * event gets the same bytes (but for the class digit: the receiver's
+ * subscriptions, one of four).
  *
  * Why the vector is right for every receiver: a connection is given the
  * events it wants in the order fan-out dispatched them, so when it has
@@ -87,9 +90,29 @@ void omsd_token_stamp(omsd *d, omsd_frame *f, int kind, int32_t part, int64_t of
     int64_t *v = &d->fvec[d->pbase[kind] + part];
     if (off > *v)
         *v = off;
-    /* out of memory: the event goes without one (the client keeps the
+    /* out of memory: the event goes without a token (the client keeps the
      * previous offset, and a recovery sends this event again) */
-    f->token = omsd_token_make(d, 0, d->fvec);
+    size_t n = (size_t)(d->nparts_total > 0 ? d->nparts_total : 1);
+    f->tvec = malloc(n * sizeof *f->tvec);
+    if (f->tvec)
+        memcpy(f->tvec, d->fvec, n * sizeof *f->tvec);
+}
+
+const char *omsd_frame_token(omsd *d, omsd_frame *f)
+{
+    char *t = atomic_load_explicit(&f->token, memory_order_acquire);
+    if (t || !f->tvec)
+        return t;
+    /* threads may race here: one token wins, the others are dropped */
+    char *mine = omsd_token_make(d, 0, f->tvec);
+    if (!mine)
+        return NULL;
+    char *none = NULL;
+    if (atomic_compare_exchange_strong_explicit(&f->token, &none, mine, memory_order_acq_rel,
+                                                memory_order_acquire))
+        return mine;
+    free(mine);
+    return none;
 }
 
 char *omsd_token_here(omsd *d, unsigned cls)

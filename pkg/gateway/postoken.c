@@ -22,20 +22,51 @@
 struct oms_postoken {
     unsigned char key[32];
     int ntopics;
+    /* HMAC-SHA256 with the key's inner and outer blocks already hashed:
+     * each MAC copies them (no key schedule, no algorithm fetch per call;
+     * fan-out makes one per event). Read-only once made: any thread. */
+    EVP_MD *md;
+    EVP_MD_CTX *inner, *outer;
 };
 
 static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
 
-static void mac(const oms_postoken *k, const char *label, const unsigned char *p, size_t n,
-                unsigned char out[32])
+/* HMAC-SHA256(key, label || p) into out, from the precomputed blocks. 0,
+ * or -1 out of memory (out is then not a MAC: callers fail). */
+static int mac(const oms_postoken *k, const char *label, const unsigned char *p, size_t n,
+               unsigned char out[32])
 {
-    /* label separates the two uses of the key (tokens, pids) */
-    unsigned char buf[MAX_RAW + 16];
-    size_t ll = strlen(label);
-    memcpy(buf, label, ll);
-    memcpy(buf + ll, p, n);
-    unsigned int ol = 32;
-    HMAC(EVP_sha256(), k->key, sizeof k->key, buf, ll + n, out, &ol);
+    unsigned char ih[32];
+    unsigned int il = 0, ol = 0;
+    EVP_MD_CTX *c = EVP_MD_CTX_new();
+    int ok = c && EVP_MD_CTX_copy_ex(c, k->inner) && EVP_DigestUpdate(c, label, strlen(label)) &&
+             EVP_DigestUpdate(c, p, n) && EVP_DigestFinal_ex(c, ih, &il) &&
+             EVP_MD_CTX_copy_ex(c, k->outer) && EVP_DigestUpdate(c, ih, il) &&
+             EVP_DigestFinal_ex(c, out, &ol);
+    EVP_MD_CTX_free(c);
+    return ok ? 0 : -1;
+}
+
+/* The inner and outer blocks of HMAC-SHA256 for k->key. */
+static int mac_setup(oms_postoken *k)
+{
+    unsigned char ipad[64], opad[64];
+    memset(ipad, 0x36, sizeof ipad);
+    memset(opad, 0x5c, sizeof opad);
+    for (size_t i = 0; i < sizeof k->key; i++) {
+        ipad[i] ^= k->key[i];
+        opad[i] ^= k->key[i];
+    }
+    k->md = EVP_MD_fetch(NULL, "SHA256", NULL);
+    k->inner = EVP_MD_CTX_new();
+    k->outer = EVP_MD_CTX_new();
+    int ok = k->md && k->inner && k->outer && EVP_DigestInit_ex(k->inner, k->md, NULL) &&
+             EVP_DigestUpdate(k->inner, ipad, sizeof ipad) &&
+             EVP_DigestInit_ex(k->outer, k->md, NULL) &&
+             EVP_DigestUpdate(k->outer, opad, sizeof opad);
+    OPENSSL_cleanse(ipad, sizeof ipad);
+    OPENSSL_cleanse(opad, sizeof opad);
+    return ok ? 0 : -1;
 }
 
 oms_postoken *oms_postoken_new(const unsigned char *secret, size_t len, const char *const *topics,
@@ -76,6 +107,11 @@ oms_postoken *oms_postoken_new(const unsigned char *secret, size_t len, const ch
     unsigned int ol = sizeof k->key;
     HMAC(EVP_sha256(), secret, (int)len, (const unsigned char *)ctx, n, k->key, &ol);
     free(ctx);
+    if (mac_setup(k) != 0) {
+        oms_postoken_free(k);
+        oms_errf(errbuf, errlen, "cannot set HMAC-SHA256 up (OpenSSL)");
+        return NULL;
+    }
     return k;
 }
 
@@ -83,6 +119,9 @@ void oms_postoken_free(oms_postoken *k)
 {
     if (k) {
         OPENSSL_cleanse(k->key, sizeof k->key);
+        EVP_MD_CTX_free(k->inner);
+        EVP_MD_CTX_free(k->outer);
+        EVP_MD_free(k->md);
         free(k);
     }
 }
@@ -216,7 +255,8 @@ int oms_postoken_encode(const oms_postoken *k, unsigned cls, const int *nparts,
         }
     }
     unsigned char m[32];
-    mac(k, "pos:", raw, n, m);
+    if (mac(k, "pos:", raw, n, m) != 0)
+        return OMS_ENOMEM;
     memcpy(raw + n, m, MAC_LEN);
     n += MAC_LEN;
     if (outlen < 2 + (n * 4 + 2) / 3)
@@ -238,7 +278,8 @@ int oms_postoken_decode(const oms_postoken *k, const char *tok, size_t len, unsi
         return OMS_EINVAL;
     size_t n = (size_t)rn - MAC_LEN;
     unsigned char m[32];
-    mac(k, "pos:", raw, n, m);
+    if (mac(k, "pos:", raw, n, m) != 0)
+        return OMS_ENOMEM;
     if (CRYPTO_memcmp(m, raw + n, MAC_LEN) != 0)
         return OMS_EDENIED;
     /* signed by us: now its shape */
@@ -281,14 +322,14 @@ int oms_postoken_decode(const oms_postoken *k, const char *tok, size_t len, unsi
     return OMS_OK;
 }
 
-static void pid_mac(const oms_postoken *k, const unsigned char *rnd, int64_t user_id,
-                    unsigned char out[32])
+static int pid_mac(const oms_postoken *k, const unsigned char *rnd, int64_t user_id,
+                   unsigned char out[32])
 {
     unsigned char buf[PID_RAND + 8];
     memcpy(buf, rnd, PID_RAND);
     for (int i = 0; i < 8; i++)
         buf[PID_RAND + i] = (unsigned char)((uint64_t)user_id >> (8 * i));
-    mac(k, "pid:", buf, sizeof buf, out);
+    return mac(k, "pid:", buf, sizeof buf, out);
 }
 
 int oms_postoken_pid_new(const oms_postoken *k, int64_t user_id, char *out)
@@ -302,7 +343,8 @@ int oms_postoken_pid_new(const oms_postoken *k, int64_t user_id, char *out)
         got += (size_t)r;
     }
     unsigned char m[32];
-    pid_mac(k, raw, user_id, m);
+    if (pid_mac(k, raw, user_id, m) != 0)
+        return OMS_ENOMEM;
     memcpy(raw + PID_RAND, m, PID_MAC);
     b64_encode(raw, sizeof raw, out);
     return OMS_OK;
@@ -316,6 +358,7 @@ int oms_postoken_pid_check(const oms_postoken *k, const char *pid, int64_t user_
     if (b64_decode(pid, OMS_POSTOKEN_PID_LEN, raw) != PID_RAND + PID_MAC)
         return OMS_EINVAL;
     unsigned char m[32];
-    pid_mac(k, raw, user_id, m);
+    if (pid_mac(k, raw, user_id, m) != 0)
+        return OMS_ENOMEM;
     return CRYPTO_memcmp(m, raw + PID_RAND, PID_MAC) == 0 ? OMS_OK : OMS_EDENIED;
 }

@@ -44,7 +44,7 @@ size_t oms_postoken_max_len(int total_parts);
 /* Encode vec (the offsets of nparts[0] partitions of the first topic, then
  * of the second, ...; ntopics as given to oms_postoken_new) with class cls
  * (0..3) into out, NUL-terminated. Returns the length, or OMS_EINVAL (bad
- * arguments), OMS_ERANGE (out too small). */
+ * arguments), OMS_ERANGE (out too small), OMS_ENOMEM. */
 int oms_postoken_encode(const oms_postoken *k, unsigned cls, const int *nparts,
                         const int64_t *vec, char *out, size_t outlen);
 
@@ -52,14 +52,16 @@ int oms_postoken_encode(const oms_postoken *k, unsigned cls, const int *nparts,
  * process has; vec receives their offsets. 0, or
  *   OMS_EINVAL   malformed (bad class, base64, varint, version, an offset < -1)
  *   OMS_EDENIED  the MAC does not verify (edited, or another secret/topics)
- *   OMS_ENOTFOUND well-formed and signed, but for another partition layout */
+ *   OMS_ENOTFOUND well-formed and signed, but for another partition layout
+ *   OMS_ENOMEM   out of memory (nothing verified) */
 int oms_postoken_decode(const oms_postoken *k, const char *tok, size_t len, unsigned *cls,
                         const int *nparts, int64_t *vec);
 
 /* A new process id for user_id into out (OMS_POSTOKEN_PID_LEN + 1 bytes).
- * 0, OMS_EIO when no randomness. */
+ * 0, OMS_EIO when no randomness, OMS_ENOMEM. */
 int oms_postoken_pid_new(const oms_postoken *k, int64_t user_id, char *out);
-/* Whether pid was made by this key for user_id. */
+/* Whether pid was made by this key for user_id: 0, OMS_EDENIED, OMS_EINVAL
+ * (malformed), OMS_ENOMEM. */
 int oms_postoken_pid_check(const oms_postoken *k, const char *pid, int64_t user_id);
 
 #endif

@@ -64,6 +64,7 @@ omsd_frame *omsd_frame_new(const char *data, size_t len)
     f->part = -1;
     f->off = -1;
     f->token = NULL;
+    f->tvec = NULL;
     f->len = len;
     memcpy(f->buf + LWS_PRE, data, len);
     return f;
@@ -78,6 +79,12 @@ char *omsd_token_make(omsd *d, unsigned cls, const int64_t *vec)
     if (t)
         t[0] = (char)('0' + (cls & 3u));
     return t;
+}
+
+const char *omsd_frame_token(omsd *d, omsd_frame *f)
+{
+    (void)d;
+    return f->token;
 }
 
 char *omsd_token_here(omsd *d, unsigned cls)
@@ -162,7 +169,7 @@ void omsd_addr_put(omsd_addr *a)
 void omsd_frame_unref(omsd_frame *f)
 {
     if (f && --f->refs == 0) {
-        free(f->token);
+        free(atomic_load(&f->token));
         free(f);
     }
 }
