@@ -251,8 +251,16 @@ int main(int argc, char **argv)
         cleanup(&d);
         return OMS_EXIT_OK;
     }
-    /* early: a SIGHUP during start-up is kept for the service loop, not fatal */
+    /* early: a SIGHUP during start-up is kept for the service loop, not fatal;
+     * a SIGTERM or SIGINT is kept too: the service threads drain at once
+     * when they start (not a kill that skips the clean exit) */
     omsd_reload_setup(config);
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
     oms_log_level level = OMS_LOG_INFO;
     oms_log_format format = OMS_LOG_FORMAT_AUTO;
     oms_log_level_parse(d.cfg.log.level, &level);
@@ -304,12 +312,6 @@ int main(int argc, char **argv)
         cleanup(&d);
         return OMS_EXIT_FAIL;
     }
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_signal;
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
-    signal(SIGPIPE, SIG_IGN);
     omsd_fanout_start(&d);
     if (omsd_resume_reader_start(&d) != OMS_OK)
         oms_log(d.log, OMS_LOG_ERROR, "resume reader not started: gaps beyond the history "

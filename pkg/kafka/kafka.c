@@ -3,6 +3,7 @@
 
 #include <signal.h>
 #include <stdio.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -124,6 +125,7 @@ struct oms_kafka_producer {
     /* topic handles by name: producev(RD_KAFKA_V_TOPIC) would look the
      * name up under a lock for every message */
     rd_kafka_topic_t *topics[TOPIC_CACHE];
+    pthread_mutex_t topics_lock; /* producing threads add handles (REST, DLQ copies) */
     oms_kafka_on_delivery on_delivery;
     void *ctx;
     oms_kafka_producer_stats stats;
@@ -164,6 +166,7 @@ oms_kafka_producer *oms_kafka_producer_new(const char *brokers, const oms_kv *pr
         oms_errf(errbuf, errlen, "out of memory");
         return NULL;
     }
+    pthread_mutex_init(&p->topics_lock, NULL);
     rd_kafka_conf_t *conf = base_conf(brokers, defaults, props, nprops, errbuf, errlen);
     if (!conf) {
         free(p);
@@ -188,14 +191,21 @@ oms_kafka_producer *oms_kafka_producer_new(const char *brokers, const oms_kv *pr
  * producev by name). */
 static rd_kafka_topic_t *topic_handle(oms_kafka_producer *p, const char *topic)
 {
+    /* under a lock: two threads adding the same new topic would otherwise
+     * fill one slot twice and lose a handle */
+    pthread_mutex_lock(&p->topics_lock);
+    rd_kafka_topic_t *rkt = NULL;
     int slot = 0;
     for (; slot < TOPIC_CACHE && p->topics[slot]; slot++)
         if (strcmp(rd_kafka_topic_name(p->topics[slot]), topic) == 0)
-            return p->topics[slot];
-    if (slot == TOPIC_CACHE)
-        return NULL;
-    p->topics[slot] = rd_kafka_topic_new(p->rk, topic, NULL);
-    return p->topics[slot];
+            break;
+    if (slot < TOPIC_CACHE) {
+        if (!p->topics[slot])
+            p->topics[slot] = rd_kafka_topic_new(p->rk, topic, NULL);
+        rkt = p->topics[slot];
+    }
+    pthread_mutex_unlock(&p->topics_lock);
+    return rkt;
 }
 
 int oms_kafka_producer_prepare(oms_kafka_producer *p, const char *topic, int timeout_ms,
@@ -386,6 +396,7 @@ int oms_kafka_producer_free(oms_kafka_producer *p, int flush_ms)
     for (int i = 0; i < TOPIC_CACHE && p->topics[i]; i++)
         rd_kafka_topic_destroy(p->topics[i]);
     rd_kafka_destroy(p->rk);
+    pthread_mutex_destroy(&p->topics_lock);
     free(p);
     return left;
 }

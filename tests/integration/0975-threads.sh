@@ -66,3 +66,16 @@ wait "$holder"
 rm -f tests/node/.hold-$$.js
 check "every client was closed with 1001" grep -qx '{"1001":60}' "$T/hold.out"
 asan_clean "omsd (2 threads)" "$T/omsd.log"
+
+# SIGTERM while omsd is still starting (before it serves): kept, and the
+# service threads drain at once when they start: a clean exit, not a kill
+for delay in 0.05 0.3; do
+    ASAN_OPTIONS=detect_leaks=1:fast_unwind_on_malloc=0 "$ABIN/omsd" --config "$T/omsd.yaml" >"$T/early-$delay.log" 2>&1 &
+    epid=$!
+    sleep "$delay"
+    kill -TERM "$epid"
+    wait "$epid"
+    erc=$?
+    check "SIGTERM ${delay} s after start: omsd exits 0 ($erc)" test "$erc" -eq 0
+    asan_clean "omsd stopped while starting (${delay} s)" "$T/early-$delay.log"
+done
