@@ -14,7 +14,7 @@
  * HTTP/1.1: the stream is chunked (each event one chunk, built once per
  * event, class of subscriptions and thread, shared by every stream that
  * gets it), so when omsd ends it (shutdown) the connection stays usable
- * (keep-alive). Heartbeat: a comment `: ping` every server.ping_interval_s
+ * (keep-alive). HTTP/2 (TLS, ALPN h2): the same payloads in DATA frames. Heartbeat: a comment `: ping` every server.ping_interval_s
  * (OMS_SSE_HEARTBEAT_MS for tests). A stream whose queue passes
  * server.queue_limit is dropped (the client reconnects and resumes); one
  * whose token expires is ended. Auth: Authorization: Bearer or ?token=;
@@ -43,6 +43,7 @@ struct omsd_sse {
     bool headers_sent;
     bool ending; /* the last chunk goes after the queue */
     bool dead;   /* dropped: nothing more is queued */
+    bool h2;     /* an HTTP/2 stream (TLS with ALPN h2): no chunk framing */
     int64_t *rvec; /* a Last-Event-ID replay: how far it has come */
     oms_wtimer t_hb, t_exp;
 };
@@ -507,6 +508,9 @@ void omsd_sse_request(omsd_conn *c)
         refuse(c, 503, "unavailable", "out of memory");
         return;
     }
+    /* HTTP/2 (only requests over h2 have the :path pseudo-header): its own
+     * DATA frames, no chunked encoding */
+    s->h2 = lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_COLON_PATH) > 0;
     c->sse = s;
     s->next = st->all;
     if (st->all)
@@ -562,7 +566,7 @@ void omsd_sse_request(omsd_conn *c)
 
 /* ---- writing --------------------------------------------------------------------------------- */
 
-static int write_headers(omsd_conn *c)
+static int write_headers(omsd_conn *c, bool h2)
 {
     unsigned char buf[LWS_PRE + 1024];
     unsigned char *start = buf + LWS_PRE, *p = start, *end = buf + sizeof buf - 1;
@@ -572,13 +576,32 @@ static int write_headers(omsd_conn *c)
                                 (int)strlen(val), &p, end)
     if (lws_add_http_header_status(wsi, 200, &p, end) ||
         HDR("content-type:", "text/event-stream; charset=utf-8") ||
-        HDR("cache-control:", "no-store") || HDR("transfer-encoding:", "chunked") ||
+        HDR("cache-control:", "no-store") || (!h2 && HDR("transfer-encoding:", "chunked")) ||
         HDR("x-accel-buffering:", "no") || HDR("x-content-type-options:", "nosniff") ||
         (c->h->t.cors[0] && (HDR("access-control-allow-origin:", c->h->t.cors) ||
                              HDR("vary:", "Origin"))))
         return -1;
 #undef HDR
     return lws_finalize_write_http_header(wsi, start, &p, end) ? -1 : 0;
+}
+
+/* On HTTP/2 a chunk's payload goes out in a DATA frame, whose header lws
+ * writes before it: from a copy, as the chunk's bytes before the payload
+ * belong to the frame every HTTP/1.1 stream of this thread shares. */
+static int write_h2(struct lws *wsi, const omsd_frame *f)
+{
+    const char *p = (const char *)f->buf + LWS_PRE;
+    const char *nl = memchr(p, '\n', f->len);
+    if (!nl || (size_t)(nl + 1 - p) + 2 > f->len)
+        return -1;
+    size_t off = (size_t)(nl + 1 - p), n = f->len - off - 2;
+    unsigned char *b = malloc(LWS_PRE + n);
+    if (!b)
+        return -1;
+    memcpy(b + LWS_PRE, p + off, n);
+    int rc = lws_write(wsi, b + LWS_PRE, n, LWS_WRITE_HTTP);
+    free(b);
+    return rc;
 }
 
 int omsd_sse_writeable(omsd_conn *c)
@@ -588,7 +611,7 @@ int omsd_sse_writeable(omsd_conn *c)
     if (s->dead)
         return -1;
     if (!s->headers_sent) {
-        if (write_headers(c))
+        if (write_headers(c, s->h2))
             return -1;
         s->headers_sent = true;
         lws_callback_on_writable(wsi);
@@ -597,7 +620,7 @@ int omsd_sse_writeable(omsd_conn *c)
     int64_t now = 0;
     while (s->qlen > 0 && !lws_partial_buffered(wsi)) {
         omsd_frame *f = s->q[s->qhead];
-        if (lws_write(wsi, f->buf + LWS_PRE, f->len, LWS_WRITE_HTTP) < 0)
+        if (s->h2 ? write_h2(wsi, f) < 0 : lws_write(wsi, f->buf + LWS_PRE, f->len, LWS_WRITE_HTTP) < 0)
             return -1;
         if (f->topic >= 0 && f->topic < OMS_TOPIC__COUNT)
             OMSD_BUMP(c->w->delivered[f->topic], 1);
@@ -621,7 +644,7 @@ int omsd_sse_writeable(omsd_conn *c)
         /* the last chunk: the connection stays for the next request */
         unsigned char fin[LWS_PRE + 8];
         memcpy(fin + LWS_PRE, "0\r\n\r\n", 5);
-        if (lws_write(wsi, fin + LWS_PRE, 5, LWS_WRITE_HTTP_FINAL) < 0)
+        if (lws_write(wsi, fin + LWS_PRE, s->h2 ? 0 : 5, LWS_WRITE_HTTP_FINAL) < 0)
             return -1;
         omsd_sse_closed(c);
         oms_httpd_txn_clear(&c->h->t);
