@@ -1,6 +1,8 @@
 // app.js — the OMS web console (DESIGN §3.7): one WebSocket to omsd's plain
-// JSON dialect (/events), subscriptions, toasts, an event list per kind,
-// ping, reconnect with backoff and resume (§3.5), and an operator panel
+// JSON dialect (/events), or Server-Sent Events (/events/stream, which the
+// browser's EventSource resumes by itself with Last-Event-ID), subscriptions,
+// toasts, an event list per kind, ping (WebSocket only), reconnect with
+// backoff and resume (§3.5), and an operator panel
 // (stats chart, broadcast) for staff and admin. Plain DOM, no framework.
 // Everything that comes from the server is put on the page with
 // textContent, never as HTML.
@@ -37,6 +39,7 @@ const ui = {
   sampleButtons: $('sample-buttons'),
   token: $('token'),
   tokenInfo: $('token-info'),
+  transport: $('transport'),
   connect: $('connect'),
   disconnect: $('disconnect'),
   detail: $('conn-detail'),
@@ -58,6 +61,8 @@ const ui = {
 
 const st = {
   ws: null,
+  es: null, // the EventSource, on Server-Sent Events
+  lastId: '', // the last SSE id: where a reopened stream resumes
   want: false, // the user wants a connection (reconnect while true)
   token: '',
   attempt: 0,
@@ -153,7 +158,7 @@ function setStatus(state, label, detail = '', who = '') {
   ui.detail.textContent = detail;
   ui.detail.dataset.state = state;
   const live = state === 'connected';
-  ui.ping.disabled = !live;
+  ui.ping.disabled = !live || !!st.es; // one-way on Server-Sent Events
   ui.disconnect.disabled = !st.want && state !== 'connected';
   updateConnectButton();
 }
@@ -322,6 +327,7 @@ function userConnect() {
   st.resumable = false;
   st.positions.clear();
   st.held = null;
+  st.lastId = '';
   const p = decodeToken(t);
   applyRole(p ? p.role : null);
   activity('connecting…');
@@ -335,6 +341,9 @@ function userDisconnect() {
   st.ws = null;
   st.pending = [];
   if (ws) ws.close(1000, 'user disconnected');
+  if (st.es) st.es.close();
+  st.es = null;
+  st.lastId = '';
   st.resumable = false;
   st.held = null;
   stopStats();
@@ -360,6 +369,10 @@ function open() {
   st.expiredNotice = false;
   if (st.attempt > 0 && tokenPastExp(st.token)) {
     tokenExpired('not reconnecting with an expired token');
+    return;
+  }
+  if (ui.transport.value === 'sse') {
+    openStream();
     return;
   }
   setStatus('connecting', st.attempt ? `Reconnecting… (attempt ${st.attempt})` : 'Connecting…');
@@ -486,6 +499,113 @@ function refreshToken(t) {
   const p = decodeToken(t);
   send('refresh_token', { token: t }, { what: 'refresh_token', token: t });
   activity(`refreshing the token${p && p.exp ? ` (expires in ${duration(p.exp - Date.now() / 1000)})` : ''}`);
+}
+
+// ---- Server-Sent Events (/events/stream) ------------------------------------------------
+
+function streamUrl() {
+  const subs = [];
+  if (ui.subs.order.input.checked && !ui.subs.order.input.disabled) subs.push('orders');
+  if (ui.subs.inventory.input.checked && !ui.subs.inventory.input.disabled) subs.push('inventory');
+  let u = `/events/stream?token=${encodeURIComponent(st.token)}`;
+  if (subs.length) u += `&subscribe=${subs.join(',')}`;
+  // a stream opened again by us (not by the browser) says where it was
+  if (st.lastId) u += `&lastEventId=${encodeURIComponent(st.lastId)}`;
+  return u;
+}
+
+// The EventSource reconnects by itself (sending Last-Event-ID); we only
+// open a new one when the subscriptions change or the browser gave up.
+function openStream() {
+  if (st.es) st.es.close();
+  setStatus('connecting', st.attempt ? `Reconnecting… (attempt ${st.attempt})` : 'Connecting…');
+  const es = new EventSource(streamUrl());
+  st.es = es;
+  const on = (name, fn) => es.addEventListener(name, (e) => {
+    if (es !== st.es) return;
+    if (e.lastEventId) st.lastId = e.lastEventId;
+    let data = null;
+    try {
+      data = JSON.parse(e.data);
+    } catch {
+      activity('a stream event that is not JSON arrived', 'warn');
+      return;
+    }
+    fn(data || {});
+  });
+  on('connected', onStreamConnected);
+  on('resumed', onResumed);
+  for (const name of Object.keys(KIND_OF)) on(name, (d) => onEvent(name, d));
+  es.addEventListener('error', (e) => {
+    if (es !== st.es) return;
+    if (e.data) {
+      // the server's own `error` event: the token expired
+      let d = {};
+      try { d = JSON.parse(e.data); } catch { /* keep {} */ }
+      if (d.code === 'token_expired') {
+        es.close();
+        st.es = null;
+        tokenExpired('the event stream ended');
+      } else activity(`server error ${d.code || ''}: ${d.message || ''}`, 'error');
+      return;
+    }
+    if (es.readyState === EventSource.CONNECTING) {
+      // lost: the browser reconnects by itself and resumes from the last id
+      setStatus('connecting', 'Reconnecting…', 'The event stream was cut — the browser reconnects and resumes from the last event.');
+      activity('event stream lost: reconnecting with Last-Event-ID', 'warn');
+      return;
+    }
+    // refused (401, 403, ...) or unreachable: the browser gave up
+    es.close();
+    st.es = null;
+    if (st.want) diagnoseStream();
+  });
+}
+
+function onStreamConnected(d) {
+  st.attempt = 0;
+  st.connectedAt = Date.now();
+  st.session = { userId: d.userId, role: d.role };
+  applyRole(d.role);
+  const who = `${d.role}${d.userId !== null && d.userId !== undefined ? ` · user ${d.userId}` : ''}`;
+  setStatus('connected', 'Connected', 'Server-Sent Events: one-way, resumed by the browser with Last-Event-ID.', `as ${who}`);
+  activity(`connected as ${who} (Server-Sent Events)`, 'ok');
+  for (const k of Object.keys(ui.subs)) {
+    const s = ui.subs[k];
+    if (s.input.checked && !s.input.disabled) setSubState(k, 'Subscribed', 'ok');
+    else if (!s.input.checked) setSubState(k, '', '');
+  }
+  checkHealth();
+}
+
+// Why the browser gave up: the same URL with a plain fetch answers the
+// refusal as JSON, or 200 (then it was the network: try again later).
+async function diagnoseStream() {
+  let r = null;
+  let body = null;
+  const ctl = new AbortController();
+  try {
+    r = await fetch(streamUrl(), { cache: 'no-store', signal: ctl.signal, headers: { Accept: 'text/event-stream' } });
+    if (r.status !== 200) body = await r.json().catch(() => null);
+  } catch {
+    r = null;
+  }
+  ctl.abort();
+  if (!st.want) return;
+  if (r && r.status !== 200 && r.status < 500) {
+    st.want = false;
+    stopStats();
+    const msg = body && body.error ? body.error.message : r.statusText;
+    const expired = body && body.error && body.error.code === 'token_expired';
+    const text = `${expired ? 'token expired' : 'refused'} (${r.status}): ${msg}`;
+    setStatus('error', expired ? 'Token expired' : r.status === 401 ? 'Authentication failed' : 'Refused', text);
+    activity(text, 'error');
+    return;
+  }
+  const why = r ? `the server answered ${r.status}` : 'omsd is unreachable';
+  activity(why, 'warn');
+  scheduleRetry(why);
+  checkHealth();
 }
 
 // ---- positions (§3.5) ----------------------------------------------------------------
@@ -673,6 +793,12 @@ function setSubState(kind, text, state, title) {
 
 function onToggle(kind) {
   const on = ui.subs[kind].input.checked;
+  if (st.es) {
+    // a stream's subscriptions are in its URL: a new stream, from the last id
+    setSubState(kind, on ? 'Subscribing…' : 'Unsubscribing…', 'muted');
+    openStream();
+    return;
+  }
   const live = ui.status.dataset.state === 'connected' && st.ws;
   if (!live) {
     setSubState(kind, on ? 'on connect' : '', 'muted');

@@ -47,6 +47,7 @@ struct omsd_conn {
      * compressed form of those that have one and are no longer than pmd_max */
     bool pmd;
     size_t pmd_max;
+    struct omsd_sse *sse; /* an event stream (sse.c) on this HTTP connection */
 };
 
 /* An HTTP exchange (pkg/httpd) and, for a REST trigger, the answer that

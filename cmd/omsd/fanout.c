@@ -134,6 +134,7 @@ static void handle(omsd *d, oms_kafka_reader *r, rd_kafka_message_t *m, oms_buf 
     it->partition = m->partition;
     it->offset = m->offset;
     oms_event_clear(&ev);
+    omsd_token_stamp(d, f, (int)kind, m->partition, m->offset);
     /* the history first: a resume on any thread finds what it dispatched */
     omsd_history_add(d, it);
     /* the same frame to every service thread (a reference each) */

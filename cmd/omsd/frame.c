@@ -13,6 +13,10 @@ omsd_frame *omsd_frame_new(const char *data, size_t len)
     f->refs = 1;
     f->topic = -1;
     f->ts_ms = 0;
+    f->part = -1;
+    f->off = -1;
+    f->token = NULL;
+    f->tvec = NULL;
     f->len = len;
     f->view = NULL;
     f->z = NULL;
@@ -25,8 +29,11 @@ omsd_frame *omsd_frame_replay(omsd_frame *f)
     if (!f->ts_ms)
         return f;
     omsd_frame *g = omsd_frame_new((const char *)f->buf + LWS_PRE, f->len);
-    if (g)
+    if (g) {
         g->topic = f->topic;
+        g->part = f->part;
+        g->off = f->off;
+    }
     omsd_frame_unref(f);
     return g;
 }
@@ -36,6 +43,8 @@ void omsd_frame_unref(omsd_frame *f)
     if (f && atomic_fetch_sub_explicit(&f->refs, 1, memory_order_acq_rel) == 1) {
         oms_filter_view_free(f->view);
         free(f->z);
+        free(atomic_load(&f->token));
+        free(f->tvec);
         free(f);
     }
 }

@@ -71,7 +71,11 @@ static void help(FILE *out)
             "pingTimeout is server.idle_timeout_s minus that); for tests these take\n"
             "milliseconds from the environment: OMS_SIO_PING_INTERVAL_MS,\n"
             "OMS_SIO_PING_TIMEOUT_MS, OMS_SIO_CONNECT_TIMEOUT_MS (default:\n"
-            "server.connect_timeout_s, 10 s).\n");
+            "server.connect_timeout_s, 10 s).\n"
+            "\n"
+            "Server-Sent Events: GET /events/stream?subscribe=orders,inventory (token as\n"
+            "Bearer or ?token=); each event's id resumes every partition (Last-Event-ID).\n"
+            "Heartbeat comments every server.ping_interval_s, or OMS_SSE_HEARTBEAT_MS.\n");
 }
 
 /* The verification key: the HS256 secret or the PEM public key. */
@@ -195,6 +199,7 @@ static void cleanup(omsd *d)
     oms_events_free(d->events); /* and the registry it owns */
     oms_auth_free(d->auth);
     omsd_alerts_free(d);
+    omsd_tokens_free(d);
     free(d->secret);
     for (int k = 0; k < OMS_TOPIC__COUNT; k++)
         free(d->start_offset[k]);
@@ -289,7 +294,7 @@ int main(int argc, char **argv)
         !(d.producer = oms_kafka_producer_new(d.cfg.kafka.brokers, props, np, on_delivery, &d, err,
                                               sizeof err)) ||
         omsd_fanout_prepare(&d, err, sizeof err) != OMS_OK ||
-        omsd_history_init(&d) != OMS_OK) {
+        omsd_history_init(&d) != OMS_OK || omsd_tokens_init(&d, err, sizeof err) != OMS_OK) {
         oms_log(d.log, OMS_LOG_ERROR, "cannot start", OMS_LS("error", err),
                 OMS_LS("brokers", d.cfg.kafka.brokers));
         fprintf(stderr, "omsd: %s\n", err);

@@ -41,6 +41,14 @@ typedef struct omsd_frame {
     int topic; /* oms_topic_kind of an event, -1 for replies */
     int64_t ts_ms; /* a live event's record timestamp (for its age at write
                     * time, oms_delivery_age_seconds); 0 otherwise */
+    /* an event's partition and offset (-1: a reply); its position token
+     * (tokens.c), made from tvec (what fan-out had dispatched as of the
+     * event) by the first thread that needs it and kept for all: NULL for
+     * replies and read-back events. Both freed with the frame. */
+    int32_t part;
+    int64_t off;
+    _Atomic(char *) token;
+    int64_t *tvec;
     size_t len;
     /* an order or inventory event's filterable fields (owned, freed with the
      * frame; NULL for others): subscription filters look at them */
@@ -153,6 +161,7 @@ typedef struct omsd_worker {
     omsd_conn *conns; /* plain WebSocket connections (list) */
     struct oms_router *router; /* who gets what, for the plain connections */
     struct omsd_sio_state *sio; /* socketio.c */
+    struct omsd_sse_state *sse; /* sse.c: the thread's event streams */
     omsd_conn *pending_http;    /* REST answers waiting for Kafka */
     size_t sio_ws_conns;        /* Socket.IO WebSockets open */
     uint64_t next_request;
@@ -239,6 +248,8 @@ struct omsd {
     atomic_int proj_down;          /* projection workers failing now (alerts report) */
     struct omsd_alerts *alerts;    /* alerts.c; NULL before omsd_alerts_init */
     oms_filter_limits filter_limits; /* server.filter_max_values, _bytes */
+    struct oms_postoken *ptok;     /* tokens.c: signs position tokens and pids */
+    int64_t *fvec; /* tokens.c: the last offset fan-out dispatched per partition (flat) */
 };
 
 /* resume.c — positions and resume (DESIGN §3.5). */
@@ -287,6 +298,34 @@ void omsd_resume_xq(omsd *d, omsd_xq_item *it);
 /* The read-back thread. */
 int omsd_resume_reader_start(omsd *d);
 void omsd_resume_reader_join(omsd *d);
+
+/* tokens.c — position tokens (pkg/gateway/postoken.h): each event's, made
+ * once by fan-out, names the last offset dispatched in every partition as
+ * of that event; the Socket.IO offset and the SSE id. */
+/* After omsd_history_init: the key (resume.token_secret, else derived from
+ * the JWT secret, else random with a warning) and fan-out's vector. */
+int omsd_tokens_init(omsd *d, char *errbuf, size_t errlen);
+void omsd_tokens_free(omsd *d);
+/* Fan-out thread: the event (kind, part, off) is dispatched; f keeps the
+ * vector its token is made of (a copy: no MAC on the fan-out thread). */
+void omsd_token_stamp(omsd *d, omsd_frame *f, int kind, int32_t part, int64_t off);
+/* The event's token (class digit '0', callers write theirs), made once on
+ * first use whichever thread asks, the same string for every connection;
+ * NULL when f has none or out of memory. Valid while f is. */
+const char *omsd_frame_token(omsd *d, omsd_frame *f);
+/* A token of class cls for vec (flat, nparts_total), malloc'd; NULL when
+ * out of memory. */
+char *omsd_token_make(omsd *d, unsigned cls, const int64_t *vec);
+/* The same for what the calling service thread dispatched so far (what
+ * each of its connections not in a replay has been given). */
+char *omsd_token_here(omsd *d, unsigned cls);
+/* Read a client's token: 0 with *cls and vec (nparts_total) filled, else
+ * OMS_EINVAL / OMS_EDENIED / OMS_ENOTFOUND (postoken.h). */
+int omsd_token_read(omsd *d, const char *tok, unsigned *cls, int64_t *vec);
+/* vec as resume's since: ["TOPIC:PARTITION:OFFSET", ...] (new reference). */
+json_t *omsd_token_since(omsd *d, const int64_t *vec);
+/* The subscriptions (OMS_SUB_*) of a class that a role may have. */
+unsigned omsd_token_subs(unsigned cls, oms_role role);
 
 /* presence.c — users online across instances, through a compacted topic. */
 int omsd_presence_start(omsd *d);

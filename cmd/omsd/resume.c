@@ -465,6 +465,8 @@ static void read_round(omsd *d, oms_kafka_reader *r, omsd_rreq *reqs)
             if (oms_event_frame_append(&ev, pos, &scratch) == OMS_OK &&
                 (f = omsd_frame_new(scratch.p, scratch.len))) {
                 f->topic = k;
+                f->part = m->partition;
+                f->off = m->offset;
                 f->refs = 0;
             }
             if (f && !rb_room(d, reqs, (int64_t)f->len * wanted, deadline)) {

@@ -14,6 +14,7 @@
 #include "conn_types.h"
 #include "plain.h"
 #include "socketio.h"
+#include "sse.h"
 
 #define MAX_BODY (1u << 20)
 
@@ -77,6 +78,10 @@ static void run_request(omsd *d, omsd_conn *c)
     c->h->t.cors[0] = '\0';
     if (origin[0] && omsd_origin_allowed(d, origin, host))
         snprintf(c->h->t.cors, sizeof c->h->t.cors, "%s", origin);
+    if (omsd_sse_path(c->h->t.path)) {
+        omsd_sse_request(c); /* an event stream, or its refusal */
+        return;
+    }
     if (omsd_sio_path(c->h->t.path)) {
         char ctype[128];
         hdr(c->wsi, WSI_TOKEN_HTTP_CONTENT_TYPE, ctype, sizeof ctype);
@@ -387,6 +392,8 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
         return 0;
 
     case LWS_CALLBACK_HTTP_WRITEABLE:
+        if (c->sse)
+            return omsd_sse_writeable(c);
         if (c->sio && !c->h->t.ready)
             omsd_sio_get_writeable(d, c); /* a held polling GET */
         return oms_httpd_write(&c->h->t, c->wsi);
@@ -394,6 +401,7 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
     case LWS_CALLBACK_HTTP_DROP_PROTOCOL:
     case LWS_CALLBACK_CLOSED_HTTP:
         {
+            omsd_sse_closed(c); /* an event stream, when it is one */
             if (c->sio && !c->sio_ws)
                 omsd_sio_conn_gone(d, c);
             if (c->h && c->h->sio_forward) {

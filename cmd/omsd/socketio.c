@@ -38,6 +38,7 @@
 #include <string.h>
 #include <sys/random.h>
 
+#include "gateway/postoken.h"
 #include "gateway/router.h"
 #include "json/json.h"
 #include "socketio.h"
@@ -91,6 +92,12 @@ struct omsd_sio {
     oms_route route; /* in S.router while joined */
     omsd_rstate rst;  /* positions and resume (resume.c) */
     int64_t resume_ack; /* the ack id the resume answers with, -1: an event */
+    /* connection-state recovery (recovery hooks below, tokens.c): the pid
+     * given in CONNECT; while recovering, the CONNECT answer waits for the
+     * replay and rvec is where the replay has brought the client */
+    char pid[OMS_POSTOKEN_PID_LEN + 1];
+    bool recovering;
+    int64_t *rvec;
     /* a binary event or ack waiting for its attachments */
     int att_left;
     bool att_event;
@@ -148,6 +155,10 @@ static omsd_frame *frame_alloc(size_t len)
     f->refs = 1;
     f->topic = -1;
     f->ts_ms = 0;
+    f->part = -1;
+    f->off = -1;
+    f->token = NULL;
+    f->tvec = NULL;
     f->len = len;
     f->view = NULL;
     f->z = NULL;
@@ -449,6 +460,7 @@ static void session_free_d(omsd *d, omsd_sio *s)
     json_decref(s->att_args);
     omsd_rstate_free(d, &s->rst);
     oms_session_clear(&s->sess);
+    free(s->rvec);
     omsd_addr_put(s->addr);
     reg_del(s->sid);
     free(s);
@@ -547,6 +559,10 @@ static void leave(omsd_sio *s)
     set_joined(s, false);
     oms_router_remove(S.router, &s->route);
     omsd_rstate_free(S.d, &s->rst);
+    free(s->rvec);
+    s->rvec = NULL;
+    s->recovering = false;
+    s->pid[0] = '\0';
     atomic_fetch_sub(&omsd_self->nconns, 1);
     omsd_users_add(S.d, s->sess.who.user_id, -1);
     omsd_subs_count(S.d, s->sess.subs, 0);
@@ -718,11 +734,18 @@ static omsd_frame *sio_frame(char type, const char *nsp, int64_t ack, const json
     return f;
 }
 
+static char *session_token(omsd_sio *s);
+
 static void emit_event(omsd_sio *s, const char *event, const json_t *data)
 {
     json_t *a = data ? json_pack("[sO]", event, data) : json_pack("[s]", event);
     if (!a)
         return;
+    /* recovery: the client takes the last string argument as its offset */
+    char *tok = data ? session_token(s) : NULL;
+    if (tok)
+        json_array_append_new(a, json_string(tok));
+    free(tok);
     send_new(s, sio_frame('2', NSP, -1, a));
     json_decref(a);
 }
@@ -836,6 +859,87 @@ static oms_gw_env make_env(void)
     return env;
 }
 
+/* ---- connection-state recovery (docs/socketio-protocol.md §4) ------------------------------ */
+
+/* A CONNECT auth {pid, offset, token} that names an earlier session of this
+ * user (pid signed for them) and a position token we signed: the
+ * subscriptions to restore (its class, as far as the role allows), and
+ * *vec (malloc'd) the positions to replay from. Anything else: 0 and *vec
+ * NULL, a fresh session (recovered false), never an error. */
+static unsigned recovery_check(omsd_sio *s, const json_t *auth, const oms_principal *who,
+                               int64_t **vec)
+{
+    omsd *d = S.d;
+    *vec = NULL;
+    const char *pid = json_string_value(json_object_get(auth, "pid"));
+    const char *off = json_string_value(json_object_get(auth, "offset"));
+    if (!pid || !off || !d->ptok)
+        return 0;
+    int rc = oms_postoken_pid_check(d->ptok, pid, who->user_id);
+    int64_t *v = malloc((d->nparts_total > 0 ? (size_t)d->nparts_total : 1) * sizeof *v);
+    unsigned cls = 0;
+    if (rc == OMS_OK && v)
+        rc = omsd_token_read(d, off, &cls, v);
+    if (rc != OMS_OK || !v) {
+        oms_log(d->log, OMS_LOG_DEBUG, "socket.io recovery refused: pid or offset not ours",
+                OMS_LI("userId", who->user_id), OMS_LS("error", oms_strerror(rc)));
+        d->m.resumes[2]++; /* not recoverable (resume.c's OUT_UNRECOVERABLE) */
+        free(v);
+        return 0;
+    }
+    memcpy(s->pid, pid, sizeof s->pid - 1);
+    s->pid[sizeof s->pid - 1] = '\0';
+    *vec = v;
+    return omsd_token_subs(cls, who->role);
+}
+
+static const omsd_rsink *recover_sink(void);
+static void connect_answer(omsd_sio *s);
+
+/* Replay from vec (taken) like `resume`; the sink answers CONNECT. */
+static void recovery_start(omsd_sio *s, int64_t *vec)
+{
+    s->recovering = true;
+    s->rvec = vec;
+    s->resume_ack = -1;
+    json_t *since = omsd_token_since(S.d, vec);
+    if (!since) {
+        s->recovering = false;
+        s->pid[0] = '\0';
+        connect_answer(s);
+        return;
+    }
+    omsd_resume_start(S.d, &s->rst, &s->sess, since, recover_sink(), s);
+    json_decref(since);
+}
+
+/* The CONNECT answer {sid, pid} (a new pid unless s->pid holds the one
+ * recovered), then `connected`. */
+static void connect_answer(omsd_sio *s)
+{
+    omsd *d = S.d;
+    if (!s->pid[0] && (!d->ptok || oms_postoken_pid_new(d->ptok, s->sess.who.user_id, s->pid)))
+        s->pid[0] = '\0'; /* no recovery for this one */
+    json_t *p = s->pid[0] ? json_pack("{s:s,s:s}", "sid", s->nsp_sid, "pid", s->pid)
+                          : json_pack("{s:s}", "sid", s->nsp_sid);
+    send_new(s, sio_frame('0', NSP, -1, p));
+    json_decref(p);
+    oms_gw_env env = make_env();
+    json_t *hello = oms_gw_connected(&s->sess, &env);
+    emit_event(s, "connected", hello);
+    json_decref(hello);
+}
+
+/* A token for what this session has been given so far: what this thread
+ * dispatched. NULL while a replay runs or a recovery ends (live events
+ * held behind it are still to come), or without a pid. */
+static char *session_token(omsd_sio *s)
+{
+    if (!s->joined || !s->pid[0] || s->rst.rs || s->recovering)
+        return NULL;
+    return omsd_token_here(S.d, s->sess.subs & 3u);
+}
+
 /* 0, or -1 when this client keeps trying (the caller closes the session). */
 static int refuse_connect(omsd_sio *s, const char *message, const char *code)
 {
@@ -872,25 +976,33 @@ static int sio_connect(omsd_sio *s, const char *nsp, const json_t *auth)
         return -1;
     oms_session_clear(&s->sess); /* a namespace joined again: the filters of before go */
     oms_session_init(&s->sess, &who, d->cfg.server.rate_limit_per_min, now);
-    if (omsd_rstate_init(d, &s->rst) != OMS_OK)
+    /* connection-state recovery: {pid, offset} of an earlier session (a
+     * join after an explicit DISCONNECT is a new session: a new pid) */
+    s->pid[0] = '\0';
+    int64_t *rvec = NULL;
+    unsigned subs = recovery_check(s, auth, &who, &rvec);
+    s->sess.subs = subs;
+    if (omsd_rstate_init(d, &s->rst) != OMS_OK) {
+        free(rvec);
         return -1;
+    }
     if (!S.router || oms_router_add(S.router, &s->route, s, &s->sess) != OMS_OK) {
         omsd_rstate_free(d, &s->rst);
+        free(rvec);
         return -1;
     }
     set_joined(s, true);
     atomic_fetch_add(&omsd_self->nconns, 1);
     omsd_users_add(d, who.user_id, 1);
+    omsd_subs_count(d, 0, subs);
     d->m.connections_total++;
     oms_wheel_cancel(&omsd_self->wheel, &s->t_connect);
-    json_t *p = json_pack("{s:s}", "sid", s->nsp_sid);
-    send_new(s, sio_frame('0', NSP, -1, p));
-    json_decref(p);
-    oms_gw_env env = make_env();
-    json_t *hello = oms_gw_connected(&s->sess, &env);
-    emit_event(s, "connected", hello);
-    json_decref(hello);
     schedule_expiry(s);
+    if (rvec) {
+        recovery_start(s, rvec); /* answers CONNECT when the replay is done */
+        return 0;
+    }
+    connect_answer(s);
     oms_log(d->log, OMS_LOG_DEBUG, "socket.io client connected", OMS_LI("userId", who.user_id),
             OMS_LS("role", oms_role_name(who.role)),
             OMS_LS("transport", s->tr == TR_POLLING ? "polling" : "websocket"));
@@ -1903,13 +2015,16 @@ static size_t json_span(const char *p, size_t n)
 
 /* `42/events,[NAME,DATA]` from the plain frame {"event":NAME,"data":DATA}:
  * spliced from its bytes when it has exactly that shape (no second
- * serialization), else re-framed through jansson. */
-static omsd_frame *fanout_frame(const omsd_frame *pf)
+ * serialization), else re-framed through jansson. tok (may be NULL): a
+ * position token, appended as the last argument with class digit cls
+ * instead of its own (connection-state recovery). */
+static omsd_frame *fanout_frame(const omsd_frame *pf, const char *tok, unsigned cls)
 {
     static const char pre[] = "{\"event\":\"", mid[] = ",\"data\":", head[] = "42/events,[";
     const char *p = (const char *)pf->buf + LWS_PRE;
     size_t n = pf->len;
     size_t k = sizeof pre - 1;
+    size_t tl = tok ? strlen(tok) : 0; /* base64url: nothing to escape */
     if (n > k && memcmp(p, pre, k) == 0 && p[n - 1] == '}') {
         size_t e = k;
         while (e < n && p[e] != '"' && p[e] != '\\')
@@ -1918,7 +2033,7 @@ static omsd_frame *fanout_frame(const omsd_frame *pf)
         if (e < n && p[e] == '"' && d0 < n && memcmp(p + e + 1, mid, sizeof mid - 1) == 0 &&
             (p[d0] == '{' || p[d0] == '[') && d0 + json_span(p + d0, n - 1 - d0) == n - 1) {
             size_t nl = e - k, dl = n - 1 - d0;
-            size_t len = (sizeof head - 1) + 1 + nl + 2 + dl + 1;
+            size_t len = (sizeof head - 1) + 1 + nl + 2 + dl + (tl ? tl + 3 : 0) + 1;
             omsd_frame *f = frame_alloc(len);
             if (!f)
                 return NULL;
@@ -1932,6 +2047,14 @@ static omsd_frame *fanout_frame(const omsd_frame *pf)
             *o++ = ',';
             memcpy(o, p + d0, dl);
             o += dl;
+            if (tl) {
+                *o++ = ',';
+                *o++ = '"';
+                *o++ = (char)('0' + cls);
+                memcpy(o, tok + 1, tl - 1);
+                o += tl - 1;
+                *o++ = '"';
+            }
             *o = ']';
             f->topic = pf->topic;
             f->ts_ms = pf->ts_ms;
@@ -1942,6 +2065,14 @@ static omsd_frame *fanout_frame(const omsd_frame *pf)
     const char *event = json_string_value(json_object_get(j, "event"));
     json_t *data = json_object_get(j, "data");
     json_t *a = event ? json_pack("[sO]", event, data ? data : json_null()) : NULL;
+    if (a && tl) {
+        char *t = strdup(tok);
+        if (t) {
+            t[0] = (char)('0' + cls);
+            json_array_append_new(a, json_string(t));
+            free(t);
+        }
+    }
     omsd_frame *f = a ? sio_frame('2', NSP, -1, a) : NULL;
     if (f) {
         f->topic = pf->topic;
@@ -1957,7 +2088,23 @@ static omsd_frame *fanout_frame(const omsd_frame *pf)
 static bool rsink_send(void *conn, omsd_frame *f)
 {
     omsd_sio *s = conn;
-    omsd_frame *sf = fanout_frame(f);
+    omsd *d = S.d;
+    const char *tok = NULL;
+    char *own = NULL;
+    if (!s->rst.rs) {
+        tok = s->pid[0] ? omsd_frame_token(d, f) : NULL; /* a live event held behind the replay */
+    } else if (s->recovering && s->rvec && f->topic >= 0 && f->topic < OMS_TOPIC__COUNT &&
+               f->part >= 0 && f->part < d->nparts[f->topic]) {
+        /* a recovery's replay: the token says how far it has come (a
+         * `resume`'s replayed events carry none: the client keeps the
+         * offset it had until the live ones) */
+        int64_t *v = &s->rvec[d->pbase[f->topic] + f->part];
+        if (f->off > *v)
+            *v = f->off;
+        tok = own = omsd_token_make(d, s->sess.subs & 3u, s->rvec);
+    }
+    omsd_frame *sf = fanout_frame(f, tok, s->sess.subs & 3u);
+    free(own);
     bool ok = sf && sio_send(s, sf);
     omsd_frame_unref(sf);
     return ok;
@@ -1993,6 +2140,35 @@ static const omsd_rsink *sio_sink(void)
     return &sio_rsink;
 }
 
+/* The end of a recovery's replay: CONNECT with the same pid when every
+ * missed event was sent (the client sets socket.recovered), else with a
+ * new one (nothing was sent: recovered false). The subscriptions stay
+ * restored either way. */
+static void recover_answer(void *conn, const char *event, json_t *data)
+{
+    omsd_sio *s = conn;
+    bool ok = strcmp(event, "resumed") == 0 && json_is_true(json_object_get(data, "recovered"));
+    json_decref(data);
+    if (s->dead || !s->recovering)
+        return;
+    if (!ok)
+        s->pid[0] = '\0';
+    connect_answer(s); /* still recovering: `connected` carries no offset */
+    s->recovering = false;
+    free(s->rvec);
+    s->rvec = NULL;
+    oms_log(S.d->log, OMS_LOG_DEBUG, "socket.io recovery", OMS_LB("recovered", ok),
+            OMS_LI("userId", s->sess.who.user_id));
+}
+
+static const omsd_rsink sio_recover_rsink = {rsink_send, rsink_queued, recover_answer,
+                                             rsink_close};
+
+static const omsd_rsink *recover_sink(void)
+{
+    return &sio_recover_rsink;
+}
+
 void omsd_sio_pump(omsd *d, omsd_conn *c)
 {
     omsd_sio *s = omsd_conn_sio(c);
@@ -2024,20 +2200,24 @@ void omsd_sio_dispatch(omsd *d, const omsd_xq_item *it)
      * is walked (a closed session stays in memory until the reaper) */
     S.nbatch = 0;
     oms_router_dispatch_view(S.router, it->type, it->user_id, it->frame->view, collect, NULL);
-    omsd_frame *sf = NULL;
+    /* one frame per class of subscriptions (the offset's digit), each
+     * built once for every session of that class */
+    omsd_frame *sf[4] = {NULL, NULL, NULL, NULL};
     for (size_t i = 0; i < S.nbatch; i++) {
         omsd_sio *s = S.batch[i];
         if (s->rst.rs && omsd_resume_hold(d, &s->rst, it->frame))
             continue; /* behind its replay */
-        if (!sf && (sf = fanout_frame(it->frame)))
-            omsd_frame_compress(d, sf); /* once per thread, for its WebSockets */
-        if (!sf)
+        unsigned cls = s->sess.subs & 3u;
+        if (!sf[cls] && (sf[cls] = fanout_frame(it->frame, omsd_frame_token(d, it->frame), cls)))
+            omsd_frame_compress(d, sf[cls]); /* once per thread and class, for its WebSockets */
+        if (!sf[cls])
             d->m.dropped[it->topic]++;
-        else if (!sio_send(s, sf))
+        else if (!sio_send(s, sf[cls]))
             d->m.dropped[it->topic]++;
     }
     S.nbatch = 0;
-    omsd_frame_unref(sf);
+    for (int c = 0; c < 4; c++)
+        omsd_frame_unref(sf[c]);
 }
 
 /* ---- life cycle and presence --------------------------------------------------------------- */

@@ -21,6 +21,7 @@
 #include "plain.h"
 #include "socketio.h"
 #include "deflate.h"
+#include "sse.h"
 
 extern const struct lws_protocols omsd_protocols[];
 
@@ -126,6 +127,7 @@ static void tick(lws_sorted_usec_list_t *sul)
         w->drain_deadline_ns = now + 4500000000u;
         omsd_plain_drain(w);
         omsd_sio_drain(d);
+        omsd_sse_drain(w);
     }
     lws_sul_schedule(w->ctx, 0, sul, tick, 100 * LWS_US_PER_MS);
 }
@@ -235,6 +237,7 @@ static void wire_core(void)
     omsd_xq_handle(XQ_SIO, xq_sio);
     omsd_xq_on_event(omsd_plain_dispatch);
     omsd_xq_on_event(event_sio);
+    omsd_xq_on_event(omsd_sse_dispatch);
 }
 
 int omsd_server_start(omsd *d, char *errbuf, size_t errlen)
@@ -323,6 +326,7 @@ void omsd_server_stop(omsd *d)
             omsd_sio_free_all(d);
             lws_context_destroy(w->ctx);
             w->ctx = NULL;
+            omsd_sse_free_all(w);
         }
         if (w->evloop) {
             ev_loop_destroy(w->evloop);

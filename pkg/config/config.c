@@ -112,6 +112,7 @@ static const key_desc config_keys[] = {
     K_INT("resume.history_ttl_s", resume.history_ttl_s, 0, 86400, 300),
     K_INT("resume.max_replay", resume.max_replay, 0, 100000000, 100000),
     K_INT("resume.read_budget_mb", resume.read_budget_mb, 1, 1048576, 256),
+    K_STR("resume.token_secret", resume.token_secret, ""),
 
     K_INT("presence.interval_s", presence.interval_s, 1, 3600, 5),
     K_INT("presence.expiry_s", presence.expiry_s, 2, 86400, 15),
@@ -163,6 +164,7 @@ static const struct {
 } config_env[] = {
     {"JWT_SECRET", "auth.jwt_secret"},
     {"JWT_SECRET_FILE", "auth.jwt_secret_file"},
+    {"RESUME_TOKEN_SECRET", "resume.token_secret"},
     {"CORS_ORIGIN", "server.cors_origin"},
     {"DATABASE_URL", "database.url"},
     {"DATABASE_HOST", "database.host"},
@@ -848,6 +850,15 @@ int oms_config_validate(const oms_config *cfg, char *errbuf, size_t errlen)
             oms_errf(errbuf, errlen, "%s: must not be empty", need[i][0]);
             return OMS_ECONFIG;
         }
+    }
+
+    size_t tsl = strlen(cfg->resume.token_secret);
+    if (tsl > 0 && tsl < 16) {
+        oms_errf(errbuf, errlen,
+                 "resume.token_secret: %zu bytes; at least 16 are required (or leave it empty "
+                 "to derive it from auth.jwt_secret)",
+                 tsl);
+        return OMS_ECONFIG;
     }
 
     const char *sr = cfg->schema_registry.url;

@@ -90,6 +90,8 @@ typedef struct oms_config {
         int history_ttl_s;   /* resume.history_ttl_s: oldest kept, seconds, default 300 */
         int max_replay;      /* resume.max_replay: most records one resume reads, default 100000 */
         int read_budget_mb;  /* resume.read_budget_mb: read-back memory of all resumes, default 256 */
+        char *token_secret;  /* resume.token_secret: signs position tokens (Socket.IO offsets,
+                                SSE ids), default "": derived from auth.jwt_secret */
     } resume;
     struct {
         int interval_s; /* presence.interval_s: heartbeat period, default 5 */

@@ -7,7 +7,7 @@ cd "$(dirname "$0")/../.."
 eval "$(bash scripts/stack.sh env)"
 mkdir -p build/bench
 names=("$@")
-[ ${#names[@]} -gt 0 ] || names=(producer gateway socketio projections replay resume filters compression peers)
+[ ${#names[@]} -gt 0 ] || names=(producer gateway socketio projections replay resume recovery filters compression peers)
 for n in "${names[@]}"; do
     f=tests/bench/bench-$n.sh
     [ -f "$f" ] || { echo "bench: no benchmark '$n'" >&2; exit 2; }

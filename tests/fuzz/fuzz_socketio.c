@@ -61,6 +61,10 @@ omsd_frame *omsd_frame_new(const char *data, size_t len)
     f->refs = 1;
     f->topic = -1;
     f->ts_ms = 0;
+    f->part = -1;
+    f->off = -1;
+    f->token = NULL;
+    f->tvec = NULL;
     f->len = len;
     f->view = NULL;
     f->z = NULL;
@@ -73,6 +77,46 @@ void omsd_frame_compress(const omsd *d, omsd_frame *f)
 {
     (void)d;
     (void)f;
+}
+
+/* ---- position tokens (tokens.c): no key here, so no recovery ------------------------------ */
+
+char *omsd_token_make(omsd *d, unsigned cls, const int64_t *vec)
+{
+    (void)d, (void)vec;
+    char *t = strdup("0AAAAAAAA");
+    if (t)
+        t[0] = (char)('0' + (cls & 3u));
+    return t;
+}
+
+const char *omsd_frame_token(omsd *d, omsd_frame *f)
+{
+    (void)d;
+    return f->token;
+}
+
+char *omsd_token_here(omsd *d, unsigned cls)
+{
+    return omsd_token_make(d, cls, NULL);
+}
+
+int omsd_token_read(omsd *d, const char *tok, unsigned *cls, int64_t *vec)
+{
+    (void)d, (void)tok, (void)cls, (void)vec;
+    return OMS_EINVAL;
+}
+
+json_t *omsd_token_since(omsd *d, const int64_t *vec)
+{
+    (void)d, (void)vec;
+    return json_array();
+}
+
+unsigned omsd_token_subs(unsigned cls, oms_role role)
+{
+    (void)role;
+    return cls & 3u;
 }
 
 void omsd_age_record(omsd_worker *w, int64_t ts_ms, int64_t now_ms)
@@ -133,8 +177,10 @@ void omsd_addr_put(omsd_addr *a)
 
 void omsd_frame_unref(omsd_frame *f)
 {
-    if (f && --f->refs == 0)
+    if (f && --f->refs == 0) {
+        free(atomic_load(&f->token));
         free(f);
+    }
 }
 
 /* ---- resume (resume.c): answers at once, after one replayed event ------------------------ */

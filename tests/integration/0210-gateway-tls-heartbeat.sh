@@ -32,6 +32,20 @@ for _ in $(seq 1 100); do
     sleep 0.1
 done
 check "omsd answers health over https" curl -skf "https://127.0.0.1:$PORT/websocket/health" -o /dev/null
+# Server-Sent Events over TLS: HTTP/2 (ALPN h2, what browsers pick) and
+# HTTP/1.1 (chunked), each with its events and heartbeat comments intact
+STAFF=$(cd tests/node && node -e "console.log(require('./lib').tok('staff', 5))")
+for v in http2 http1.1; do
+    curl -sk --$v -N --max-time 3 -H "Authorization: Bearer $STAFF" -w '\n%{http_version}\n' \
+        "https://127.0.0.1:$PORT/events/stream" >"$T/sse-$v.out" 2>/dev/null
+    want=2; [ $v = http1.1 ] && want=1.1
+    check "SSE over TLS, $v: the protocol" test "$(tail -1 "$T/sse-$v.out")" = "$want"
+    check "SSE over TLS, $v: connected, with an id" \
+        sh -c "grep -q '^event: connected\$' '$T/sse-$v.out' && grep -q '^id: 0[A-Za-z0-9_-]*\$' '$T/sse-$v.out'"
+    check "SSE over TLS, $v: heartbeat comments" grep -q '^: ping$' "$T/sse-$v.out"
+    check "SSE over TLS, $v: nothing but SSE lines" \
+        sh -c "head -n -2 '$T/sse-$v.out' | grep -vqE '^(id|event|data|retry): |^: ping\$|^\$' && exit 1 || exit 0"
+done
 (cd tests/node && OMS_PORT=$PORT timeout 120 node --test --test-reporter=tap heartbeat.test.js) >"$T/node.tap" 2>&1
 grep -E '^(not )?ok ' "$T/node.tap"
 grep -A20 '^not ok' "$T/node.tap" | sed 's/^/# /' | head -40

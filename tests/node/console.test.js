@@ -13,7 +13,7 @@ const net = require('node:net');
 const path = require('node:path');
 const { spawn } = require('node:child_process');
 const { chromium } = require('playwright-core');
-const { env, PORT, BASE, tok, connect, rest, sleep } = require('./lib');
+const { env, PORT, BASE, tok, connect, rest, sleep, producer } = require('./lib');
 
 const OUT = env.OUT;
 const CHROMIUM = env.CHROMIUM || '/usr/bin/chromium';
@@ -472,6 +472,45 @@ test('usable on a narrow screen (390×844): no horizontal scrolling', async () =
     assert.ok(box && box.x >= 0 && box.x + box.width <= 390, `${sel} within the screen: ${JSON.stringify(box)}`);
   }
   await page.screenshot({ path: path.join(OUT, 'console-narrow.png'), fullPage: true });
+  await page.context().close();
+});
+
+// ---- Server-Sent Events ----------------------------------------------------------------
+
+test('Server-Sent Events: omsd killed mid-stream, another started; EventSource resumes with Last-Event-ID, nothing missed', async () => {
+  const page = await newPage('sse');
+  await page.selectOption('#transport', 'sse');
+  await page.getByRole('switch', { name: 'Order Updates' }).check();
+  await connectAs(page, 'staff');
+  await page.waitForSelector('#sub-order-state:has-text("Subscribed")');
+  assert.equal(await page.locator('#ping').isDisabled(), true, 'no ping on a one-way stream');
+  const first = await orderFor(CUSTOMER);
+  await page.waitForSelector(`#panel-order .event:has-text("${first}")`);
+  // SIGKILL mid-stream; orders go on into Kafka while no omsd runs
+  const dead = omsd;
+  omsd = null;
+  dead.kill('SIGKILL');
+  await dead.exited;
+  await page.waitForSelector('#status[data-state=connecting]');
+  const missed = [];
+  for (let i = 0; i < 5; i++) {
+    const alias = 'SSE-' + uniq();
+    missed.push(alias);
+    producer(['emit', 'OrderCreated', '--json', JSON.stringify({
+      orderId: 'o-' + uniq(), aliasId: alias, userId: CUSTOMER, totalAmount: 5, status: 'created', items: [],
+    })]);
+  }
+  await startOmsd(); // a new process: it knows nothing of the page; the id says it all
+  await page.waitForSelector('#status[data-state=connected]', { timeout: 20000 });
+  await page.waitForSelector('#activity:has-text("missed event")', { timeout: 20000 });
+  for (const alias of missed) await page.waitForSelector(`#panel-order .event:has-text("${alias}")`);
+  const after = await orderFor(CUSTOMER);
+  await page.waitForSelector(`#panel-order .event:has-text("${after}")`);
+  // each once, in the order they were produced (one key per order: any
+  // partition; the page lists the newest first)
+  const rows = await page.locator('#panel-order .event').allInnerTexts();
+  for (const alias of [first, ...missed, after]) assert.equal(rows.filter((r) => r.includes(alias)).length, 1, alias);
+  await shot(page, 'console-sse.png');
   await page.context().close();
 });
 

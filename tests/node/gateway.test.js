@@ -352,31 +352,41 @@ test('a client that never reads is closed with 1013; a normal client keeps recei
 });
 
 test('frames queued for a connection go out several to one write, at the end of the loop turn, each intact', async () => {
-  const c = await connect({ token: staff });
-  c.send('subscribe_to_orders');
-  await c.event('subscription_confirmed');
+  // a replay queues many frames at once (deterministic, unlike a live
+  // burst whose frames may each find the connection idle)
+  const live = await connect({ token: staff });
+  live.send('subscribe_to_orders');
+  const since = (await live.event('subscription_confirmed')).data.positions;
+  const summary = JSON.parse(await producerAsync(['simulate', '--rate', 'max', '--count', '3000', '--seed', '11', '--json-summary']));
+  const orders = summary.byType.OrderCreated + summary.byType.OrderStatusChanged;
+  let deadline = Date.now() + 60000;
+  while (live.all('order_update').length < orders && Date.now() < deadline) await sleep(100);
+  assert.equal(live.all('order_update').length, orders, 'the live client got them all');
   const writesBefore = await metric('oms_websocket_writes_total');
   const directBefore = await metric('oms_websocket_writes_total{path="direct"}');
   const framesBefore = await metric('oms_websocket_frames_total');
-  const got = c.all('order_update').length;
-  // a burst at full speed: fan-out hands events over in batches, so frames
-  // queue for the connection between two of its writes
-  const summary = JSON.parse(await producerAsync(['simulate', '--rate', 'max', '--count', '3000', '--seed', '11', '--json-summary']));
-  const orders = summary.byType.OrderCreated + summary.byType.OrderStatusChanged;
-  const deadline = Date.now() + 60000;
-  while (c.all('order_update').length - got < orders && Date.now() < deadline) await sleep(100);
-  const mine = c.all('order_update').slice(got);
-  assert.equal(mine.length, orders, 'every order event arrived, once');
-  // intact: each frame parsed as its own JSON message, none twice
-  assert.equal(new Set(mine.map((e) => JSON.stringify(e.data))).size, orders);
+  const c = await connect({ token: staff });
+  c.send('subscribe_to_orders');
+  await c.event('subscription_confirmed');
+  c.send('resume', { since });
+  deadline = Date.now() + 60000;
+  while (c.all('resumed').length === 0 && Date.now() < deadline) await sleep(50);
+  assert.equal(c.all('resumed')[0].data.recovered, true);
+  const mine = c.all('order_update');
+  assert.equal(mine.length, orders, 'every order event replayed, once');
+  // intact: each frame parsed as its own JSON message, the same as live
+  // (a replay goes partition by partition: compare as sets)
+  const key = (e) => JSON.stringify(e.data);
+  assert.deepEqual(mine.map(key).sort(), live.all('order_update').map(key).sort());
   const writes = (await metric('oms_websocket_writes_total')) - writesBefore;
   const frames = (await metric('oms_websocket_frames_total')) - framesBefore;
   assert.ok(frames >= orders, `frames ${frames} >= ${orders}`);
-  assert.ok(writes < frames / 2, `fewer writes than frames: ${writes} writes for ${frames} frames`);
-  // a client that keeps up is written at the end of the loop turn, not
-  // after a WRITEABLE round trip through epoll
+  assert.ok(writes * 5 <= frames, `several frames to a write: ${writes} writes for ${frames} frames`);
+  // written at the end of the loop turn (not only after a WRITEABLE round
+  // trip through epoll, which comes when the socket is full)
   const direct = (await metric('oms_websocket_writes_total{path="direct"}')) - directBefore;
-  assert.ok(direct > writes / 2, `most writes direct: ${direct} of ${writes}`);
+  assert.ok(direct >= 1, `direct writes: ${direct} of ${writes}`);
+  live.close();
   c.close();
 });
 

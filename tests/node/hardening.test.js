@@ -122,6 +122,10 @@ test('a polling session whose queue overflows as its resume finishes is closed, 
   const r = await pget(s.sid);
   assert.equal(r.status, 200);
   assert.equal(await healthFast(), 200, 'omsd still answers');
+  // the overflow happens as the replay is pumped after that answer, on the
+  // session's own thread, which may finish after another thread answered
+  // the GET (a forwarded request): wait for it a little
+  for (let i = 0; i < 40 && !((await metric('oms_queue_overflow_closes_total')) > before); i++) await sleep(50);
   assert.ok((await metric('oms_queue_overflow_closes_total')) > before, 'the session was closed as overflowing');
   const again = await pget(s.sid);
   assert.ok(again.status === 400 || again.text.startsWith('1'), `the session is gone: ${again.status} ${again.text.slice(0, 40)}`);

@@ -200,3 +200,37 @@ test('ws:// and wss:// through nginx; kill -9 the omsd; reconnect to the other a
   }
 });
 
+test('Server-Sent Events through nginx: each event arrives as it is sent (no buffering)', async () => {
+  const http = require('node:http');
+  const got = [];
+  let buf = '';
+  const req = http.get(`${HTTP}/events/stream?token=${urlToken(admin)}`, { headers: { Accept: 'text/event-stream' } });
+  const res = await new Promise((resolve, reject) => { req.on('response', resolve); req.on('error', reject); });
+  try {
+    assert.equal(res.statusCode, 200);
+    assert.match(res.headers['content-type'], /^text\/event-stream/);
+    res.setEncoding('utf8');
+    res.on('data', (d) => {
+      buf += d;
+      let i;
+      while ((i = buf.indexOf('\n\n')) >= 0) {
+        got.push(buf.slice(0, i));
+        buf = buf.slice(i + 2);
+      }
+    });
+    const waitFor = async (pred, what) => {
+      for (let i = 0; i < 80 && !got.some(pred); i++) await sleep(50);
+      assert.ok(got.some(pred), what);
+    };
+    await waitFor((e) => e.includes('event: connected'), 'connected arrives at once (a buffering proxy would hold it)');
+    const title = 'sse-' + run;
+    const r = await fetch(`${HTTP}/websocket/broadcast`, {
+      method: 'POST', headers: { Authorization: 'Bearer ' + admin, 'Content-Type': 'application/json' },
+      body: JSON.stringify({ title, message: 'through nginx' }),
+    });
+    assert.equal(r.status, 202);
+    await waitFor((e) => e.includes('event: system_notification') && e.includes(title), 'the broadcast, streamed');
+  } finally {
+    req.destroy();
+  }
+});

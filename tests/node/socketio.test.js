@@ -250,7 +250,8 @@ test('roles: customers see only their orders, staff all, inventory only staff (S
   assert.equal(c2.all('user_notification').length, 0);
   assert.equal(st.all('user_notification').length, 0);
   const rt = c1.all('order_update')[0];
-  assert.equal(rt.args.length, 1, 'one argument: the RealTimeEvent');
+  assert.equal(rt.args.length, 2, 'two arguments: the RealTimeEvent, then the offset (recovery)');
+  assert.match(rt.args[1], /^[0-3][A-Za-z0-9_-]{20,}$/, 'the offset: class digit and a base64url token');
   assert.equal(rt.data.type, 'order_status');
   assert.equal(rt.data.userId, 1);
   assert.match(rt.data.id, new RegExp(`^${env.TOPIC_ORDERS.replace(/\./g, '\\.')}:\\d+:\\d+$`));
@@ -421,7 +422,9 @@ test('raw WebSocket exchanges as in the protocol brief (E1, E5, E8)', async () =
   r.send(`40/events,${JSON.stringify({ token: cust1 })}`);
   const ok = JSON.parse((await r.next('40/events,')).slice(10));
   assert.match(ok.sid, /^[A-Za-z0-9_-]{20,}$/);
-  assert.deepEqual(Object.keys(ok), ['sid']);
+  assert.deepEqual(Object.keys(ok), ['sid', 'pid'], 'pid: connection-state recovery (0710)');
+  assert.match(ok.pid, /^[A-Za-z0-9_-]{28}$/);
+  assert.notEqual(ok.pid, ok.sid);
   const hello = JSON.parse((await r.next('42/events,["connected"')).slice(10));
   assert.equal(hello[1].userId, 1);
   // leave the namespace: no reply, the connection stays; join again
@@ -429,7 +432,9 @@ test('raw WebSocket exchanges as in the protocol brief (E1, E5, E8)', async () =
   await sleep(200);
   assert.equal(r.closed, null);
   r.send(`40/events,${JSON.stringify({ token: cust1 })}`);
-  assert.notEqual(JSON.parse((await r.next('40/events,')).slice(10)).sid, ok.sid);
+  const again = JSON.parse((await r.next('40/events,')).slice(10));
+  assert.notEqual(again.sid, ok.sid);
+  assert.notEqual(again.pid, ok.pid, 'after an explicit DISCONNECT, a new session: a new pid');
   // the namespace may run to the end of the packet
   r.send('41/events');
   r.send(`40/events,${JSON.stringify({ token: cust1 })}`);
@@ -572,7 +577,7 @@ test('polling exchange and upgrade on the wire (E7)', async () => {
   assert.equal(g1.status, 200);
   assert.match(g1.headers.get('content-type'), /^text\/plain/);
   const pk = g1.text.split('\x1e');
-  assert.match(pk[0], /^40\/events,\{"sid":"[A-Za-z0-9_-]+"\}$/);
+  assert.match(pk[0], /^40\/events,\{"sid":"[A-Za-z0-9_-]+","pid":"[A-Za-z0-9_-]{28}"\}$/);
   assert.match(pk[1], /^42\/events,\["connected",/);
   const post = await poll('POST', q, '42/events,3["ping"]\x1e42/events,4["ping"]');
   assert.equal(post.text, 'ok');

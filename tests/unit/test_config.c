@@ -131,6 +131,7 @@ static void test_defaults(void **state)
     assert_int_equal(c.server.max_unauth_sessions, 10000);
     assert_int_equal(c.server.connect_timeout_s, 10);
     assert_int_equal(c.resume.read_budget_mb, 256);
+    assert_string_equal(c.resume.token_secret, "");
     assert_string_equal(c.server.web_root, "web");
     assert_string_equal(c.auth.jwt_secret, "");
     assert_string_equal(c.auth.algorithm, "HS256");
@@ -511,6 +512,7 @@ static void test_env_overrides(void **state)
         "KAFKA_BROKERS", "b1:9092,b2:9092",
         "PORT", "8443",
         "LOG_LEVEL", "DEBUG",
+        "RESUME_TOKEN_SECRET", "resume-token-secret-0123",
         NULL,
     };
     oms_config c;
@@ -530,6 +532,7 @@ static void test_env_overrides(void **state)
     assert_string_equal(c.kafka.brokers, "b1:9092,b2:9092");
     assert_int_equal(c.server.port, 8443);
     assert_string_equal(c.log.level, "debug");
+    assert_string_equal(c.resume.token_secret, "resume-token-secret-0123");
     /* applying again replaces (and frees) the same strings */
     assert_int_equal(oms_config_apply_env(&c, fake_getenv, err, sizeof err), 0);
     oms_config_free(&c);
@@ -611,6 +614,9 @@ static void test_validate(void **state)
                    "a-z A-Z 0-9 . _ -)");
     expect_invalid("kafka:\n  topics:\n    dlq: oms.orders\n",
                    "kafka.topics.orders and kafka.topics.dlq name the same topic 'oms.orders'");
+    expect_invalid("resume:\n  token_secret: tooshort\n",
+                   "resume.token_secret: 8 bytes; at least 16 are required (or leave it empty "
+                   "to derive it from auth.jwt_secret)");
     expect_invalid("kafka:\n  projection_group: \"\"\n",
                    "kafka.projection_group: must not be empty when projections are enabled");
 
