@@ -100,6 +100,8 @@ static omsd_frame *chunk(const char *p, size_t n)
     f->off = -1;
     f->token = NULL;
     f->tvec = NULL;
+    f->view = NULL;
+    f->z = NULL;
     f->len = len;
     char *o = (char *)f->buf + LWS_PRE;
     memcpy(o, head, (size_t)hl);
@@ -128,6 +130,8 @@ static omsd_frame *event_chunk(const char *id, unsigned cls, const char *event, 
     f->off = -1;
     f->token = NULL;
     f->tvec = NULL;
+    f->view = NULL;
+    f->z = NULL;
     f->len = len;
     char *b = (char *)f->buf + LWS_PRE;
     size_t o = 0;

@@ -1,7 +1,7 @@
 'use strict';
 // permessage-deflate, compressed once (issue #20), against omsd A
 // (compression on, compression_min_bytes 256) and B (compression off), see
-// 0720-compression.sh. A raw TCP client reads the frames as they are on
+// 0730-compression.sh. A raw TCP client reads the frames as they are on
 // the wire (RSV1, lengths) and inflates them itself; real `ws` and
 // socket.io-client clients negotiate it and get the same events as
 // clients that do not.
