@@ -392,25 +392,6 @@ void omsd_conn_rx_done(omsd_conn *c)
  * protocol's tx_packet_size allows it) and keeps what the socket did not
  * take for the next WRITEABLE, as it does for a frame. OMS_WRITE_COALESCE=0
  * turns it off (one write per frame), for benchmarks. */
-static size_t ws_header(unsigned char *p, size_t len)
-{
-    p[0] = 0x81; /* FIN, text */
-    if (len < 126) {
-        p[1] = (unsigned char)len;
-        return 2;
-    }
-    if (len < 65536) {
-        p[1] = 126;
-        p[2] = (unsigned char)(len >> 8);
-        p[3] = (unsigned char)len;
-        return 4;
-    }
-    p[1] = 127;
-    for (int i = 0; i < 8; i++)
-        p[2 + i] = (unsigned char)((uint64_t)len >> (56 - 8 * i));
-    return 10;
-}
-
 static bool coalesce_on(void)
 {
     static int on = -1;
@@ -439,13 +420,16 @@ static void sent(omsd_conn *c, int64_t *now_ms, size_t wire, bool z)
     omsd_frame_unref(f);
 }
 
-/* Pack frames from the head of the queue into the thread's buffer: how
- * many (0 when fewer than two fit) and their bytes in *len. */
-static uint32_t pack(omsd_conn *c, size_t *len)
+/* Pack up to max frames from the head of the queue into the thread's
+ * buffer, each with its own header: how many (0 when the first alone does
+ * not fit) and their bytes in *len. A frame alone goes this way too: its
+ * header is never written into the frame's shared headroom, which another
+ * service thread may be sending from at the same time. */
+static uint32_t pack(omsd_conn *c, size_t *len, uint32_t max)
 {
     unsigned char *base = c->w->wbuf + LWS_PRE, *p = base;
     uint32_t n = 0;
-    for (; n < c->qlen; n++) {
+    for (; n < c->qlen && n < max; n++) {
         omsd_frame *f = c->q[(c->qhead + n) % c->qcap];
         if ((size_t)(p - base) + 10 + f->len > OMSD_WRITE_BATCH)
             break;
@@ -455,18 +439,18 @@ static uint32_t pack(omsd_conn *c, size_t *len)
             p += f->zlen;
             continue;
         }
-        p += ws_header(p, f->len);
+        p += omsd_ws_header(p, f->len, false);
         memcpy(p, f->buf + LWS_PRE, f->len);
         p += f->len;
     }
     *len = (size_t)(p - base);
-    return n >= 2 ? n : 0;
+    return n;
 }
 
 static int write_frames(omsd_conn *c, bool direct)
 {
     int64_t now_ms = 0;
-    bool coalesce = c->w->wbuf && coalesce_on();
+    bool coalesce = coalesce_on();
     for (int i = 0; i < WRITES_PER_CALLBACK && c->qlen > 0; i++) {
         /* lws keeps what the socket did not take; then we wait for
          * WRITEABLE (lws_send_pipe_choked would poll(2) the socket: a
@@ -474,7 +458,7 @@ static int write_frames(omsd_conn *c, bool direct)
         if (lws_partial_buffered(c->wsi))
             break;
         size_t len = 0;
-        uint32_t n = coalesce && c->qlen >= 2 ? pack(c, &len) : 0;
+        uint32_t n = c->w->wbuf ? pack(c, &len, coalesce ? UINT32_MAX : 1) : 0;
         if (n) {
             int w = lws_write(c->wsi, c->w->wbuf + LWS_PRE, len, LWS_WRITE_HTTP);
             if (w < (int)len) {
@@ -491,13 +475,23 @@ static int write_frames(omsd_conn *c, bool direct)
             }
             continue;
         }
+        /* a frame larger than the buffer: its header, then itself */
         omsd_frame *f = c->q[c->qhead];
         /* with permessage-deflate every frame goes raw (lws' extension
          * would deflate it for this connection alone) */
         size_t want = f->len;
         bool z = false;
-        int w = c->pmd ? omsd_pmd_write(c->wsi, f, c->pmd_max, &want, &z)
-                       : lws_write(c->wsi, f->buf + LWS_PRE, f->len, LWS_WRITE_TEXT);
+        int w;
+        if (c->pmd) {
+            w = omsd_pmd_write(c->wsi, f, c->pmd_max, &want, &z);
+        } else {
+            /* the header in a write of its own, not in the shared headroom */
+            unsigned char hdr[10];
+            size_t hl = omsd_ws_header(hdr, f->len, false);
+            w = lws_write(c->wsi, hdr, hl, LWS_WRITE_RAW) < (int)hl
+                    ? -1
+                    : lws_write(c->wsi, f->buf + LWS_PRE, f->len, LWS_WRITE_RAW);
+        }
         if (w < (int)want) {
             oms_log(c->d->log, OMS_LOG_WARN, "write failed, closing", OMS_LI("wrote", w),
                     OMS_LI("len", f->len));

@@ -144,13 +144,14 @@ int omsd_pmd_write(struct lws *wsi, omsd_frame *f, size_t max_len, size_t *want,
         return lws_write(wsi, f->z + f->zoff, f->zlen, LWS_WRITE_RAW);
     }
     /* uncompressed, RSV1 clear: written raw too, or lws' extension would
-     * deflate it for this connection alone. The header goes in the
-     * frame's headroom, as lws itself writes it there. */
+     * deflate it for this connection alone. The header in a write of its
+     * own: the frame's headroom is shared with every thread sending it */
     unsigned char hdr[10];
     size_t hl = omsd_ws_header(hdr, f->len, false);
-    unsigned char *p = f->buf + LWS_PRE - hl;
-    memcpy(p, hdr, hl);
     *want = hl + f->len;
     *compressed = false;
-    return lws_write(wsi, p, hl + f->len, LWS_WRITE_RAW);
+    if (lws_write(wsi, hdr, hl, LWS_WRITE_RAW) < (int)hl)
+        return -1;
+    int n = lws_write(wsi, f->buf + LWS_PRE, f->len, LWS_WRITE_RAW);
+    return n < (int)f->len ? -1 : (int)(hl + f->len);
 }

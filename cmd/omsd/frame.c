@@ -5,9 +5,10 @@
 
 #include "omsd.h"
 
-omsd_frame *omsd_frame_new(const char *data, size_t len)
+omsd_frame *omsd_frame_alloc(size_t len)
 {
-    omsd_frame *f = malloc(sizeof *f + LWS_PRE + len);
+    /* one byte more: room for a NUL some dialects write after the bytes */
+    omsd_frame *f = malloc(sizeof *f + LWS_PRE + len + 1);
     if (!f)
         return NULL;
     f->refs = 1;
@@ -20,7 +21,14 @@ omsd_frame *omsd_frame_new(const char *data, size_t len)
     f->len = len;
     f->view = NULL;
     f->z = NULL;
-    memcpy(f->buf + LWS_PRE, data, len);
+    return f;
+}
+
+omsd_frame *omsd_frame_new(const char *data, size_t len)
+{
+    omsd_frame *f = omsd_frame_alloc(len);
+    if (f)
+        memcpy(f->buf + LWS_PRE, data, len);
     return f;
 }
 

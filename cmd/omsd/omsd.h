@@ -19,6 +19,7 @@
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <string.h>
 
 #include "auth/auth.h"
 #include "cli/cli.h"
@@ -60,12 +61,66 @@ typedef struct omsd_frame {
     unsigned char buf[]; /* LWS_PRE bytes of headroom, then len bytes */
 } omsd_frame;
 
+/* A frame of len bytes, not filled in yet (one reference, no topic). */
+omsd_frame *omsd_frame_alloc(size_t len);
 omsd_frame *omsd_frame_new(const char *data, size_t len);
 void omsd_frame_unref(omsd_frame *f);
 /* The frame to send in a replay: f itself when it carries no timestamp,
  * else a copy without one (a replayed event's age is not a live latency).
  * Takes f's reference; NULL when out of memory. */
 omsd_frame *omsd_frame_replay(omsd_frame *f);
+
+/* The parts of a plain frame {"event":NAME,"data":DATA} as fan-out
+ * serialized it (compact JSON): the bytes of NAME (without its quotes)
+ * and of DATA (an object or array), so a dialect can splice them into its
+ * own framing without a second serialization. False when the frame does
+ * not have exactly that shape (the caller then goes through jansson). */
+static inline size_t omsd_json_span(const char *p, size_t n)
+{
+    /* end of the JSON object or array starting at p[0]: the index just
+     * past it, or 0 when it does not close within n */
+    int depth = 0;
+    bool str = false;
+    for (size_t i = 0; i < n; i++) {
+        char ch = p[i];
+        if (str) {
+            if (ch == '\\')
+                i++;
+            else if (ch == '"')
+                str = false;
+        } else if (ch == '"') {
+            str = true;
+        } else if (ch == '{' || ch == '[') {
+            depth++;
+        } else if (ch == '}' || ch == ']') {
+            if (--depth == 0)
+                return i + 1;
+        }
+    }
+    return 0;
+}
+
+static inline bool omsd_frame_split(const omsd_frame *f, const char **name, size_t *nlen,
+                                    const char **data, size_t *dlen)
+{
+    static const char pre[] = "{\"event\":\"", mid[] = ",\"data\":";
+    const char *p = (const char *)f->buf + LWS_PRE;
+    size_t n = f->len, k = sizeof pre - 1;
+    if (n <= k || memcmp(p, pre, k) != 0 || p[n - 1] != '}')
+        return false;
+    size_t e = k;
+    while (e < n && p[e] != '"' && p[e] != '\\')
+        e++;
+    size_t d0 = e + sizeof mid; /* past the closing quote and mid */
+    if (e >= n || p[e] != '"' || d0 >= n || memcmp(p + e + 1, mid, sizeof mid - 1) != 0 ||
+        (p[d0] != '{' && p[d0] != '[') || d0 + omsd_json_span(p + d0, n - 1 - d0) != n - 1)
+        return false;
+    *name = p + k;
+    *nlen = e - k;
+    *data = p + d0;
+    *dlen = n - 1 - d0;
+    return true;
+}
 
 /* An item handed to the service thread. */
 typedef enum { XQ_EVENT, XQ_DELIVERY, XQ_RESUME, XQ_SIO } omsd_xq_kind;

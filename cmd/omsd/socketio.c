@@ -147,30 +147,12 @@ static int64_t env_ms(const char *name, int64_t dflt)
     return n;
 }
 
-static omsd_frame *frame_alloc(size_t len)
-{
-    omsd_frame *f = malloc(sizeof *f + LWS_PRE + len + 1);
-    if (!f)
-        return NULL;
-    f->refs = 1;
-    f->topic = -1;
-    f->ts_ms = 0;
-    f->part = -1;
-    f->off = -1;
-    f->token = NULL;
-    f->tvec = NULL;
-    f->len = len;
-    f->view = NULL;
-    f->z = NULL;
-    return f;
-}
-
 #define FDATA(f) ((char *)(f)->buf + LWS_PRE)
 
 static omsd_frame *frame_text(const char *s)
 {
     size_t n = strlen(s);
-    omsd_frame *f = frame_alloc(n);
+    omsd_frame *f = omsd_frame_alloc(n);
     if (f)
         memcpy(FDATA(f), s, n);
     return f;
@@ -724,7 +706,7 @@ static omsd_frame *sio_frame(char type, const char *nsp, int64_t ack, const json
         hl += snprintf(head + hl, sizeof head - (size_t)hl, "%" PRId64, ack);
     char *js = payload ? oms_json_dumps(payload, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
     size_t jl = js ? strlen(js) : 0;
-    omsd_frame *f = frame_alloc((size_t)hl + jl);
+    omsd_frame *f = omsd_frame_alloc((size_t)hl + jl);
     if (f) {
         memcpy(FDATA(f), head, (size_t)hl);
         if (jl)
@@ -1830,7 +1812,7 @@ int omsd_sio_ws_open(omsd *d, omsd_conn *c, const char *sid)
         omsd_conn_set_sio(c, s);
         size_t len = 0;
         char *open = open_packet(s, &len);
-        omsd_frame *f = open ? frame_alloc(len) : NULL;
+        omsd_frame *f = open ? omsd_frame_alloc(len) : NULL;
         if (f)
             memcpy(FDATA(f), open, len);
         free(open);
@@ -1988,31 +1970,6 @@ void omsd_sio_conn_gone(omsd *d, omsd_conn *c)
 
 /* ---- fan-out ------------------------------------------------------------------------------ */
 
-/* End of the JSON object or array starting at p[0] ('{' or '['): the index
- * just past it, or 0 when it does not close within n. */
-static size_t json_span(const char *p, size_t n)
-{
-    int depth = 0;
-    bool str = false;
-    for (size_t i = 0; i < n; i++) {
-        char ch = p[i];
-        if (str) {
-            if (ch == '\\')
-                i++;
-            else if (ch == '"')
-                str = false;
-        } else if (ch == '"') {
-            str = true;
-        } else if (ch == '{' || ch == '[') {
-            depth++;
-        } else if (ch == '}' || ch == ']') {
-            if (--depth == 0)
-                return i + 1;
-        }
-    }
-    return 0;
-}
-
 /* `42/events,[NAME,DATA]` from the plain frame {"event":NAME,"data":DATA}:
  * spliced from its bytes when it has exactly that shape (no second
  * serialization), else re-framed through jansson. tok (may be NULL): a
@@ -2020,46 +1977,37 @@ static size_t json_span(const char *p, size_t n)
  * instead of its own (connection-state recovery). */
 static omsd_frame *fanout_frame(const omsd_frame *pf, const char *tok, unsigned cls)
 {
-    static const char pre[] = "{\"event\":\"", mid[] = ",\"data\":", head[] = "42/events,[";
-    const char *p = (const char *)pf->buf + LWS_PRE;
-    size_t n = pf->len;
-    size_t k = sizeof pre - 1;
+    static const char head[] = "42/events,[";
+    const char *p = (const char *)pf->buf + LWS_PRE, *name, *dp;
+    size_t n = pf->len, nl, dl;
     size_t tl = tok ? strlen(tok) : 0; /* base64url: nothing to escape */
-    if (n > k && memcmp(p, pre, k) == 0 && p[n - 1] == '}') {
-        size_t e = k;
-        while (e < n && p[e] != '"' && p[e] != '\\')
-            e++;
-        size_t d0 = e + sizeof mid; /* past the closing quote and mid */
-        if (e < n && p[e] == '"' && d0 < n && memcmp(p + e + 1, mid, sizeof mid - 1) == 0 &&
-            (p[d0] == '{' || p[d0] == '[') && d0 + json_span(p + d0, n - 1 - d0) == n - 1) {
-            size_t nl = e - k, dl = n - 1 - d0;
-            size_t len = (sizeof head - 1) + 1 + nl + 2 + dl + (tl ? tl + 3 : 0) + 1;
-            omsd_frame *f = frame_alloc(len);
-            if (!f)
-                return NULL;
-            char *o = FDATA(f);
-            memcpy(o, head, sizeof head - 1);
-            o += sizeof head - 1;
-            *o++ = '"';
-            memcpy(o, p + k, nl);
-            o += nl;
-            *o++ = '"';
+    if (omsd_frame_split(pf, &name, &nl, &dp, &dl)) {
+        size_t len = (sizeof head - 1) + 1 + nl + 2 + dl + (tl ? tl + 3 : 0) + 1;
+        omsd_frame *f = omsd_frame_alloc(len);
+        if (!f)
+            return NULL;
+        char *o = FDATA(f);
+        memcpy(o, head, sizeof head - 1);
+        o += sizeof head - 1;
+        *o++ = '"';
+        memcpy(o, name, nl);
+        o += nl;
+        *o++ = '"';
+        *o++ = ',';
+        memcpy(o, dp, dl);
+        o += dl;
+        if (tl) {
             *o++ = ',';
-            memcpy(o, p + d0, dl);
-            o += dl;
-            if (tl) {
-                *o++ = ',';
-                *o++ = '"';
-                *o++ = (char)('0' + cls);
-                memcpy(o, tok + 1, tl - 1);
-                o += tl - 1;
-                *o++ = '"';
-            }
-            *o = ']';
-            f->topic = pf->topic;
-            f->ts_ms = pf->ts_ms;
-            return f;
+            *o++ = '"';
+            *o++ = (char)('0' + cls);
+            memcpy(o, tok + 1, tl - 1);
+            o += tl - 1;
+            *o++ = '"';
         }
+        *o = ']';
+        f->topic = pf->topic;
+        f->ts_ms = pf->ts_ms;
+        return f;
     }
     json_t *j = json_loadb(p, n, 0, NULL);
     const char *event = json_string_value(json_object_get(j, "event"));

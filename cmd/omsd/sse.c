@@ -90,19 +90,9 @@ static omsd_frame *chunk(const char *p, size_t n)
     char head[24];
     int hl = snprintf(head, sizeof head, "%zx\r\n", n);
     size_t len = (size_t)hl + n + 2;
-    omsd_frame *f = malloc(sizeof *f + LWS_PRE + len);
+    omsd_frame *f = omsd_frame_alloc(len);
     if (!f)
         return NULL;
-    f->refs = 1;
-    f->topic = -1;
-    f->ts_ms = 0;
-    f->part = -1;
-    f->off = -1;
-    f->token = NULL;
-    f->tvec = NULL;
-    f->view = NULL;
-    f->z = NULL;
-    f->len = len;
     char *o = (char *)f->buf + LWS_PRE;
     memcpy(o, head, (size_t)hl);
     memcpy(o + hl, p, n);
@@ -158,49 +148,16 @@ static omsd_frame *event_chunk(const char *id, unsigned cls, const char *event, 
     return f;
 }
 
-/* End of the JSON object or array starting at p[0]: the index just past
- * it, or 0 when it does not close within n. */
-static size_t json_span(const char *p, size_t n)
-{
-    int depth = 0;
-    bool str = false;
-    for (size_t i = 0; i < n; i++) {
-        char ch = p[i];
-        if (str) {
-            if (ch == '\\')
-                i++;
-            else if (ch == '"')
-                str = false;
-        } else if (ch == '"') {
-            str = true;
-        } else if (ch == '{' || ch == '[') {
-            depth++;
-        } else if (ch == '}' || ch == ']') {
-            if (--depth == 0)
-                return i + 1;
-        }
-    }
-    return 0;
-}
-
 /* The chunk of a plain frame {"event":NAME,"data":DATA} (compact JSON: no
  * newline inside), with id: spliced from its bytes when it has exactly that
  * shape (no second serialization), else through jansson. */
 static omsd_frame *frame_chunk(const omsd_frame *pf, const char *id, unsigned cls)
 {
-    static const char pre[] = "{\"event\":\"", mid[] = ",\"data\":";
-    const char *p = (const char *)pf->buf + LWS_PRE;
-    size_t n = pf->len, k = sizeof pre - 1;
+    const char *p = (const char *)pf->buf + LWS_PRE, *name, *dp;
+    size_t n = pf->len, nl, dl;
     omsd_frame *f = NULL;
-    if (n > k && memcmp(p, pre, k) == 0 && p[n - 1] == '}') {
-        size_t e = k;
-        while (e < n && p[e] != '"' && p[e] != '\\')
-            e++;
-        size_t d0 = e + sizeof mid; /* past the closing quote and mid */
-        if (e < n && p[e] == '"' && d0 < n && memcmp(p + e + 1, mid, sizeof mid - 1) == 0 &&
-            (p[d0] == '{' || p[d0] == '[') && d0 + json_span(p + d0, n - 1 - d0) == n - 1)
-            f = event_chunk(id, cls, p + k, e - k, p + d0, n - 1 - d0);
-    }
+    if (omsd_frame_split(pf, &name, &nl, &dp, &dl))
+        f = event_chunk(id, cls, name, nl, dp, dl);
     if (!f) {
         json_t *j = json_loadb(p, n, 0, NULL);
         const char *event = json_string_value(json_object_get(j, "event"));
@@ -463,6 +420,36 @@ void omsd_sse_request(omsd_conn *c)
         refuse(c, 400, "bad_request", "subscribe: a comma-separated list of orders, inventory");
         return;
     }
+    /* ?filter_orders= / ?filter_inventory=: a subscription's filter as
+     * subscribe_to_* takes it (JSON, URL-encoded); EventSource reconnects
+     * with the same URL, so a replay is filtered the same way */
+    static const char *const fname[2] = {"filter_orders", "filter_inventory"};
+    json_t *fspec[2] = {NULL, NULL};
+    for (int i = 0; i < 2; i++) {
+        /* the raw JSON may be spaced out: twice the normalized bound */
+        size_t cap = 2 * (size_t)d->filter_limits.max_bytes + 1;
+        char *fb = malloc(cap);
+        int fa = fb ? oms_httpd_query_arg(wsi, fname[i], fb, cap) : -1;
+        char msg[300] = "";
+        if (fa < 0) {
+            snprintf(msg, sizeof msg, "%s: over %zu bytes", fname[i], cap - 1);
+        } else if (fa == 1) {
+            json_error_t je;
+            fspec[i] = json_loads(fb, JSON_REJECT_DUPLICATES, &je);
+            if (!fspec[i])
+                snprintf(msg, sizeof msg, "%s: not JSON (%.200s)", fname[i], je.text);
+            else if (!((unsigned)subs & (i == 0 ? OMS_SUB_ORDERS : OMS_SUB_INVENTORY)))
+                snprintf(msg, sizeof msg, "%s without subscribe=%s", fname[i],
+                         i == 0 ? "orders" : "inventory");
+        }
+        free(fb);
+        if (msg[0]) {
+            json_decref(fspec[0]);
+            json_decref(fspec[1]);
+            refuse(c, 400, "bad_filter", msg);
+            return;
+        }
+    }
     /* the position to resume from: the header EventSource sends, or the
      * query argument polyfills use */
     last[0] = '\0';
@@ -475,6 +462,8 @@ void omsd_sse_request(omsd_conn *c)
     omsd_sse_state *st = state(c->w);
     omsd_sse *s = st ? calloc(1, sizeof *s) : NULL;
     if (!s) {
+        json_decref(fspec[0]);
+        json_decref(fspec[1]);
         refuse(c, 503, "unavailable", "out of memory");
         return;
     }
@@ -492,22 +481,37 @@ void omsd_sse_request(omsd_conn *c)
         oms_gw_out out;
         memset(&out, 0, sizeof out);
         out.answer = -1;
-        oms_session_on_message(&s->sess, &env, want[i].event, NULL, &out);
+        json_t *data = fspec[i] ? json_pack("{s:O}", "filter", fspec[i]) : NULL;
+        oms_session_on_message(&s->sess, &env, want[i].event, data, &out);
+        json_decref(data);
         bool refused = out.n > 0 && strcmp(out.msgs[0].event, "error") == 0;
-        char msg[200] = "";
-        if (refused)
-            snprintf(msg, sizeof msg, "%s",
+        char msg[300] = "", code[32] = "forbidden";
+        if (refused) {
+            const char *ec = json_string_value(json_object_get(out.msgs[0].data, "code"));
+            snprintf(msg, sizeof msg, "%s%s",
+                     ec && strcmp(ec, "bad_filter") == 0 ? (i == 0 ? "filter_orders: "
+                                                                   : "filter_inventory: ")
+                                                         : "",
                      json_string_value(json_object_get(out.msgs[0].data, "message")));
+            if (ec && strcmp(ec, "bad_filter") == 0)
+                snprintf(code, sizeof code, "bad_filter");
+        }
         oms_gw_out_clear(&out);
         if (refused) {
+            json_decref(fspec[0]);
+            json_decref(fspec[1]);
+            oms_session_clear(&s->sess);
             free(s);
-            refuse(c, 403, "forbidden", msg);
+            refuse(c, strcmp(code, "bad_filter") == 0 ? 400 : 403, code, msg);
             return;
         }
     }
+    json_decref(fspec[0]);
+    json_decref(fspec[1]);
     if (omsd_rstate_init(d, &s->rst) != OMS_OK ||
         oms_router_add(st->router, &s->route, s, &s->sess) != OMS_OK) {
         omsd_rstate_free(d, &s->rst);
+        oms_session_clear(&s->sess);
         free(s);
         refuse(c, 503, "unavailable", "out of memory");
         return;
@@ -687,6 +691,7 @@ void omsd_sse_closed(omsd_conn *c)
     atomic_fetch_sub(&c->w->nconns, 1);
     omsd_users_add(d, s->sess.who.user_id, -1);
     omsd_subs_count(d, s->sess.subs, 0);
+    oms_session_clear(&s->sess); /* its filters */
     /* a batch being dispatched may hold it: it is only marked there */
     for (size_t i = 0; i < st->nbatch; i++)
         if (st->batch[i] == s)

@@ -53,24 +53,9 @@ static void fire_timers(void)
     }
 }
 
-/* ---- frames (fanout.c) ------------------------------------------------------------------------ */
+/* ---- frames (frame.c) ------------------------------------------------------------------------- */
 
-omsd_frame *omsd_frame_new(const char *data, size_t len)
-{
-    omsd_frame *f = malloc(sizeof *f + LWS_PRE + len);
-    f->refs = 1;
-    f->topic = -1;
-    f->ts_ms = 0;
-    f->part = -1;
-    f->off = -1;
-    f->token = NULL;
-    f->tvec = NULL;
-    f->len = len;
-    f->view = NULL;
-    f->z = NULL;
-    memcpy(f->buf + LWS_PRE, data, len);
-    return f;
-}
+#include "../../cmd/omsd/frame.c" /* the daemon's own frames */
 
 /* deflate.c: nothing is compressed here */
 void omsd_frame_compress(const omsd *d, omsd_frame *f)
@@ -173,14 +158,6 @@ int omsd_conn_addr_acquire(omsd_conn *c, omsd_addr **out, char *msg, size_t msgl
 void omsd_addr_put(omsd_addr *a)
 {
     (void)a;
-}
-
-void omsd_frame_unref(omsd_frame *f)
-{
-    if (f && --f->refs == 0) {
-        free(atomic_load(&f->token));
-        free(f);
-    }
 }
 
 /* ---- resume (resume.c): answers at once, after one replayed event ------------------------ */

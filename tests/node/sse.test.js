@@ -208,6 +208,38 @@ test('roles and subscriptions: the same events as the WebSocket, same JSON', asy
   for (const s of [st, k, none]) s.close();
 });
 
+test('filters in the URL (?filter_orders=, ?filter_inventory=): only the matching events; bad ones refused', async () => {
+  const statuses = ['shipped', 'delivered'];
+  const products = [3, 5];
+  const fo = encodeURIComponent(JSON.stringify({ status: statuses }));
+  const fi = encodeURIComponent(JSON.stringify({ productId: products }));
+  const s = await stream(PORT_A, { token: tok('staff', 9205), query: `?subscribe=orders,inventory&filter_orders=${fo}&filter_inventory=${fi}` });
+  assert.equal(s.status, 200, s.body);
+  await until(() => s.events.length >= 1, 5000, 'connected');
+  const start = wgot().length;
+  await caughtUp(await produce(200));
+  await sleep(300);
+  const want = wgot().slice(start).filter((e) =>
+    e.type === 'order_status' ? statuses.includes(e.data.status)
+      : e.type === 'inventory_update' ? products.includes(e.data.productId) : true);
+  assert.ok(want.some((e) => e.type === 'order_status'), 'some orders pass the filter');
+  assert.ok(wgot().slice(start).length > want.length, 'the filter leaves some out');
+  assertSameEvents(rte(s), want, 'filtered stream');
+  s.close();
+  const bad = [
+    [`?subscribe=orders&filter_orders=${encodeURIComponent('{"nope":1}')}`, /nope/],
+    ['?subscribe=orders&filter_orders=not-json', /filter_orders: not JSON/],
+    [`?subscribe=orders&filter_inventory=${fi}`, /filter_inventory without subscribe=inventory/],
+  ];
+  for (const [query, msg] of bad) {
+    const r = await stream(PORT_A, { token: tok('staff', 9206), query });
+    assert.equal(r.status, 400, query);
+    const body = JSON.parse(r.body);
+    assert.equal(body.error.code, 'bad_filter', query);
+    assert.match(body.error.message, msg, query);
+  }
+});
+
 test('omsd killed mid-stream: the client reconnects to another instance with Last-Event-ID and misses nothing', async () => {
   const token = tok('staff', 9205);
   const s1 = await stream(PORT_A, { token, query: '?subscribe=orders,inventory' });
