@@ -1,6 +1,6 @@
 'use strict';
 // Subscription filters (issue #20, DESIGN §3.1) end to end against two omsd
-// (0710-filters.sh): A keeps a history, B none (its resumes read Kafka).
+// (0715-filters.sh): A keeps a history, B none (its resumes read Kafka).
 // Plain `ws` clients and socket.io-client: each operator, conjunctions, the
 // normalized echo, bad filters, role first, unsubscribe/resubscribe, resume
 // replaying only what the filter lets through, and many connections with
