@@ -137,6 +137,12 @@ static void reload_tls(omsd *d, const oms_config *next)
     int gen = atomic_fetch_add(&d->reload_gen, 1) + 1;
     if (w)
         w->reload_gen = gen;
+    /* the other service threads take it at their next turn: wake them now
+     * (an idle one would otherwise accept its next client, woken by it,
+     * with the old certificate; accept_some also checks) */
+    for (int i = 0; i < d->nworkers; i++)
+        if (&d->workers[i] != w && d->workers[i].ctx)
+            lws_cancel_service(d->workers[i].ctx);
     oms_log(d->log, OMS_LOG_INFO, "reload: TLS certificate re-read", OMS_LS("cert", cert),
             OMS_LS("subject", subject), OMS_LS("notAfter", not_after));
 }

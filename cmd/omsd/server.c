@@ -12,6 +12,7 @@
 #include <sys/socket.h>
 
 #include "conn_types.h"
+#include "notify.h"
 #include "plain.h"
 #include "socketio.h"
 #include "sse.h"
@@ -464,6 +465,12 @@ const struct lws_protocols omsd_protocols[] = {
 /* The listening socket is readable on this thread: take a few. */
 static void accept_some(omsd_worker *w, struct lws *lwsi)
 {
+    /* a SIGHUP's new certificate before the new clients, not after them */
+    int gen = atomic_load(&w->d->reload_gen);
+    if (w->reload_gen != gen) {
+        w->reload_gen = gen;
+        omsd_reload_tls(w);
+    }
     int lfd = (int)lws_get_socket_fd(lwsi);
     struct lws_vhost *vh = lws_get_vhost(lwsi);
     for (int i = 0; i < ACCEPTS_PER_WAKE; i++) {
