@@ -110,19 +110,9 @@ static omsd_frame *event_chunk(const char *id, unsigned cls, const char *event, 
     char head[24];
     int hl = snprintf(head, sizeof head, "%zx\r\n", n);
     size_t len = (size_t)hl + n + 2;
-    omsd_frame *f = malloc(sizeof *f + LWS_PRE + len);
+    omsd_frame *f = omsd_frame_alloc(len);
     if (!f)
         return NULL;
-    f->refs = 1;
-    f->topic = -1;
-    f->ts_ms = 0;
-    f->part = -1;
-    f->off = -1;
-    f->token = NULL;
-    f->tvec = NULL;
-    f->view = NULL;
-    f->z = NULL;
-    f->len = len;
     char *b = (char *)f->buf + LWS_PRE;
     size_t o = 0;
     memcpy(b, head, (size_t)hl);
