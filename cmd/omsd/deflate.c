@@ -5,15 +5,18 @@
 #include <zlib.h>
 
 #include "deflate.h"
-
-static const struct lws_extension pmd_exts[] = {
-    {"permessage-deflate", lws_extension_callback_pm_deflate, "permessage-deflate"},
-    {NULL, NULL, NULL},
-};
+#include "ws/pmd.h"
 
 const struct lws_extension *omsd_pmd_extensions(const omsd *d)
 {
-    return d->cfg.server.compression ? pmd_exts : NULL;
+    return d->cfg.server.compression ? oms_pmd_server_exts : NULL;
+}
+
+int omsd_pmd_headers(const omsd *d, struct lws *wsi, void *in)
+{
+    if (!d->cfg.server.compression)
+        return 0;
+    return oms_pmd_server_headers(wsi, in, (size_t)d->cfg.server.max_frame_bytes);
 }
 
 size_t omsd_ws_header(unsigned char *out, size_t len, bool rsv1)
@@ -113,26 +116,9 @@ void omsd_frame_compress(const omsd *d, omsd_frame *f)
 
 bool omsd_pmd_negotiated(struct lws *wsi, size_t *max_len)
 {
-    /* lws tells whether an extension is active on a connection only by
-     * accepting an option for it: rx_buf_size 10 is its default */
-    if (lws_set_extension_option(wsi, "permessage-deflate", "rx_buf_size", "10") != 0)
+    if (!oms_pmd_active(wsi))
         return false;
-    *max_len = SIZE_MAX;
-    /* server_max_window_bits=N in the client's offer: our messages may
-     * only refer N bits back, which a message no longer than 2^N never
-     * exceeds (lws neither applies nor echoes the parameter) */
-    char offer[512];
-    if (lws_hdr_copy(wsi, offer, sizeof offer, WSI_TOKEN_EXTENSIONS) > 0) {
-        const char *p = strstr(offer, "server_max_window_bits");
-        if (p) {
-            p += strlen("server_max_window_bits");
-            while (*p == ' ' || *p == '=' || *p == '"')
-                p++;
-            int bits = atoi(p);
-            if (bits >= 8 && bits < 15)
-                *max_len = (size_t)1 << bits;
-        }
-    }
+    *max_len = oms_pmd_server_max_len(wsi);
     return true;
 }
 

@@ -1,13 +1,13 @@
 /* deflate.h — permessage-deflate (RFC 7692), compressed once per event.
  *
- * lws' own extension negotiates and inflates what clients send, but it
- * would deflate every frame once per connection. So on a connection that
- * negotiated it, omsd writes every data frame itself, header included, as
- * raw bytes: an event's frame is deflated once (a fresh raw deflate stream
- * per message, flushed with Z_SYNC_FLUSH, the trailing 00 00 ff ff cut,
- * RSV1 set), and the same bytes go to every such connection. No context is
- * kept between messages, so what each client's inflater remembers never
- * matters. Frames under server.compression_min_bytes, and those a client's
+ * The extension (pkg/ws/pmd.h, ours: lws' own can be made to abort)
+ * negotiates ("server_no_context_takeover; client_no_context_takeover")
+ * and inflates what clients send; it deflates nothing. On a connection
+ * that negotiated it, omsd writes every data frame itself, header
+ * included, as raw bytes: an event's frame is deflated once (a fresh raw
+ * deflate stream per message, flushed with Z_SYNC_FLUSH, the trailing
+ * 00 00 ff ff cut, RSV1 set), and the same bytes go to every such
+ * connection. No context is kept between messages, as the answer says. Frames under server.compression_min_bytes, and those a client's
  * server_max_window_bits could not hold, go uncompressed (RSV1 clear). Part
  * of the core (conn.h): calls nothing above it. */
 #ifndef OMSD_DEFLATE_H
@@ -23,6 +23,10 @@ const struct lws_extension *omsd_pmd_extensions(const omsd *d);
  * the whole compressed WebSocket frame when f is big enough and the result
  * smaller. Nothing on failure (f then goes uncompressed). */
 void omsd_frame_compress(const omsd *d, omsd_frame *f);
+
+/* LWS_CALLBACK_ADD_HEADERS: completes the extension's answer on an
+ * upgrade that negotiated it (oms_pmd_server_headers). */
+int omsd_pmd_headers(const omsd *d, struct lws *wsi, void *in);
 
 /* At the WebSocket's start: whether it negotiated permessage-deflate, and
  * the largest message its server_max_window_bits lets us compress. */

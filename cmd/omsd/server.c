@@ -12,6 +12,7 @@
 #include <sys/socket.h>
 
 #include "conn_types.h"
+#include "deflate.h"
 #include "notify.h"
 #include "plain.h"
 #include "socketio.h"
@@ -341,6 +342,9 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
         if (w)
             accept_some(w, wsi);
         return 0;
+
+    case LWS_CALLBACK_ADD_HEADERS: /* the WebSocket upgrade's answer */
+        return d ? omsd_pmd_headers(d, wsi, in) : 0;
 
     case LWS_CALLBACK_HTTP_CONFIRM_UPGRADE: {
         if (!d)

@@ -73,7 +73,7 @@ static const key_desc config_keys[] = {
     K_STR("server.web_root", server.web_root, "web"),
     K_INT("server.filter_max_values", server.filter_max_values, 1, 100000, 256),
     K_INT("server.filter_max_bytes", server.filter_max_bytes, 64, 1048576, 4096),
-    K_BOOL("server.compression", server.compression, 0),
+    K_BOOL("server.compression", server.compression, 1),
     K_INT("server.compression_min_bytes", server.compression_min_bytes, 0, 1073741824, 256),
 
     K_STR("auth.jwt_secret", auth.jwt_secret, ""),

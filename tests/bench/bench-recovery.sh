@@ -40,7 +40,7 @@ for n in A B; do
     port=$base
     [ $n = B ] && port=$((base + 1))
     cat >"$T/$n.yaml" <<YAML
-server: {host: "127.0.0.1", port: $port, max_connections_per_address: 0, queue_limit: 8192}
+server: {host: "127.0.0.1", port: $port, compression: false, max_connections_per_address: 0, queue_limit: 8192}
 kafka:
   topics: {orders: $P.orders, inventory: $P.inventory, notifications: $P.notifications, dlq: $P.dlq, presence: $P.presence}
 resume: {history_size: ${BENCH_RECOVERY_HISTORY:-2000}}

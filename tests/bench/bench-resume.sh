@@ -42,7 +42,7 @@ trap cleanup EXIT
 base=$((30000 + RANDOM % 20000))
 start() { # NAME PORT HISTORY
     cat >"$T/$1.yaml" <<YAML
-server: {host: "127.0.0.1", port: $2}
+server: {host: "127.0.0.1", port: $2, compression: false}
 kafka:
   topics: {orders: $P.orders, inventory: $P.inventory, notifications: $P.notifications, dlq: $P.dlq, presence: $P.presence}
 resume: {history_size: $3}

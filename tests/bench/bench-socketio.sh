@@ -52,6 +52,7 @@ cat >"$T/omsd.yaml" <<YAML
 server:
   host: "127.0.0.1"
   port: $PORT
+  compression: false # its cost is BENCH=compression's
   queue_limit: 262144
   max_connections_per_address: 0
 kafka:

@@ -374,7 +374,7 @@ test('staff: a filter box per subscription (normalized echo, only matching event
     ws.onopen = () => { resolve(ws.extensions); ws.close(); };
     ws.onerror = () => reject(new Error('websocket error'));
   }), staff);
-  assert.equal(ext, 'permessage-deflate');
+  assert.equal(ext, 'permessage-deflate; server_no_context_takeover; client_no_context_takeover');
   await shot(page, 'console-filter.png');
   await page.context().close();
 });
