@@ -535,6 +535,7 @@ function openStream() {
   });
   on('connected', onStreamConnected);
   on('resumed', onResumed);
+  on('subscription_confirmed', onSubscriptionConfirmed);
   for (const name of Object.keys(KIND_OF)) on(name, (d) => onEvent(name, d));
   es.addEventListener('error', (e) => {
     if (es !== st.es) return;
@@ -576,6 +577,20 @@ function onStreamConnected(d) {
     else if (!s.input.checked) setSubState(k, '', '');
   }
   checkHealth();
+}
+
+// A subscription confirmed (WebSocket answer, or at a stream's start).
+function onSubscriptionConfirmed(data) {
+  const k = data && data.type;
+  notePositions(data && data.positions, k);
+  if (ui.subs[k]) {
+    // the server's normalized form of the filter replaces what was typed
+    const f = data.filter;
+    ui.subs[k].filter.value = f ? JSON.stringify(f) : '';
+    ui.subs[k].subscribed = true;
+    setSubState(k, f ? 'Subscription confirmed (filtered)' : 'Subscription confirmed', 'ok', data.message);
+  }
+  activity(data && data.message ? data.message : `subscribed to ${k}`);
 }
 
 // Why the browser gave up: the same URL with a plain fetch answers the
@@ -664,19 +679,9 @@ function onFrame(text) {
     case 'connected':
       onConnected(data || {});
       break;
-    case 'subscription_confirmed': {
-      const k = data && data.type;
-      notePositions(data && data.positions, k);
-      if (ui.subs[k]) {
-        // the server's normalized form of the filter replaces what was typed
-        const f = data.filter;
-        ui.subs[k].filter.value = f ? JSON.stringify(f) : '';
-        ui.subs[k].subscribed = true;
-        setSubState(k, f ? 'Subscription confirmed (filtered)' : 'Subscription confirmed', 'ok', data.message);
-      }
-      activity(data && data.message ? data.message : `subscribed to ${k}`);
+    case 'subscription_confirmed':
+      onSubscriptionConfirmed(data);
       break;
-    }
     case 'unsubscribed':
       if (data && ui.subs[data.type]) {
         ui.subs[data.type].subscribed = false;

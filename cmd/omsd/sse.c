@@ -9,7 +9,9 @@
  * as Last-Event-ID (or ?lastEventId= for polyfills): the missed events are
  * replayed first, from memory or Kafka, exactly as `resume` does (resume.c:
  * in order per partition, filtered by the session, all or nothing), then an
- * event `resumed {recovered, replayed}` (no id), then live events.
+ * event `resumed {recovered, replayed}` (no id), then live events. A
+ * stream starts with `connected`, then a `subscription_confirmed` (no id)
+ * per subscription, its filter normalized (?filter_orders=, ...).
  *
  * HTTP/1.1: the stream is chunked (each event one chunk, built once per
  * event, class of subscriptions and thread, shared by every stream that
@@ -461,6 +463,7 @@ void omsd_sse_request(omsd_conn *c)
     oms_session_init(&s->sess, &who, d->cfg.server.rate_limit_per_min, oms_now_ms());
     /* the subscriptions through the session's own checks (roles) */
     oms_gw_env env = {d->auth, env_positions, d, oms_now_ms(), &d->filter_limits};
+    json_t *confirmed[2] = {NULL, NULL}; /* each subscription_confirmed, sent after connected */
     static const struct {
         unsigned bit;
         const char *event;
@@ -486,10 +489,14 @@ void omsd_sse_request(omsd_conn *c)
             if (ec && strcmp(ec, "bad_filter") == 0)
                 snprintf(code, sizeof code, "bad_filter");
         }
+        if (!refused && out.n > 0 && strcmp(out.msgs[0].event, "subscription_confirmed") == 0)
+            confirmed[i] = json_incref(out.msgs[0].data);
         oms_gw_out_clear(&out);
         if (refused) {
             json_decref(fspec[0]);
             json_decref(fspec[1]);
+            json_decref(confirmed[0]);
+            json_decref(confirmed[1]);
             oms_session_clear(&s->sess);
             free(s);
             refuse(c, strcmp(code, "bad_filter") == 0 ? 400 : 403, code, msg);
@@ -500,6 +507,8 @@ void omsd_sse_request(omsd_conn *c)
     json_decref(fspec[1]);
     if (omsd_rstate_init(d, &s->rst) != OMS_OK ||
         oms_router_add(st->router, &s->route, s, &s->sess) != OMS_OK) {
+        json_decref(confirmed[0]);
+        json_decref(confirmed[1]);
         omsd_rstate_free(d, &s->rst);
         oms_session_clear(&s->sess);
         free(s);
@@ -536,6 +545,13 @@ void omsd_sse_request(omsd_conn *c)
     json_t *hello = oms_gw_connected(&s->sess, &env);
     send_json(s, "connected", hello, !vec);
     json_decref(hello);
+    /* what each subscription is, its filter in normalized form, as a
+     * WebSocket's subscribe is answered (no id: not a position) */
+    for (size_t i = 0; i < 2; i++) {
+        if (confirmed[i])
+            send_json(s, "subscription_confirmed", confirmed[i], false);
+        json_decref(confirmed[i]);
+    }
     if (last[0] && !vec) {
         /* not one of our positions (edited, another cluster's, another
          * secret's): live from now, and the client is told */

@@ -482,7 +482,7 @@ test('Server-Sent Events: omsd killed mid-stream, another started; EventSource r
   await page.selectOption('#transport', 'sse');
   await page.getByRole('switch', { name: 'Order Updates' }).check();
   await connectAs(page, 'staff');
-  await page.waitForSelector('#sub-order-state:has-text("Subscribed")');
+  await page.waitForSelector('#sub-order-state:has-text("Subscription confirmed")'); // the stream's own subscription_confirmed
   assert.equal(await page.locator('#ping').isDisabled(), true, 'no ping on a one-way stream');
   const first = await orderFor(CUSTOMER);
   await page.waitForSelector(`#panel-order .event:has-text("${first}")`);

@@ -215,7 +215,12 @@ test('filters in the URL (?filter_orders=, ?filter_inventory=): only the matchin
   const fi = encodeURIComponent(JSON.stringify({ productId: products }));
   const s = await stream(PORT_A, { token: tok('staff', 9205), query: `?subscribe=orders,inventory&filter_orders=${fo}&filter_inventory=${fi}` });
   assert.equal(s.status, 200, s.body);
-  await until(() => s.events.length >= 1, 5000, 'connected');
+  await until(() => s.events.length >= 3, 5000, 'connected and two subscription_confirmed');
+  // after connected, each subscription with its filter in normalized form (sorted), no id
+  assert.deepEqual(s.events.slice(0, 3).map((e) => e.event), ['connected', 'subscription_confirmed', 'subscription_confirmed']);
+  const conf = Object.fromEntries(s.events.slice(1, 3).map((e) => [e.data.type, e.data.filter]));
+  assert.deepEqual(conf, { order: { status: ['delivered', 'shipped'] }, inventory: { productId: [3, 5] } });
+  for (const e of s.events.slice(1, 3)) assert.equal(e.id, undefined, 'no id: not a position');
   const start = wgot().length;
   await caughtUp(await produce(200));
   await sleep(300);
