@@ -20,6 +20,10 @@
  *   inflating; the inflater is dropped after each message unless the peer
  *   keeps its context; a control frame with RSV1, or a stream that does not
  *   inflate, fails the connection (as RFC 7692 8 asks);
+ * - lws does not tell an extension a frame's opcode: a pong with a payload
+ *   that arrives between the frames of a fragmented compressed message is
+ *   taken as part of it (the message then fails to inflate and the
+ *   connection closes). Clients send small messages as one frame;
  * - never deflates: what the program writes goes out as it was given (omsd
  *   writes its compressed frames itself, raw, with RSV1).
  *
