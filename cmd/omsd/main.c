@@ -78,7 +78,13 @@ static void help(FILE *out)
             "\n"
             "Server-Sent Events: GET /events/stream?subscribe=orders,inventory (token as\n"
             "Bearer or ?token=); each event's id resumes every partition (Last-Event-ID).\n"
-            "Heartbeat comments every server.ping_interval_s, or OMS_SSE_HEARTBEAT_MS.\n");
+            "Heartbeat comments every server.ping_interval_s, or OMS_SSE_HEARTBEAT_MS.\n"
+            "Subscriptions may carry a filter on the event's fields ({\"productId\": [3, 17]},\n"
+            "{\"quantity\": {\"lt\": 10}}; SSE: ?filter_orders=, ?filter_inventory=).\n"
+            "\n"
+            "WebSocket clients that offer permessage-deflate get each event compressed\n"
+            "once for all of them (server.compression, default on; frames under\n"
+            "server.compression_min_bytes go as they are).\n");
 }
 
 /* The verification key: the HS256 secret or the PEM public key. */
