@@ -314,6 +314,8 @@ int omsd_conn_open(omsd_conn *c, omsd_addr *slot)
     c->is_ws = true;
     c->addr = slot;
     c->pmd = omsd_pmd_negotiated(c->wsi, &c->pmd_max);
+    if (c->pmd)
+        atomic_fetch_add(&c->d->pmd_conns, 1);
     return 0;
 }
 
@@ -324,6 +326,10 @@ void omsd_conn_release(omsd_conn *c)
         c->dirty_idx = 0;
     }
     addr_release(c);
+    if (c->pmd) {
+        atomic_fetch_sub(&c->d->pmd_conns, 1);
+        c->pmd = false;
+    }
     omsd_conn_drop_queue(c);
     free(c->q);
     free(c->rx);

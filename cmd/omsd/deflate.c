@@ -75,10 +75,11 @@ static z_stream *thread_stream(void)
     return z;
 }
 
-void omsd_frame_compress(const omsd *d, omsd_frame *f)
+void omsd_frame_compress(omsd *d, omsd_frame *f)
 {
+    /* (a connection that negotiates it after this gets this one as it is) */
     if (!d->cfg.server.compression || f->z || f->len < (size_t)d->cfg.server.compression_min_bytes ||
-        f->len == 0)
+        f->len == 0 || atomic_load_explicit(&d->pmd_conns, memory_order_relaxed) == 0)
         return;
     z_stream *z = thread_stream();
     if (!z || deflateReset(z) != Z_OK)
@@ -112,6 +113,7 @@ void omsd_frame_compress(const omsd *d, omsd_frame *f)
     f->z = out;
     f->zoff = 10 - hl;
     f->zlen = hl + n;
+    atomic_fetch_add_explicit(&d->m.deflated, 1, memory_order_relaxed);
 }
 
 bool omsd_pmd_negotiated(struct lws *wsi, size_t *max_len)

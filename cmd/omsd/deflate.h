@@ -20,9 +20,10 @@
 const struct lws_extension *omsd_pmd_extensions(const omsd *d);
 
 /* Compress f once (any thread, before f is shared): sets f->z/f->zlen to
- * the whole compressed WebSocket frame when f is big enough and the result
- * smaller. Nothing on failure (f then goes uncompressed). */
-void omsd_frame_compress(const omsd *d, omsd_frame *f);
+ * the whole compressed WebSocket frame when f is big enough, the result
+ * smaller and some connection negotiated the extension (d->pmd_conns).
+ * Nothing on failure (f then goes uncompressed). */
+void omsd_frame_compress(omsd *d, omsd_frame *f);
 
 /* LWS_CALLBACK_ADD_HEADERS: completes the extension's answer on an
  * upgrade that negotiated it (oms_pmd_server_headers). */

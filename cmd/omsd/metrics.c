@@ -105,6 +105,12 @@ char *omsd_metrics_text(omsd *d, size_t *len)
                   "oms_ws_sent_frames_total{compressed=\"false\"} %" PRIu64 "\n"
                   "oms_ws_sent_frames_total{compressed=\"true\"} %" PRIu64 "\n",
               ws_sum(d, false, 0), ws_sum(d, false, 1));
+    sb_printf(&b, "# HELP oms_ws_deflated_frames_total Frames compressed, each once for every "
+                  "connection that takes it (none while no connection negotiated "
+                  "permessage-deflate).\n"
+                  "# TYPE oms_ws_deflated_frames_total counter\noms_ws_deflated_frames_total %" PRIu64
+                  "\n",
+              (uint64_t)RELAXED(d->m.deflated));
     sb_printf(&b, "# HELP oms_ws_sent_bytes_total Bytes of those frames on the wire, headers "
                   "included.\n"
                   "# TYPE oms_ws_sent_bytes_total counter\n"

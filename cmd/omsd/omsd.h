@@ -165,6 +165,7 @@ typedef struct omsd_metrics {
     atomic_uint_fast64_t connections_total;
     atomic_uint_fast64_t auth_failures;
     atomic_uint_fast64_t rate_limited;
+    atomic_uint_fast64_t deflated; /* frames compressed (deflate.c: once for all takers) */
     atomic_uint_fast64_t address_refused; /* upgrades refused: server.max_connections_per_address */
     atomic_uint_fast64_t unauth_refused;  /* Socket.IO sessions refused: server.max_unauthenticated_sessions */
     atomic_uint_fast64_t rest_requests;
@@ -285,6 +286,8 @@ struct omsd {
     json_t *users;
     atomic_size_t subscribed[2]; /* connections subscribed to orders, inventory */
     atomic_size_t sio_unauth;    /* Socket.IO sessions not joined to /events */
+    atomic_size_t pmd_conns;     /* WebSockets that negotiated permessage-deflate:
+                                  * none, and no event is compressed */
 
     oms_kafka_producer *producer;
     pthread_t fanout_thread, poll_thread;

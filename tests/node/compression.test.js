@@ -13,7 +13,7 @@ const zlib = require('node:zlib');
 const crypto = require('node:crypto');
 const WebSocket = require('ws');
 const { io } = require('socket.io-client');
-const { env, tok, sleep, producerAsync } = require('./lib');
+const { env, tok, sleep, producerAsync, metric } = require('./lib');
 
 const PORT_A = Number(env.PORT_A);
 const PORT_B = Number(env.PORT_B);
@@ -125,6 +125,32 @@ async function waitFor(pred, ms = 10000) {
   while (Date.now() < until) { if (pred()) return; await sleep(50); }
   assert.fail('timed out');
 }
+
+test('nothing is deflated while no connection negotiated it; then each event once for all', async () => {
+  const plain = [await raw(PORT_A, STAFF), await raw(PORT_A, STAFF)];
+  for (const c of plain) {
+    c.send('subscribe_to_orders');
+    await c.next((m) => m.event === 'subscription_confirmed');
+  }
+  const d0 = await metric('oms_ws_deflated_frames_total');
+  const p = 'nz-' + uniq();
+  await emit(orders(p, 5));
+  const mine = (c, q) => c.msgs.filter((m) => m.event === 'order_update' && m.data.data.orderId.startsWith(q));
+  await waitFor(() => plain.every((c) => mine(c, p).length === 5));
+  assert.equal(await metric('oms_ws_deflated_frames_total'), d0, 'no deflate without a taker');
+  const z = [await raw(PORT_A, STAFF, 'permessage-deflate'), await raw(PORT_A, STAFF, 'permessage-deflate')];
+  for (const c of z) {
+    c.send('subscribe_to_orders');
+    await c.next((m) => m.event === 'subscription_confirmed');
+  }
+  const q = 'nz-' + uniq();
+  await emit(orders(q, 5));
+  await waitFor(() => [...plain, ...z].every((c) => mine(c, q).length === 5));
+  for (const c of z) for (const m of mine(c, q)) assert.equal(m.rsv1, true);
+  assert.equal(await metric('oms_ws_deflated_frames_total'), d0 + 5, 'five events, five deflates for two takers');
+  for (const c of [...plain, ...z]) c.close();
+  await sleep(200); // the closes reach omsd before the next test counts takers
+});
 
 test('raw client: negotiated in the handshake; events compressed (RSV1, fewer bytes), small frames not; same text as without', async () => {
   const z = await raw(PORT_A, STAFF, 'permessage-deflate; client_max_window_bits');
