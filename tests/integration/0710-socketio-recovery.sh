@@ -6,13 +6,18 @@
 # partition, from memory (A) or Kafka (B, 20 events of history), with
 # socket.recovered === true and the subscriptions restored; a forged or
 # edited offset gets a customer nothing of other users'; an offset past
-# retention gets recovered === false.
+# retention gets recovered === false. Subscription filters come back too
+# (the session store, ws_sessions in Postgres): on the same instance, and on
+# B after instance C was killed with SIGKILL, the replay and the live events
+# after it are exactly the matching ones; a session whose instance (D) had
+# no Postgres recovers on D (memory) but elsewhere is a fresh session.
 . "$(dirname "$0")/lib.sh"
 
 check "topics created" make_topics siorec
 export JWT_SECRET="test-secret-test-secret-test-secret-0123"
-PORT_A=$(free_port) PORT_B=$(free_port)
-for inst in A:$PORT_A:5000 B:$PORT_B:20; do
+PORT_A=$(free_port) PORT_B=$(free_port) PORT_C=$(free_port) PORT_D=$(free_port)
+PG_DOWN=$(free_port) # nothing listens there: instance D's Postgres is down
+for inst in A:$PORT_A:5000 B:$PORT_B:20 C:$PORT_C:5000 D:$PORT_D:5000; do
     IFS=: read -r name port hist <<<"$inst"
     cp "$T/omsd.yaml" "$T/omsd-$name.yaml"
     cat >>"$T/omsd-$name.yaml" <<YAML
@@ -34,7 +39,10 @@ check "... and says why" grep -q "resume.token_secret: 5 bytes; at least 16" "$T
 start() { # NAME
     local port
     port=$(eval echo "\$PORT_$1")
-    ASAN_OPTIONS=detect_leaks=1 "$ABIN/omsd" --config "$T/omsd-$1.yaml" >>"$T/omsd-$1.log" 2>&1 &
+    local dbport=$DATABASE_PORT
+    [ "$1" = D ] && dbport=$PG_DOWN
+    DATABASE_PORT=$dbport ASAN_OPTIONS=detect_leaks=1 "$ABIN/omsd" --config "$T/omsd-$1.yaml" \
+        >>"$T/omsd-$1.log" 2>&1 &
     eval "PID_$1=$!"
     for _ in $(seq 1 150); do
         curl -sf "http://127.0.0.1:$port/websocket/health" >/dev/null && return 0
@@ -44,8 +52,11 @@ start() { # NAME
 }
 check "instance A up" start A
 check "instance B up" start B
+check "instance C up" start C
+check "instance D up (its Postgres down)" start D
 
-(cd tests/node && OMS_PORT=$PORT_A PORT_A=$PORT_A PORT_B=$PORT_B BIN=$BIN OMS_CONFIG=$T/omsd.yaml \
+(cd tests/node && OMS_PORT=$PORT_A PORT_A=$PORT_A PORT_B=$PORT_B PORT_C=$PORT_C PORT_D=$PORT_D \
+    PID_C=$PID_C BIN=$BIN OMS_CONFIG=$T/omsd.yaml \
     KAFKA_LIBS="$OMS_STATE/kafka/libs" T="$T" \
     TOPIC_ORDERS=$TOPIC_ORDERS TOPIC_INVENTORY=$TOPIC_INVENTORY \
     TOPIC_NOTIFICATIONS=$TOPIC_NOTIFICATIONS \
@@ -54,7 +65,10 @@ grep -E '^(not )?ok ' "$T/node.tap"
 grep -B2 -A30 '^not ok' "$T/node.tap" | sed 's/^/# /' | head -80
 grep -qE '^ok ' "$T/node.tap" || { not_ok "node tests ran"; tail -20 "$T/node.tap" | sed 's/^/# /'; }
 
-for name in A B; do
+wait "$PID_C" 2>/dev/null
+rc_c=$?
+check "instance C was killed by the test (SIGKILL)" test "$rc_c" -eq 137
+for name in A B D; do
     pid=$(eval echo "\$PID_$name")
     if kill -0 "$pid" 2>/dev/null; then
         kill -TERM "$pid"
@@ -64,6 +78,6 @@ for name in A B; do
         wait "$pid" 2>/dev/null
     fi
 done
-for name in A B; do
+for name in A B D; do
     asan_clean "instance $name" "$T/omsd-$name.log"
 done
