@@ -164,6 +164,10 @@ static bool pg_ready(struct omsd_sstore *ss)
         ss->retry_ns = now + RETRY_NS;
         return false;
     }
+    /* a confirmed subscription must survive a Postgres crash too: this
+     * connection waits for the WAL flush (oms_pg_connect turns it off) */
+    PGresult *r = PQexec(oms_pg_handle(ss->pg), "SET synchronous_commit = on");
+    PQclear(r);
     if (ss->down)
         oms_log(d->log, OMS_LOG_INFO, "socket.io session store: postgres back");
     ss->down = false;
