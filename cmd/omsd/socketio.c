@@ -1190,8 +1190,11 @@ static unsigned recovery_check(omsd_sio *s, const json_t *auth, const oms_princi
     int rc = oms_postoken_pid_check(d->ptok, pid, who->user_id);
     int64_t *v = malloc((d->nparts_total > 0 ? (size_t)d->nparts_total : 1) * sizeof *v);
     unsigned cls = 0;
-    if (rc == OMS_OK && v)
+    if (rc == OMS_OK && v) {
         rc = omsd_token_read(d, off, &cls, v);
+        if (rc != OMS_OK) /* its pid, a bad offset: it gets a new pid, the old one goes */
+            omsd_sstore_forget(d, pid);
+    }
     if (rc != OMS_OK || !v) {
         oms_log(d->log, OMS_LOG_DEBUG, "socket.io recovery refused: pid or offset not ours",
                 OMS_LI("userId", who->user_id), OMS_LS("error", oms_strerror(rc)));
@@ -1231,8 +1234,9 @@ static void recovery_refuse(omsd_sio *s)
     s->recovering = false;
     free(s->rvec);
     s->rvec = NULL;
-    if (s->ss_live)
-        omsd_sstore_live(S.d, s->pid, false);
+    /* a new pid: the client drops the old one, so does the store */
+    if (s->pid[0])
+        omsd_sstore_forget(S.d, s->pid);
     s->ss_live = false;
     s->pid[0] = '\0';
     connect_answer(s);
@@ -2471,9 +2475,8 @@ static void recover_answer(void *conn, const char *event, json_t *data)
     if (s->dead || !s->recovering)
         return;
     if (!ok) {
-        /* a new pid: the store forgets this session under the old one */
-        if (s->ss_live)
-            omsd_sstore_live(S.d, s->pid, false);
+        /* a new pid: the client drops the old one, so does the store */
+        omsd_sstore_forget(S.d, s->pid);
         s->ss_live = false;
         s->pid[0] = '\0';
     }
