@@ -13,6 +13,7 @@
 #include "notify.h"
 #include "omsd.h"
 #include "pg/pg.h"
+#include "sstore.h"
 
 volatile sig_atomic_t omsd_stop;
 
@@ -81,6 +82,11 @@ static void help(FILE *out)
             "Heartbeat comments every server.ping_interval_s, or OMS_SSE_HEARTBEAT_MS.\n"
             "Subscriptions may carry a filter on the event's fields ({\"productId\": [3, 17]},\n"
             "{\"quantity\": {\"lt\": 10}}; SSE: ?filter_orders=, ?filter_inventory=).\n"
+            "\n"
+            "Socket.IO sessions' subscriptions and filters are kept in PostgreSQL (table\n"
+            "ws_sessions, resume.session_store, resume.session_ttl_s) so that recovery on\n"
+            "any instance restores them; a subscription is confirmed once stored (at most\n"
+            "2 s, or OMS_SSTORE_WAIT_MS, while Postgres is down).\n"
             "\n"
             "WebSocket clients that offer permessage-deflate get each event compressed\n"
             "once for all of them (server.compression, default on; frames under\n"
@@ -316,9 +322,14 @@ int main(int argc, char **argv)
     omsd_static_init(&d);
     d.filter_limits = (oms_filter_limits){d.cfg.server.filter_max_values,
                                           d.cfg.server.filter_max_bytes};
+    /* before the service threads, which use it */
+    if (omsd_sstore_start(&d) != OMS_OK)
+        oms_log(d.log, OMS_LOG_ERROR, "socket.io session store not started: filters recover on "
+                                      "this instance only");
     if (omsd_server_start(&d, err, sizeof err) != OMS_OK) {
         oms_log(d.log, OMS_LOG_ERROR, "cannot start", OMS_LS("error", err));
         fprintf(stderr, "omsd: %s\n", err);
+        omsd_sstore_join(&d);
         oms_kafka_producer_free(d.producer, 0);
         cleanup(&d);
         return OMS_EXIT_FAIL;
@@ -348,6 +359,7 @@ int main(int argc, char **argv)
     omsd_fanout_join(&d);
     omsd_resume_reader_join(&d);
     omsd_presence_join(&d);
+    omsd_sstore_join(&d);
     omsd_projections_join(&d);
     pthread_join(d.poll_thread, NULL);
     omsd_alerts_join(&d); /* last: sends the errors of the shutdown */

@@ -123,7 +123,7 @@ static inline bool omsd_frame_split(const omsd_frame *f, const char **name, size
 }
 
 /* An item handed to the service thread. */
-typedef enum { XQ_EVENT, XQ_DELIVERY, XQ_RESUME, XQ_SIO } omsd_xq_kind;
+typedef enum { XQ_EVENT, XQ_DELIVERY, XQ_RESUME, XQ_SIO, XQ_SSTORE } omsd_xq_kind;
 
 struct omsd_rreq;
 
@@ -149,6 +149,8 @@ typedef struct omsd_xq_item {
     int rstatus;
     /* XQ_SIO: a Socket.IO message between service threads (socketio.c) */
     struct omsd_sio_msg *sio;
+    /* XQ_SSTORE: the session store's answer (sstore.h) */
+    struct omsd_sstore_ans *sstore;
 } omsd_xq_item;
 
 #define OMSD_MAX_PARTITIONS 256
@@ -308,6 +310,7 @@ struct omsd {
     oms_filter_limits filter_limits; /* server.filter_max_values, _bytes */
     struct oms_postoken *ptok;     /* tokens.c: signs position tokens and pids */
     int64_t *fvec; /* tokens.c: the last offset fan-out dispatched per partition (flat) */
+    struct omsd_sstore *sstore;    /* sstore.c: Socket.IO sessions' subscriptions by pid */
 };
 
 /* resume.c — positions and resume (DESIGN §3.5). */

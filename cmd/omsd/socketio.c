@@ -42,6 +42,7 @@
 #include "gateway/router.h"
 #include "json/json.h"
 #include "socketio.h"
+#include "sstore.h"
 #include "deflate.h"
 
 #define ID_BYTES 18                 /* random bytes of a sid */
@@ -98,6 +99,19 @@ struct omsd_sio {
     char pid[OMS_POSTOKEN_PID_LEN + 1];
     bool recovering;
     int64_t *rvec;
+    /* the session store (sstore.c): the subscriptions and filters by pid.
+     * A change is confirmed once stored: its answers wait in `held` until
+     * the store answers request ss_seq (or t_store fires). */
+    bool ss_live;     /* counted among the live sessions of pid in the store */
+    bool unsaved;     /* the last change could not be stored (token class bit) */
+    bool ss_wait;     /* answers held for the store */
+    bool ss_lookup;   /* a recovery waits for its state from Postgres */
+    unsigned ss_cls;  /* that recovery's token class */
+    unsigned ss_tsubs; /* and the subscriptions it names, as the role allows */
+    uint64_t ss_seq;  /* the last request to the store */
+    oms_wtimer t_store;
+    struct held_msg *held;
+    size_t nheld, capheld;
     /* a binary event or ack waiting for its attachments */
     int att_left;
     bool att_event;
@@ -126,7 +140,16 @@ struct omsd_sio_state {
     oms_router *router; /* joined sessions by channel, as for plain connections */
     omsd_sio **batch;   /* one event's recipients, held while it is sent */
     size_t nbatch, capbatch;
+    int64_t store_wait_ms; /* the longest a change waits for the store */
 };
+
+/* An answer held until the session store committed the change it confirms:
+ * an event (ack < 0) or an acknowledgement (event NULL). */
+typedef struct held_msg {
+    const char *event; /* static */
+    json_t *data;      /* owned, may be NULL */
+    int64_t ack;
+} held_msg;
 #define S (*omsd_self->sio)
 
 /* ---- settings -------------------------------------------------------------------------- */
@@ -176,6 +199,7 @@ void omsd_sio_init(omsd *d)
     S.connect_timeout_ms =
         env_ms("OMS_SIO_CONNECT_TIMEOUT_MS", (int64_t)d->cfg.server.connect_timeout_s * 1000);
     S.upgrade_timeout_ms = 10000;
+    S.store_wait_ms = env_ms("OMS_SSTORE_WAIT_MS", 2000);
     S.max_payload = d->cfg.server.max_frame_bytes > 0 ? (size_t)d->cfg.server.max_frame_bytes
                                                       : 1000000;
     S.queue_limit = (uint32_t)(d->cfg.server.queue_limit > 0 ? d->cfg.server.queue_limit : 4096);
@@ -443,6 +467,9 @@ static void session_free_d(omsd *d, omsd_sio *s)
     omsd_rstate_free(d, &s->rst);
     oms_session_clear(&s->sess);
     free(s->rvec);
+    for (size_t i = 0; i < s->nheld; i++)
+        json_decref(s->held[i].data);
+    free(s->held);
     omsd_addr_put(s->addr);
     reg_del(s->sid);
     free(s);
@@ -503,6 +530,7 @@ static void set_joined(omsd_sio *s, bool joined)
 
 static void on_heartbeat(oms_wtimer *t);
 static void on_connect_timeout(oms_wtimer *t);
+static void on_store_timeout(oms_wtimer *t);
 
 static omsd_sio *session_new(omsd *d, sio_transport tr)
 {
@@ -534,10 +562,27 @@ static omsd_sio *session_new(omsd *d, sio_transport tr)
     return s;
 }
 
+/* The session no longer holds its pid here: the store stops counting it
+ * among the live ones, held answers are dropped, waits end. */
+static void store_leave(omsd_sio *s)
+{
+    if (s->ss_live && s->pid[0])
+        omsd_sstore_live(S.d, s->pid, false);
+    s->ss_live = false;
+    s->ss_wait = s->ss_lookup = false;
+    s->unsaved = false;
+    s->ss_seq++;
+    oms_wheel_cancel(&omsd_self->wheel, &s->t_store);
+    for (size_t i = 0; i < s->nheld; i++)
+        json_decref(s->held[i].data);
+    s->nheld = 0;
+}
+
 static void leave(omsd_sio *s)
 {
     if (!s->joined)
         return;
+    store_leave(s);
     set_joined(s, false);
     oms_router_remove(S.router, &s->route);
     omsd_rstate_free(S.d, &s->rst);
@@ -607,6 +652,7 @@ static void session_close(omsd_sio *s, int code, const char *reason, const omsd_
     }
     S.count--;
     if (s->joined) {
+        store_leave(s);
         oms_router_remove(S.router, &s->route);
         atomic_fetch_sub(&omsd_self->nconns, 1);
         omsd_users_add(d, s->sess.who.user_id, -1);
@@ -841,6 +887,289 @@ static oms_gw_env make_env(void)
     return env;
 }
 
+/* ---- the session store (sstore.c) ---------------------------------------------------------- */
+
+/* The class digit of this session's position tokens: its subscriptions,
+ * whether one has a filter, whether its state could not be stored. A
+ * recovery elsewhere reads the last two to refuse rather than restore
+ * wider than the session was (the digit is not signed: a client that sets
+ * them only refuses itself; one that clears them still gets the stored
+ * filters, which are looked up whatever the digit says). */
+static unsigned sess_class(const omsd_sio *s)
+{
+    unsigned c = s->sess.subs & 3u;
+    if (s->sess.filter[OMS_GW_F_ORDERS] || s->sess.filter[OMS_GW_F_INVENTORY])
+        c |= OMS_POSTOKEN_CLS_FILTERED;
+    if (s->unsaved)
+        c |= OMS_POSTOKEN_CLS_UNSAVED;
+    return c;
+}
+
+/* The session's subscriptions as the store keeps them:
+ * {"orders": FILTER | null, "inventory": ...} (malloc'd, NULL: no memory). */
+static char *state_text(const oms_session *sess)
+{
+    json_t *o = json_object();
+    static const struct {
+        unsigned bit;
+        int fi;
+        const char *name;
+    } subs[2] = {{OMS_SUB_ORDERS, OMS_GW_F_ORDERS, "orders"},
+                 {OMS_SUB_INVENTORY, OMS_GW_F_INVENTORY, "inventory"}};
+    for (int i = 0; o && i < 2; i++)
+        if (sess->subs & subs[i].bit)
+            json_object_set_new(o, subs[i].name, sess->filter[subs[i].fi]
+                                                     ? oms_filter_json(sess->filter[subs[i].fi])
+                                                     : json_null());
+    char *t = o ? json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+    json_decref(o);
+    return t;
+}
+
+/* Parse a stored state, as far as the role allows, into *subs and f[2]
+ * (new references). 0, or -1 when it is not a state (f untouched). */
+static int state_parse(const char *text, const oms_principal *who, unsigned *subs,
+                       oms_filter *f[2])
+{
+    json_t *o = text ? json_loads(text, 0, NULL) : NULL;
+    oms_filter *nf[2] = {NULL, NULL};
+    unsigned sb = 0;
+    int rc = json_is_object(o) ? 0 : -1;
+    const char *k;
+    json_t *v;
+    json_object_foreach(o, k, v)
+    {
+        if (rc != 0)
+            break;
+        bool orders = strcmp(k, "orders") == 0;
+        if ((!orders && strcmp(k, "inventory") != 0) || (!json_is_null(v) && !json_is_object(v))) {
+            rc = -1;
+            break;
+        }
+        int fi = orders ? OMS_GW_F_ORDERS : OMS_GW_F_INVENTORY;
+        char err[256];
+        oms_filter_unref(nf[fi]);
+        nf[fi] = NULL;
+        if (oms_filter_parse(v, orders ? OMS_TOPIC_ORDERS : OMS_TOPIC_INVENTORY,
+                             &S.d->filter_limits, &nf[fi], err, sizeof err) != OMS_OK) {
+            rc = -1;
+            break;
+        }
+        sb |= orders ? OMS_SUB_ORDERS : OMS_SUB_INVENTORY;
+    }
+    json_decref(o);
+    unsigned allowed = omsd_token_subs(sb, who->role);
+    for (int i = 0; i < 2; i++) {
+        unsigned bit = i == OMS_GW_F_ORDERS ? OMS_SUB_ORDERS : OMS_SUB_INVENTORY;
+        if (rc != 0 || !(allowed & bit)) {
+            oms_filter_unref(nf[i]);
+            nf[i] = NULL;
+        }
+    }
+    if (rc != 0)
+        return -1;
+    *subs = allowed;
+    f[0] = nf[0];
+    f[1] = nf[1];
+    return 0;
+}
+
+/* Set the session's subscriptions and filters (f: references taken). */
+static void set_subs(omsd_sio *s, unsigned subs, oms_filter *f[2])
+{
+    omsd *d = S.d;
+    unsigned old = s->sess.subs;
+    for (int i = 0; i < 2; i++) {
+        oms_filter_unref(s->sess.filter[i]);
+        s->sess.filter[i] = f ? f[i] : NULL;
+    }
+    s->sess.subs = subs;
+    omsd_rstate_subs(d, &s->rst, old, subs);
+    omsd_subs_count(d, old, subs);
+    if (s->joined && oms_router_update(S.router, &s->route, &s->sess) != OMS_OK)
+        d->m.dropped[OMS_TOPIC_NOTIFICATIONS]++; /* out of memory: its lists are unchanged */
+}
+
+/* Hand the session's state to the store. With answer, true when the
+ * store will answer (the caller holds the confirmation until then). */
+static bool store_save(omsd_sio *s, bool answer)
+{
+    omsd *d = S.d;
+    if (!s->pid[0])
+        return false;
+    char *st = state_text(&s->sess);
+    bool durable = omsd_sstore_durable(d);
+    uint64_t seq = ++s->ss_seq;
+    int rc = st ? omsd_sstore_save(d, s->pid, s->sess.who.user_id, st, !s->ss_live, durable,
+                                   answer && durable, omsd_self->idx, s->sid, seq)
+                : OMS_ENOMEM;
+    free(st);
+    if (rc != OMS_OK) {
+        s->unsaved = durable; /* a recovery elsewhere cannot find it */
+        return false;
+    }
+    s->ss_live = true;
+    if (!durable || !answer)
+        return false;
+    s->ss_wait = true;
+    sched(s, &s->t_store, on_store_timeout, S.store_wait_ms);
+    return true;
+}
+
+static void hold(omsd_sio *s, const char *event, const json_t *data, int64_t ack)
+{
+    if (s->nheld == s->capheld) {
+        size_t cap = s->capheld ? s->capheld * 2 : 4;
+        held_msg *h = realloc(s->held, cap * sizeof *h);
+        if (!h)
+            return; /* out of memory: this answer is lost, the state is not */
+        s->held = h;
+        s->capheld = cap;
+    }
+    s->held[s->nheld++] = (held_msg){event, data ? json_incref((json_t *)data) : NULL, ack};
+}
+
+static void unhold(omsd_sio *s)
+{
+    s->ss_wait = false;
+    oms_wheel_cancel(&omsd_self->wheel, &s->t_store);
+    for (size_t i = 0; i < s->nheld; i++) {
+        held_msg *h = &s->held[i];
+        if (!s->dead) {
+            if (h->event)
+                emit_event(s, h->event, h->data);
+            else
+                emit_ack(s, h->ack, h->data);
+        }
+        json_decref(h->data);
+    }
+    s->nheld = 0;
+}
+
+static void recovery_start(omsd_sio *s);
+static void recovery_refuse(omsd_sio *s);
+
+/* A recovery's state (memory or Postgres) against its token: the stored
+ * subscriptions must be those the token names (as the role allows), and a
+ * token saying "filtered" needs a filter. 0: restored; -1: not (nothing
+ * changed). */
+static int state_restore(omsd_sio *s, int64_t user_id, const char *text, unsigned cls,
+                         unsigned tsubs)
+{
+    unsigned subs;
+    oms_filter *f[2];
+    if (user_id != s->sess.who.user_id || state_parse(text, &s->sess.who, &subs, f) != 0)
+        return -1;
+    if (subs != tsubs || ((cls & OMS_POSTOKEN_CLS_FILTERED) && !f[0] && !f[1])) {
+        oms_filter_unref(f[0]);
+        oms_filter_unref(f[1]);
+        return -1;
+    }
+    set_subs(s, subs, f);
+    return 0;
+}
+
+/* Where a recovery's subscriptions come from. 1: restored (or nothing to
+ * restore), replay now; 0: asked Postgres, the answer goes on; -1: refuse
+ * (a fresh session). */
+static int recovery_state(omsd_sio *s, unsigned cls, unsigned tsubs)
+{
+    omsd *d = S.d;
+    int64_t uid = 0;
+    char *st = NULL;
+    bool stored = false;
+    if (omsd_sstore_peek(d, s->pid, &uid, &st, &stored) == OMS_OK) {
+        /* this instance knows the session's latest state */
+        int rc = state_restore(s, uid, st, cls, tsubs);
+        free(st);
+        if (rc != 0)
+            return -1;
+        s->unsaved = omsd_sstore_durable(d) && !stored; /* still not in Postgres */
+        omsd_sstore_live(d, s->pid, true);
+        s->ss_live = true;
+        return 1;
+    }
+    if (tsubs == 0 && !(cls & OMS_POSTOKEN_CLS_FILTERED))
+        return 1; /* it had no subscription: nothing to restore */
+    if (!omsd_sstore_durable(d)) {
+        /* memory only: without filters, the token's subscriptions */
+        if (cls & (OMS_POSTOKEN_CLS_FILTERED | OMS_POSTOKEN_CLS_UNSAVED))
+            return -1;
+        set_subs(s, tsubs, NULL);
+        return 1;
+    }
+    if (cls & OMS_POSTOKEN_CLS_UNSAVED)
+        return -1; /* what Postgres has is not its latest state */
+    s->ss_cls = cls;
+    s->ss_tsubs = tsubs;
+    s->ss_lookup = true;
+    if (omsd_sstore_lookup(d, s->pid, omsd_self->idx, s->sid, ++s->ss_seq) != OMS_OK) {
+        s->ss_lookup = false;
+        return -1;
+    }
+    sched(s, &s->t_store, on_store_timeout, S.store_wait_ms);
+    return 0;
+}
+
+static void on_store_timeout(oms_wtimer *t)
+{
+    omsd_sio *s = lws_container_of(t, omsd_sio, t_store);
+    if (s->dead)
+        return;
+    s->ss_seq++; /* a late answer is not waited for any more */
+    if (s->ss_lookup) {
+        s->ss_lookup = false;
+        oms_log(S.d->log, OMS_LOG_DEBUG, "socket.io recovery: no answer from the session store",
+                OMS_LI("userId", s->sess.who.user_id));
+        recovery_refuse(s);
+    } else if (s->ss_wait) {
+        s->unsaved = true;
+        unhold(s);
+    }
+}
+
+void omsd_sio_sstore(omsd *d, omsd_xq_item *it, bool live)
+{
+    omsd_sstore_ans *a = it->sstore;
+    it->sstore = NULL;
+    omsd_sio *s = live && omsd_self->sio ? find(a->sid) : NULL;
+    if (live && omsd_self->sio && !s) {
+        /* the session moved to another thread meanwhile */
+        int t = owner_of(d, a->sid);
+        omsd_xq_item *fwd = t >= 0 && t != omsd_self->idx ? calloc(1, sizeof *fwd) : NULL;
+        if (fwd) {
+            fwd->kind = XQ_SSTORE;
+            fwd->sstore = a;
+            omsd_xq_push(&d->workers[t], fwd);
+            return;
+        }
+    }
+    if (!s || s->dead || !s->joined || a->seq != s->ss_seq) {
+        omsd_sstore_ans_free(a);
+        return;
+    }
+    if (a->op == OMSD_SS_SAVED && s->ss_wait) {
+        s->unsaved = a->rc != OMS_OK;
+        unhold(s);
+    } else if (a->op == OMSD_SS_FOUND && s->ss_lookup) {
+        s->ss_lookup = false;
+        oms_wheel_cancel(&omsd_self->wheel, &s->t_store);
+        if (a->rc == OMS_OK && s->recovering &&
+            state_restore(s, a->user_id, a->state, s->ss_cls, s->ss_tsubs) == 0) {
+            /* remembered here (Postgres has it already) */
+            if (omsd_sstore_save(d, s->pid, s->sess.who.user_id, a->state, true, false, false, 0,
+                                 NULL, 0) == OMS_OK)
+                s->ss_live = true;
+            recovery_start(s);
+        } else if (s->recovering) {
+            oms_log(d->log, OMS_LOG_DEBUG, "socket.io recovery refused: no stored state",
+                    OMS_LI("userId", s->sess.who.user_id), OMS_LS("error", oms_strerror(a->rc)));
+            recovery_refuse(s);
+        }
+    }
+    omsd_sstore_ans_free(a);
+}
+
 /* ---- connection-state recovery (docs/socketio-protocol.md §4) ------------------------------ */
 
 /* A CONNECT auth {pid, offset, token} that names an earlier session of this
@@ -849,10 +1178,11 @@ static oms_gw_env make_env(void)
  * *vec (malloc'd) the positions to replay from. Anything else: 0 and *vec
  * NULL, a fresh session (recovered false), never an error. */
 static unsigned recovery_check(omsd_sio *s, const json_t *auth, const oms_principal *who,
-                               int64_t **vec)
+                               int64_t **vec, unsigned *cls_out)
 {
     omsd *d = S.d;
     *vec = NULL;
+    *cls_out = 0;
     const char *pid = json_string_value(json_object_get(auth, "pid"));
     const char *off = json_string_value(json_object_get(auth, "offset"));
     if (!pid || !off || !d->ptok)
@@ -860,8 +1190,11 @@ static unsigned recovery_check(omsd_sio *s, const json_t *auth, const oms_princi
     int rc = oms_postoken_pid_check(d->ptok, pid, who->user_id);
     int64_t *v = malloc((d->nparts_total > 0 ? (size_t)d->nparts_total : 1) * sizeof *v);
     unsigned cls = 0;
-    if (rc == OMS_OK && v)
+    if (rc == OMS_OK && v) {
         rc = omsd_token_read(d, off, &cls, v);
+        if (rc != OMS_OK) /* its pid, a bad offset: it gets a new pid, the old one goes */
+            omsd_sstore_forget(d, pid);
+    }
     if (rc != OMS_OK || !v) {
         oms_log(d->log, OMS_LOG_DEBUG, "socket.io recovery refused: pid or offset not ours",
                 OMS_LI("userId", who->user_id), OMS_LS("error", oms_strerror(rc)));
@@ -872,27 +1205,41 @@ static unsigned recovery_check(omsd_sio *s, const json_t *auth, const oms_princi
     memcpy(s->pid, pid, sizeof s->pid - 1);
     s->pid[sizeof s->pid - 1] = '\0';
     *vec = v;
+    *cls_out = cls;
     return omsd_token_subs(cls, who->role);
 }
 
 static const omsd_rsink *recover_sink(void);
 static void connect_answer(omsd_sio *s);
 
-/* Replay from vec (taken) like `resume`; the sink answers CONNECT. */
-static void recovery_start(omsd_sio *s, int64_t *vec)
+/* Replay from s->rvec like `resume`, filtered by the restored
+ * subscriptions; the sink answers CONNECT. */
+static void recovery_start(omsd_sio *s)
 {
-    s->recovering = true;
-    s->rvec = vec;
     s->resume_ack = -1;
-    json_t *since = omsd_token_since(S.d, vec);
+    json_t *since = omsd_token_since(S.d, s->rvec);
     if (!since) {
-        s->recovering = false;
-        s->pid[0] = '\0';
-        connect_answer(s);
+        recovery_refuse(s);
         return;
     }
     omsd_resume_start(S.d, &s->rst, &s->sess, since, recover_sink(), s);
     json_decref(since);
+}
+
+/* No recovery: a fresh session (a new pid, recovered false), nothing
+ * replayed, and no subscription restored unless its state was found. */
+static void recovery_refuse(omsd_sio *s)
+{
+    S.d->m.resumes[2]++; /* not recoverable (resume.c's OUT_UNRECOVERABLE) */
+    s->recovering = false;
+    free(s->rvec);
+    s->rvec = NULL;
+    /* a new pid: the client drops the old one, so does the store */
+    if (s->pid[0])
+        omsd_sstore_forget(S.d, s->pid);
+    s->ss_live = false;
+    s->pid[0] = '\0';
+    connect_answer(s);
 }
 
 /* The CONNECT answer {sid, pid} (a new pid unless s->pid holds the one
@@ -900,8 +1247,11 @@ static void recovery_start(omsd_sio *s, int64_t *vec)
 static void connect_answer(omsd_sio *s)
 {
     omsd *d = S.d;
-    if (!s->pid[0] && (!d->ptok || oms_postoken_pid_new(d->ptok, s->sess.who.user_id, s->pid)))
+    bool fresh = !s->pid[0];
+    if (fresh && (!d->ptok || oms_postoken_pid_new(d->ptok, s->sess.who.user_id, s->pid)))
         s->pid[0] = '\0'; /* no recovery for this one */
+    if (fresh && s->pid[0] && s->sess.subs)
+        store_save(s, false); /* subscriptions restored under a new pid */
     json_t *p = s->pid[0] ? json_pack("{s:s,s:s}", "sid", s->nsp_sid, "pid", s->pid)
                           : json_pack("{s:s}", "sid", s->nsp_sid);
     send_new(s, sio_frame('0', NSP, -1, p));
@@ -919,7 +1269,7 @@ static char *session_token(omsd_sio *s)
 {
     if (!s->joined || !s->pid[0] || s->rst.rs || s->recovering)
         return NULL;
-    return omsd_token_here(S.d, s->sess.subs & 3u);
+    return omsd_token_here(S.d, sess_class(s));
 }
 
 /* 0, or -1 when this client keeps trying (the caller closes the session). */
@@ -962,8 +1312,9 @@ static int sio_connect(omsd_sio *s, const char *nsp, const json_t *auth)
      * join after an explicit DISCONNECT is a new session: a new pid) */
     s->pid[0] = '\0';
     int64_t *rvec = NULL;
-    unsigned subs = recovery_check(s, auth, &who, &rvec);
-    s->sess.subs = subs;
+    unsigned cls = 0;
+    unsigned tsubs = recovery_check(s, auth, &who, &rvec, &cls);
+    s->sess.subs = 0; /* restored below, with their filters, from the session's state */
     if (omsd_rstate_init(d, &s->rst) != OMS_OK) {
         free(rvec);
         return -1;
@@ -976,12 +1327,18 @@ static int sio_connect(omsd_sio *s, const char *nsp, const json_t *auth)
     set_joined(s, true);
     atomic_fetch_add(&omsd_self->nconns, 1);
     omsd_users_add(d, who.user_id, 1);
-    omsd_subs_count(d, 0, subs);
     d->m.connections_total++;
     oms_wheel_cancel(&omsd_self->wheel, &s->t_connect);
     schedule_expiry(s);
     if (rvec) {
-        recovery_start(s, rvec); /* answers CONNECT when the replay is done */
+        /* answers CONNECT when the replay is done, or at once when refused */
+        s->recovering = true;
+        s->rvec = rvec;
+        int st = recovery_state(s, cls, tsubs);
+        if (st > 0)
+            recovery_start(s);
+        else if (st < 0)
+            recovery_refuse(s);
         return 0;
     }
     connect_answer(s);
@@ -1012,10 +1369,12 @@ static void sio_event(omsd_sio *s, const json_t *args, int64_t ack)
     memset(&out, 0, sizeof out);
     out.answer = -1;
     unsigned subs = s->sess.subs;
+    const oms_filter *f0 = s->sess.filter[0], *f1 = s->sess.filter[1];
     if (oms_session_admit(&s->sess, &env, &out))
         oms_session_on_message(&s->sess, &env, name, json_array_get(args, 1), &out);
     else
         d->m.rate_limited++;
+    bool changed = s->sess.subs != subs || s->sess.filter[0] != f0 || s->sess.filter[1] != f1;
     if (s->sess.subs != subs) {
         omsd_rstate_subs(d, &s->rst, subs, s->sess.subs);
         omsd_subs_count(d, subs, s->sess.subs);
@@ -1024,8 +1383,14 @@ static void sio_event(omsd_sio *s, const json_t *args, int64_t ack)
         d->m.dropped[OMS_TOPIC_NOTIFICATIONS]++; /* out of memory: its lists are unchanged */
     if (out.exp_changed)
         schedule_expiry(s);
+    /* a change of subscriptions is confirmed once the store has it (and
+     * later answers wait behind it, in order) */
+    bool held = (changed && s->joined && !s->recovering && store_save(s, true)) || s->ss_wait;
     for (int i = 0; i < out.n && !s->dead; i++) {
-        if (ack >= 0 && i == out.answer)
+        if (held)
+            hold(s, ack >= 0 && i == out.answer ? NULL : out.msgs[i].event, out.msgs[i].data,
+                 ack >= 0 && i == out.answer ? ack : -1);
+        else if (ack >= 0 && i == out.answer)
             emit_ack(s, ack, out.msgs[i].data);
         else
             emit_event(s, out.msgs[i].event, out.msgs[i].data);
@@ -1035,7 +1400,10 @@ static void sio_event(omsd_sio *s, const json_t *args, int64_t ack)
         s->resume_ack = ack;
         omsd_resume_start(d, &s->rst, &s->sess, out.resume_since, sio_sink(), s);
     } else if (ack >= 0 && out.answer < 0 && !s->dead) {
-        emit_ack(s, ack, NULL);
+        if (held)
+            hold(s, NULL, NULL, ack);
+        else
+            emit_ack(s, ack, NULL);
     }
     if (out.close_code && !s->dead)
         kick(s);
@@ -1124,10 +1492,14 @@ static int sio_packet(omsd_sio *s, const char *p, size_t n)
             rc = sio_connect(s, nsp, payload);
         break;
     case 1: /* DISCONNECT */
-        if (ack >= 0 || payload || !here)
+        if (ack >= 0 || payload || !here) {
             rc = -1;
-        else
+        } else {
+            /* the client ended its session: nothing to recover any more */
+            if (s->joined && s->pid[0])
+                omsd_sstore_forget(S.d, s->pid);
             leave(s);
+        }
         break;
     case 2: /* EVENT */
     case 5: /* BINARY_EVENT */
@@ -1610,6 +1982,7 @@ static void move_out(omsd *d, omsd_sio *s, int to)
     oms_wheel_cancel(&omsd_self->wheel, &s->t_upgrade);
     oms_wheel_cancel(&omsd_self->wheel, &s->t_noop);
     oms_wheel_cancel(&omsd_self->wheel, &s->t_exp);
+    oms_wheel_cancel(&omsd_self->wheel, &s->t_store);
     s->home = NULL;
     reg_update(s->sid, to, false);
     (void)d;
@@ -1643,6 +2016,8 @@ static void move_in(omsd *d, omsd_sio *s, omsd_conn *c)
         }
         atomic_fetch_add(&omsd_self->nconns, 1);
         schedule_expiry(s);
+        if (s->ss_wait || s->ss_lookup)
+            sched(s, &s->t_store, on_store_timeout, S.store_wait_ms);
     } else {
         sched(s, &s->t_connect, on_connect_timeout, S.connect_timeout_ms);
     }
@@ -1999,7 +2374,7 @@ static omsd_frame *fanout_frame(const omsd_frame *pf, const char *tok, unsigned 
         if (tl) {
             *o++ = ',';
             *o++ = '"';
-            *o++ = (char)('0' + cls);
+            *o++ = oms_postoken_class_char(cls);
             memcpy(o, tok + 1, tl - 1);
             o += tl - 1;
             *o++ = '"';
@@ -2016,7 +2391,7 @@ static omsd_frame *fanout_frame(const omsd_frame *pf, const char *tok, unsigned 
     if (a && tl) {
         char *t = strdup(tok);
         if (t) {
-            t[0] = (char)('0' + cls);
+            t[0] = oms_postoken_class_char(cls);
             json_array_append_new(a, json_string(t));
             free(t);
         }
@@ -2049,9 +2424,9 @@ static bool rsink_send(void *conn, omsd_frame *f)
         int64_t *v = &s->rvec[d->pbase[f->topic] + f->part];
         if (f->off > *v)
             *v = f->off;
-        tok = own = omsd_token_make(d, s->sess.subs & 3u, s->rvec);
+        tok = own = omsd_token_make(d, sess_class(s), s->rvec);
     }
-    omsd_frame *sf = fanout_frame(f, tok, s->sess.subs & 3u);
+    omsd_frame *sf = fanout_frame(f, tok, sess_class(s));
     free(own);
     bool ok = sf && sio_send(s, sf);
     omsd_frame_unref(sf);
@@ -2099,8 +2474,12 @@ static void recover_answer(void *conn, const char *event, json_t *data)
     json_decref(data);
     if (s->dead || !s->recovering)
         return;
-    if (!ok)
+    if (!ok) {
+        /* a new pid: the client drops the old one, so does the store */
+        omsd_sstore_forget(S.d, s->pid);
+        s->ss_live = false;
         s->pid[0] = '\0';
+    }
     connect_answer(s); /* still recovering: `connected` carries no offset */
     s->recovering = false;
     free(s->rvec);
@@ -2150,12 +2529,12 @@ void omsd_sio_dispatch(omsd *d, const omsd_xq_item *it)
     oms_router_dispatch_view(S.router, it->type, it->user_id, it->frame->view, collect, NULL);
     /* one frame per class of subscriptions (the offset's digit), each
      * built once for every session of that class */
-    omsd_frame *sf[4] = {NULL, NULL, NULL, NULL};
+    omsd_frame *sf[OMS_POSTOKEN_MAX_CLASS + 1] = {NULL};
     for (size_t i = 0; i < S.nbatch; i++) {
         omsd_sio *s = S.batch[i];
         if (s->rst.rs && omsd_resume_hold(d, &s->rst, it->frame))
             continue; /* behind its replay */
-        unsigned cls = s->sess.subs & 3u;
+        unsigned cls = sess_class(s);
         if (!sf[cls] && (sf[cls] = fanout_frame(it->frame, omsd_frame_token(d, it->frame), cls)))
             omsd_frame_compress(d, sf[cls]); /* once per thread and class, for its WebSockets */
         if (!sf[cls])
@@ -2164,7 +2543,7 @@ void omsd_sio_dispatch(omsd *d, const omsd_xq_item *it)
             d->m.dropped[it->topic]++;
     }
     S.nbatch = 0;
-    for (int c = 0; c < 4; c++)
+    for (unsigned c = 0; c <= OMS_POSTOKEN_MAX_CLASS; c++)
         omsd_frame_unref(sf[c]);
 }
 

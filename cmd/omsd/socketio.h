@@ -72,6 +72,9 @@ void omsd_sio_pump(omsd *d, omsd_conn *c);
  * live false: omsd is stopping, only free it. */
 typedef struct omsd_sio_msg omsd_sio_msg;
 void omsd_sio_xq(omsd *d, omsd_xq_item *it, bool live);
+/* The session store's answer (XQ_SSTORE, sstore.h): a change stored, or a
+ * recovering session's state found. live false: only free it. */
+void omsd_sio_sstore(omsd *d, omsd_xq_item *it, bool live);
 /* A connection that waited for another thread's answer (omsd_http_defer)
  * closed: that thread forgets the GET it held for it. */
 void omsd_sio_forward_gone(omsd *d, const char *sid, uint64_t id);

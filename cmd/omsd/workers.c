@@ -225,6 +225,11 @@ static void xq_sio(omsd_worker *w, omsd_xq_item *it, bool live)
     omsd_sio_xq(w->d, it, live);
 }
 
+static void xq_sstore(omsd_worker *w, omsd_xq_item *it, bool live)
+{
+    omsd_sio_sstore(w->d, it, live);
+}
+
 static void event_sio(omsd_worker *w, const omsd_xq_item *it)
 {
     omsd_sio_dispatch(w->d, it);
@@ -235,6 +240,7 @@ static void wire_core(void)
     omsd_xq_handle(XQ_DELIVERY, omsd_http_delivery);
     omsd_xq_handle(XQ_RESUME, xq_resume);
     omsd_xq_handle(XQ_SIO, xq_sio);
+    omsd_xq_handle(XQ_SSTORE, xq_sstore);
     omsd_xq_on_event(omsd_plain_dispatch);
     omsd_xq_on_event(event_sio);
     omsd_xq_on_event(omsd_sse_dispatch);

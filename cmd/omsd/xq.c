@@ -10,7 +10,7 @@
 
 #include "conn.h"
 
-static omsd_xq_handler handlers[XQ_SIO + 1];
+static omsd_xq_handler handlers[XQ_SSTORE + 1];
 #define MAX_LISTENERS 4
 static omsd_event_listener listeners[MAX_LISTENERS];
 static int nlisteners;

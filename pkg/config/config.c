@@ -113,6 +113,8 @@ static const key_desc config_keys[] = {
     K_INT("resume.max_replay", resume.max_replay, 0, 100000000, 100000),
     K_INT("resume.read_budget_mb", resume.read_budget_mb, 1, 1048576, 256),
     K_STR("resume.token_secret", resume.token_secret, ""),
+    K_BOOL("resume.session_store", resume.session_store, 1),
+    K_INT("resume.session_ttl_s", resume.session_ttl_s, 60, 31536000, 1209600),
 
     K_INT("presence.interval_s", presence.interval_s, 1, 3600, 5),
     K_INT("presence.expiry_s", presence.expiry_s, 2, 86400, 15),

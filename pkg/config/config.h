@@ -92,6 +92,10 @@ typedef struct oms_config {
         int read_budget_mb;  /* resume.read_budget_mb: read-back memory of all resumes, default 256 */
         char *token_secret;  /* resume.token_secret: signs position tokens (Socket.IO offsets,
                                 SSE ids), default "": derived from auth.jwt_secret */
+        int session_store;   /* resume.session_store: Socket.IO sessions' subscriptions and
+                                filters kept in Postgres for recovery on any instance, default 1 */
+        int session_ttl_s;   /* resume.session_ttl_s: how long a stored session may be
+                                recovered after its last change, default 1209600 (14 days) */
     } resume;
     struct {
         int interval_s; /* presence.interval_s: heartbeat period, default 5 */

@@ -226,10 +226,26 @@ static long b64_decode(const char *in, size_t n, unsigned char *out)
     return (long)o;
 }
 
+char oms_postoken_class_char(unsigned cls)
+{
+    return "0123456789abcdef"[cls & OMS_POSTOKEN_MAX_CLASS];
+}
+
+/* The class a token's first character names, -1 when none (lowercase hex
+ * only: one class, one spelling). */
+static int class_of(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    return -1;
+}
+
 int oms_postoken_encode(const oms_postoken *k, unsigned cls, const int *nparts,
                         const int64_t *vec, char *out, size_t outlen)
 {
-    if (!k || cls > 3 || !nparts || !vec || !out)
+    if (!k || cls > OMS_POSTOKEN_MAX_CLASS || !nparts || !vec || !out)
         return OMS_EINVAL;
     int total = 0;
     for (int t = 0; t < k->ntopics; t++) {
@@ -261,14 +277,15 @@ int oms_postoken_encode(const oms_postoken *k, unsigned cls, const int *nparts,
     n += MAC_LEN;
     if (outlen < 2 + (n * 4 + 2) / 3)
         return OMS_ERANGE;
-    out[0] = (char)('0' + cls);
+    out[0] = oms_postoken_class_char(cls);
     return (int)(1 + b64_encode(raw, n, out + 1));
 }
 
 int oms_postoken_decode(const oms_postoken *k, const char *tok, size_t len, unsigned *cls,
                         const int *nparts, int64_t *vec)
 {
-    if (!k || !tok || len < 2 || tok[0] < '0' || tok[0] > '3')
+    int c0 = tok ? class_of(tok[0]) : -1;
+    if (!k || !tok || len < 2 || c0 < 0)
         return OMS_EINVAL;
     if (len - 1 > (MAX_RAW * 4 + 2) / 3)
         return OMS_EINVAL;
@@ -318,7 +335,7 @@ int oms_postoken_decode(const oms_postoken *k, const char *tok, size_t len, unsi
     if (other)
         return OMS_ENOTFOUND;
     if (cls)
-        *cls = (unsigned)(tok[0] - '0');
+        *cls = (unsigned)c0;
     return OMS_OK;
 }
 

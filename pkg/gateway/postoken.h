@@ -4,9 +4,12 @@
  * SSE stream sends one as each event's `id`, so that one event's token,
  * whoever receives it, is enough to resume every partition.
  *
- * Text form: one class digit '0'..'3' (the subscriptions the receiver had:
- * bit 0 orders, bit 1 inventory; not signed, because it only chooses among
- * subscriptions the role allows anyway), then base64url (no padding) of
+ * Text form: one class digit, lowercase hex '0'..'f' (what the receiver had:
+ * bit 0 orders, bit 1 inventory, bit 2 a filter on a subscription, bit 3
+ * its subscription state was not stored; not signed, because it only
+ * chooses among subscriptions the role allows anyway, and the bits 2 and 3
+ * can only make a recovery refuse: see cmd/omsd/sstore.c), then base64url
+ * (no padding) of
  *     version (1) | ntopics (varint) | per topic: nparts (varint), then
  *     each partition's offset as a zigzag varint of its difference from
  *     the previous one (the first from 0) | HMAC-SHA256 truncated to 12
@@ -28,6 +31,16 @@
 #define OMS_POSTOKEN_MAX_PARTS 4096 /* all topics together */
 #define OMS_POSTOKEN_PID_LEN 28     /* characters of a pid */
 
+/* The bits of a token's class digit. */
+#define OMS_POSTOKEN_CLS_ORDERS 1u    /* subscribed to orders */
+#define OMS_POSTOKEN_CLS_INVENTORY 2u /* subscribed to inventory */
+#define OMS_POSTOKEN_CLS_FILTERED 4u  /* a subscription had a filter */
+#define OMS_POSTOKEN_CLS_UNSAVED 8u   /* the subscription state was not stored */
+#define OMS_POSTOKEN_MAX_CLASS 15u
+
+/* The character of class cls (0..15): '0'..'9', 'a'..'f'. */
+char oms_postoken_class_char(unsigned cls);
+
 typedef struct oms_postoken oms_postoken;
 
 /* A key for the topics named (in this order; every instance must list the
@@ -43,7 +56,7 @@ size_t oms_postoken_max_len(int total_parts);
 
 /* Encode vec (the offsets of nparts[0] partitions of the first topic, then
  * of the second, ...; ntopics as given to oms_postoken_new) with class cls
- * (0..3) into out, NUL-terminated. Returns the length, or OMS_EINVAL (bad
+ * (0..OMS_POSTOKEN_MAX_CLASS) into out, NUL-terminated. Returns the length, or OMS_EINVAL (bad
  * arguments), OMS_ERANGE (out too small), OMS_ENOMEM. */
 int oms_postoken_encode(const oms_postoken *k, unsigned cls, const int *nparts,
                         const int64_t *vec, char *out, size_t outlen);

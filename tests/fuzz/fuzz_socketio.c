@@ -104,6 +104,52 @@ unsigned omsd_token_subs(unsigned cls, oms_role role)
     return cls & 3u;
 }
 
+/* ---- the session store (sstore.c): memory-less, nothing stored -------------------------- */
+
+void omsd_sstore_ans_free(omsd_sstore_ans *a)
+{
+    if (a)
+        free(a->state);
+    free(a);
+}
+
+bool omsd_sstore_durable(const omsd *d)
+{
+    (void)d;
+    return false;
+}
+
+int omsd_sstore_save(omsd *d, const char *pid, int64_t user_id, const char *state, bool join,
+                     bool durable, bool answer, int worker, const char *sid, uint64_t seq)
+{
+    (void)d, (void)pid, (void)user_id, (void)state, (void)join, (void)durable, (void)answer;
+    (void)worker, (void)sid, (void)seq;
+    return OMS_OK;
+}
+
+int omsd_sstore_peek(omsd *d, const char *pid, int64_t *user_id, char **state, bool *stored)
+{
+    (void)d, (void)pid, (void)user_id, (void)stored;
+    *state = NULL;
+    return OMS_ENOTFOUND;
+}
+
+int omsd_sstore_lookup(omsd *d, const char *pid, int worker, const char *sid, uint64_t seq)
+{
+    (void)d, (void)pid, (void)worker, (void)sid, (void)seq;
+    return OMS_EINVAL;
+}
+
+void omsd_sstore_live(omsd *d, const char *pid, bool live)
+{
+    (void)d, (void)pid, (void)live;
+}
+
+void omsd_sstore_forget(omsd *d, const char *pid)
+{
+    (void)d, (void)pid;
+}
+
 void omsd_age_record(omsd_worker *w, int64_t ts_ms, int64_t now_ms)
 {
     (void)w, (void)ts_ms, (void)now_ms;

@@ -31,10 +31,10 @@ DATABASE_PORT=1 expect_exit 1 "status with postgres unreachable fails" \
 check "... naming postgres and the variables to check" \
     grep -q "cannot connect to postgres.*DATABASE_HOST" "$T/last.err"
 expect_exit 0 "migrate applies the schema" "$BIN/omsctl" projections migrate
-check "... and reports version 2 (projections, then alerts)" grep -q "schema version 2 (was 0)" "$T/last.out"
+check "... and reports version 3 (projections, alerts, Socket.IO sessions)" grep -q "schema version 3 (was 0)" "$T/last.out"
 expect_exit 0 "migrate again" "$BIN/omsctl" projections migrate --json
-check "... is up to date" grep -q '"from":2,"to":2' "$T/last.out"
-check "each migration is recorded once" test "$(sql 'SELECT count(*) FROM oms_schema_migrations')" = 2
+check "... is up to date" grep -q '"from":3,"to":3' "$T/last.out"
+check "each migration is recorded once" test "$(sql 'SELECT count(*) FROM oms_schema_migrations')" = 3
 check "the read models exist" test "$(sql "SELECT count(*) FROM information_schema.tables WHERE
     table_name IN ('orders','order_status_history','inventory','notifications','oms_offsets')")" = 5
 
@@ -49,7 +49,7 @@ mig_ok=0
 for job in $(jobs -p); do wait "$job" && mig_ok=$((mig_ok + 1)); done
 check "four concurrent migrations all succeed" test "$mig_ok" = 4
 check "... and apply the schema once" test "$(psql -X -At -h "$DATABASE_HOST" -p "$DATABASE_PORT" \
-    -U "$DATABASE_USER" -d "$DB2" -c 'SELECT count(*) FROM oms_schema_migrations')" = 2
+    -U "$DATABASE_USER" -d "$DB2" -c 'SELECT count(*) FROM oms_schema_migrations')" = 3
 drop_db2
 
 expect_exit 2 "rebuild without --yes and without a terminal is refused" \

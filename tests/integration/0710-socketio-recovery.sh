@@ -6,13 +6,38 @@
 # partition, from memory (A) or Kafka (B, 20 events of history), with
 # socket.recovered === true and the subscriptions restored; a forged or
 # edited offset gets a customer nothing of other users'; an offset past
-# retention gets recovered === false.
+# retention gets recovered === false. Subscription filters come back too
+# (the session store, ws_sessions in Postgres): on the same instance, and on
+# B after instance C was killed with SIGKILL, the replay and the live events
+# after it are exactly the matching ones; a session whose instance (D) had
+# no Postgres recovers on D (memory) but elsewhere is a fresh session.
 . "$(dirname "$0")/lib.sh"
 
+# a database of the test's own (the session store's table, ws_sessions)
+DB=oms_t_sio_$RANDOM$RANDOM
+sql() { psql -X -q -At -h "$DATABASE_HOST" -p "$DATABASE_PORT" -U "$DATABASE_USER" -d "$DB" -c "$1"; }
+new_db() {
+    psql -X -q -h "$DATABASE_HOST" -p "$DATABASE_PORT" -U "$DATABASE_USER" -d postgres \
+        -c "CREATE DATABASE $DB" >/dev/null && export DATABASE_NAME=$DB
+}
+drop_db() {
+    psql -X -q -h "$DATABASE_HOST" -p "$DATABASE_PORT" -U "$DATABASE_USER" -d postgres \
+        -c "DROP DATABASE IF EXISTS $DB WITH (FORCE)" >/dev/null 2>&1
+}
+
 check "topics created" make_topics siorec
+check "a database of its own" new_db
+trap 'drop_db; finish' EXIT
+retry() { # N CMD...: CMD until it succeeds, N times 0.1 s apart
+    local n=$1
+    shift
+    for _ in $(seq 1 "$n"); do "$@" && return 0; sleep 0.1; done
+    return 1
+}
 export JWT_SECRET="test-secret-test-secret-test-secret-0123"
-PORT_A=$(free_port) PORT_B=$(free_port)
-for inst in A:$PORT_A:5000 B:$PORT_B:20; do
+PORT_A=$(free_port) PORT_B=$(free_port) PORT_C=$(free_port) PORT_D=$(free_port)
+PG_DOWN=$(free_port) # nothing listens there: instance D's Postgres is down
+for inst in A:$PORT_A:5000 B:$PORT_B:20 C:$PORT_C:5000 D:$PORT_D:5000; do
     IFS=: read -r name port hist <<<"$inst"
     cp "$T/omsd.yaml" "$T/omsd-$name.yaml"
     cat >>"$T/omsd-$name.yaml" <<YAML
@@ -34,7 +59,11 @@ check "... and says why" grep -q "resume.token_secret: 5 bytes; at least 16" "$T
 start() { # NAME
     local port
     port=$(eval echo "\$PORT_$1")
-    ASAN_OPTIONS=detect_leaks=1 "$ABIN/omsd" --config "$T/omsd-$1.yaml" >>"$T/omsd-$1.log" 2>&1 &
+    local dbport=$DATABASE_PORT
+    [ "$1" = D ] && dbport=$PG_DOWN
+    DATABASE_PORT=$dbport OMS_SSTORE_SWEEP_MS=1000 ASAN_OPTIONS=detect_leaks=1 \
+        "$ABIN/omsd" --config "$T/omsd-$1.yaml" \
+        >>"$T/omsd-$1.log" 2>&1 &
     eval "PID_$1=$!"
     for _ in $(seq 1 150); do
         curl -sf "http://127.0.0.1:$port/websocket/health" >/dev/null && return 0
@@ -44,8 +73,16 @@ start() { # NAME
 }
 check "instance A up" start A
 check "instance B up" start B
+check "instance C up" start C
+check "instance D up (its Postgres down)" start D
+tables() { test "$(sql "SELECT to_regclass('ws_sessions') IS NOT NULL")" = t; }
+check "the session table is migrated" retry 50 tables
+# a session last written past resume.session_ttl_s (14 days): expired by a sweep
+STALE=stale-session-pid-0123456789
+sql "INSERT INTO ws_sessions VALUES ('$STALE', 1, '{\"orders\": null}', now() - interval '15 days')"
 
-(cd tests/node && OMS_PORT=$PORT_A PORT_A=$PORT_A PORT_B=$PORT_B BIN=$BIN OMS_CONFIG=$T/omsd.yaml \
+(cd tests/node && OMS_PORT=$PORT_A PORT_A=$PORT_A PORT_B=$PORT_B PORT_C=$PORT_C PORT_D=$PORT_D \
+    PID_C=$PID_C BIN=$BIN OMS_CONFIG=$T/omsd.yaml \
     KAFKA_LIBS="$OMS_STATE/kafka/libs" T="$T" \
     TOPIC_ORDERS=$TOPIC_ORDERS TOPIC_INVENTORY=$TOPIC_INVENTORY \
     TOPIC_NOTIFICATIONS=$TOPIC_NOTIFICATIONS \
@@ -54,7 +91,15 @@ grep -E '^(not )?ok ' "$T/node.tap"
 grep -B2 -A30 '^not ok' "$T/node.tap" | sed 's/^/# /' | head -80
 grep -qE '^ok ' "$T/node.tap" || { not_ok "node tests ran"; tail -20 "$T/node.tap" | sed 's/^/# /'; }
 
-for name in A B; do
+# (the polling client's DISCONNECT (9103) goes through the relay, already
+# pointed at A, which does not know that session: its row stays, to expire)
+gone() { test "$(sql "SELECT count(*) FROM ws_sessions WHERE user_id <> 9103")" = 0; }
+check "every session ended (DISCONNECT) or abandoned (recovered false) is deleted, the stale one expired" retry 50 gone
+sql "SELECT pid, user_id, subscriptions, updated_at FROM ws_sessions" | sed 's/^/# left: /'
+wait "$PID_C" 2>/dev/null
+rc_c=$?
+check "instance C was killed by the test (SIGKILL)" test "$rc_c" -eq 137
+for name in A B D; do
     pid=$(eval echo "\$PID_$name")
     if kill -0 "$pid" 2>/dev/null; then
         kill -TERM "$pid"
@@ -64,6 +109,6 @@ for name in A B; do
         wait "$pid" 2>/dev/null
     fi
 done
-for name in A B; do
+for name in A B D; do
     asan_clean "instance $name" "$T/omsd-$name.log"
 done

@@ -350,3 +350,110 @@ test('an offset past retention: recovered === false, nothing partial, then live'
   await until(() => S.got.some((e) => e.type === 'order_status' || e.type === 'order_created'), 5000, 'live orders');
   S.close();
 });
+
+// ---- subscription filters come back with the session (the session store) ---------------
+
+const PORT_C = Number(env.PORT_C);
+const PORT_D = Number(env.PORT_D);
+const PRODUCTS = [3, 7];
+// what a staff subscribed to inventory {productId: [3, 7]} and orders
+// {status: "shipped"} is entitled to of the witness' events
+const matching = (e) => e.id.startsWith(env.TOPIC_ORDERS + ':') ? e.data.status === 'shipped'
+  : e.id.startsWith(env.TOPIC_INVENTORY + ':') ? PRODUCTS.includes(e.data.productId)
+    : true;
+const isOrder = (e) => e.id.startsWith(env.TOPIC_ORDERS + ':');
+const isInventory = (e) => e.id.startsWith(env.TOPIC_INVENTORY + ':');
+
+// a staff on `from`, subscribed with filters, sees live events (filtered)
+async function filteredClient(name, from, userId) {
+  relay.release(from);
+  const S = sclient(tok('staff', userId), { transports: ['websocket'] });
+  await until(() => S.frames.some((f) => f.event === 'connected'), 10000, `${name}: connected`);
+  const a = await S.timeout(5000).emitWithAck('subscribe_to_inventory', { filter: { productId: [7, 3, 3] } });
+  assert.deepEqual(a.filter, { productId: PRODUCTS }, 'normalized');
+  const b = await S.timeout(5000).emitWithAck('subscribe_to_orders', { filter: { status: 'shipped' } });
+  assert.deepEqual(b.filter, { status: 'shipped' });
+  S.startW = W.got().length;
+  S.want = () => W.got().slice(S.startW).filter(matching);
+  await caughtUp(W, await produce(60));
+  await until(() => S.got.length >= S.want().length, 10000, `${name}: live, filtered`);
+  await sleep(300);
+  assertSameEvents(S.got, S.want(), `${name}: live before the cut`);
+  return S;
+}
+
+// cut, `missed` events, back to `to`: recovered, exactly the matching
+// events (replay and live after), in order
+async function cutAndRecover(S, name, to, { duringCut, editOffset } = {}) {
+  const beforeCut = S.got.length;
+  const pid = S._pid;
+  relay.cut();
+  if (duringCut) await duringCut();
+  await until(() => !S.connected, 10000, `${name}: the client sees the cut`);
+  await caughtUp(W, await produce(300));
+  assert.equal(S.got.length, beforeCut, 'nothing reached the client while cut');
+  if (editOffset) S._lastOffset = editOffset(S._lastOffset);
+  const n = S.connects.length;
+  relay.release(to);
+  await until(() => S.connects.length > n, 20000, `${name}: reconnected`);
+  assert.equal(S.connects[n], true, `${name}: socket.recovered === true`);
+  assert.equal(S._pid, pid, 'the same pid');
+  await until(() => S.got.length >= S.want().length, 20000, `${name}: replay complete`);
+  const replayed = S.got.slice(beforeCut);
+  assert.ok(replayed.some(isInventory) && replayed.some(isOrder), `${name}: the replay has both kinds`);
+  // later live events are filtered too (the client sent no subscription again)
+  await caughtUp(W, await produce(60));
+  await until(() => S.got.length >= S.want().length, 10000, `${name}: live after recovery`);
+  await sleep(500);
+  assertSameEvents(S.got, S.want(), `${name}: matching events only`);
+  assertOrdered(S.got, name);
+  return replayed.length;
+}
+
+test('filters: cut, 300 events, back to the same instance: replay and live filtered', async () => {
+  const S = await filteredClient('filters same', PORT_A, 9201);
+  const cls = S._lastOffset[0];
+  const n = await cutAndRecover(S, 'filters same', PORT_A);
+  assert.equal(cls, '7', 'class: orders, inventory, filtered');
+  test.diagnostic?.(`replayed ${n} matching events`);
+  S.close();
+});
+
+test('filters: the instance is killed (SIGKILL) after the confirmation; another restores them from Postgres', async () => {
+  const S = await filteredClient('filters kill', PORT_C, 9202);
+  // a filter changed just before the crash: confirmed means stored
+  const c = await S.timeout(5000).emitWithAck('subscribe_to_orders', { filter: { status: ['shipped'] } });
+  assert.deepEqual(c.filter, { status: 'shipped' });
+  await cutAndRecover(S, 'filters after SIGKILL', PORT_B, {
+    duringCut: async () => process.kill(Number(env.PID_C), 'SIGKILL'),
+    // the class digit is not signed: clearing the "filtered" bit must not widen
+    editOffset: (o) => '3' + o.slice(1),
+  });
+  S.close();
+});
+
+test('filters: Postgres down on D: recovers on D (memory), elsewhere a fresh session', async () => {
+  const t0 = Date.now();
+  const S = await filteredClient('filters pg down', PORT_D, 9203);
+  assert.ok(Date.now() - t0 < 8000, 'confirmed without waiting long for Postgres');
+  const cls = S._lastOffset[0];
+  await cutAndRecover(S, 'filters pg down, same instance', PORT_D);
+  assert.equal(cls, 'f', 'class: filtered and not stored');
+  // to B, which finds no stored state (also with the "not stored" bit cleared)
+  const pid = S._pid;
+  relay.cut();
+  await until(() => !S.connected, 10000, 'cut seen');
+  await caughtUp(W, await produce(100));
+  const n = S.got.length;
+  S._lastOffset = '7' + S._lastOffset.slice(1);
+  relay.release(PORT_B);
+  await until(() => S.connects.length >= 3, 20000, 'reconnected to B');
+  assert.equal(S.connects[2], false, 'recovered === false');
+  assert.notEqual(S._pid, pid, 'a new session');
+  await caughtUp(W, await produce(60));
+  await sleep(1000);
+  const after = S.got.slice(n);
+  assert.deepEqual(after.filter((e) => isOrder(e) || isInventory(e)).map((e) => e.id), [],
+    'nothing replayed, no subscription restored wider than it was');
+  S.close();
+});

@@ -96,6 +96,22 @@ static void test_forgery(void **state)
     assert_int_not_equal(oms_postoken_decode(k, longer, strlen(longer), NULL, np, back), OMS_OK);
     assert_int_equal(oms_postoken_decode(k, "", 0, NULL, np, back), OMS_EINVAL);
     assert_int_equal(oms_postoken_decode(k, "9AAAA", 5, NULL, np, back), OMS_EINVAL);
+    /* the class is one lowercase hex digit: 'f' (all four bits) reads back,
+     * 'A' or 'g' are no class */
+    char t4[256];
+    memcpy(t4, tok, (size_t)n + 1);
+    t4[0] = 'f';
+    unsigned c4 = 0;
+    assert_int_equal(oms_postoken_decode(k, t4, (size_t)n, &c4, np, back), OMS_OK);
+    assert_int_equal(c4, 15);
+    t4[0] = 'A';
+    assert_int_equal(oms_postoken_decode(k, t4, (size_t)n, NULL, np, back), OMS_EINVAL);
+    t4[0] = 'g';
+    assert_int_equal(oms_postoken_decode(k, t4, (size_t)n, NULL, np, back), OMS_EINVAL);
+    char t5[256];
+    assert_true(oms_postoken_encode(k, 12, np, vec, t5, sizeof t5) > 0);
+    assert_int_equal(t5[0], 'c');
+    assert_int_equal(oms_postoken_encode(k, 16, np, vec, t5, sizeof t5), OMS_EINVAL);
     assert_int_equal(oms_postoken_decode(k, "0oms.orders:0:5", 15, NULL, np, back), OMS_EINVAL);
     /* another secret, or other topics */
     char err[128];
@@ -126,7 +142,7 @@ static void test_bad_args(void **state)
     char tok[128];
     assert_int_equal(oms_postoken_encode(k, 0, np, bad, tok, sizeof tok), OMS_EINVAL);
     int64_t ok[3] = {0, 1, 2};
-    assert_int_equal(oms_postoken_encode(k, 4, np, ok, tok, sizeof tok), OMS_EINVAL);
+    assert_int_equal(oms_postoken_encode(k, 16, np, ok, tok, sizeof tok), OMS_EINVAL);
     assert_int_equal(oms_postoken_encode(k, 0, np, ok, tok, 8), OMS_ERANGE);
     oms_postoken_free(k);
 }
