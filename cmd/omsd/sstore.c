@@ -266,6 +266,37 @@ static void do_op(struct omsd_sstore *ss, ss_op *op)
     }
 }
 
+/* Consecutive saves (a storm of subscriptions) in one transaction: one
+ * WAL flush for all of them instead of one each. All are answered after
+ * the commit, or all fail. Returns the first op after them. */
+#define SAVE_RUN_MAX 1000
+static ss_op *save_run(struct omsd_sstore *ss, ss_op *first)
+{
+    ss_op *end = first;
+    int n = 0;
+    while (end && end->kind == OP_SAVE && n < SAVE_RUN_MAX) {
+        end = end->next;
+        n++;
+    }
+    bool ok = pg_ready(ss) && exec(ss, "BEGIN", 0, NULL, NULL);
+    for (ss_op *op = first; ok && op != end; op = op->next)
+        ok = upsert(ss, op->pid, op->user_id, op->state);
+    if (ok)
+        ok = exec(ss, "COMMIT", 0, NULL, NULL);
+    else if (ss->pg)
+        (void)exec(ss, "ROLLBACK", 0, NULL, NULL);
+    for (ss_op *op = first; op != end;) {
+        ss_op *next = op->next;
+        if (ok)
+            mark_stored(ss, op->pid, op->version);
+        if (op->answer)
+            answer(ss, op, OMSD_SS_SAVED, ok ? OMS_OK : OMS_EIO, 0, NULL);
+        op_free(op);
+        op = next;
+    }
+    return end;
+}
+
 /* Memory entries of sessions gone long enough are dropped; Postgres rows
  * past the TTL are deleted, the live sessions' refreshed, the states not
  * stored yet written. */
@@ -359,6 +390,10 @@ static void *sstore_main(void *arg)
         pthread_mutex_unlock(&ss->lock);
         while (ops) {
             ss_op *next = ops->next;
+            if (ops->kind == OP_SAVE && next && next->kind == OP_SAVE) {
+                ops = save_run(ss, ops);
+                continue;
+            }
             do_op(ss, ops);
             op_free(ops);
             ops = next;
