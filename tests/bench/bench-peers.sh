@@ -29,9 +29,10 @@
 # then Centrifugo, one after the other in the same run): server CPU µs per
 # delivery (utime+stime from /proc/PID/stat over a steady window ÷ the
 # deliveries the clients counted in it), bytes on the wire per delivery (what
-# TCP handed the clients in that window, TCP_INFO's bytes received: frame
-# headers, compressed payloads, pings, ÷ the same deliveries) and the payload
-# bytes per delivery after inflating, RSS per connection (RSS with the N
+# TCP handed the clients from the producer's start to the end of the run,
+# TCP_INFO's bytes received: frame headers, compressed payloads, pings, ÷ the
+# deliveries meanwhile) and the payload bytes per delivery after inflating,
+# RSS per connection (RSS with the N
 # clients connected and subscribed, before any event, minus RSS before they
 # connected, ÷ N), produce-to-receive p50/p99, the load average meanwhile,
 # and the ratios omsd/Centrifugo of CPU and of bytes.
@@ -356,7 +357,7 @@ steady() { # KIND N (compression: $COMP)
     start_server "$kind" "$name"
     warm_up "$name"
     sleep 1
-    local rss0 la0 rss1 t0 c0 ta tb ca cb la1 ready_s
+    local rss0 la0 rss1 t0 ta tb ca cb la1 ready_s
     rss0=$(rss_kb)
     la0=$(loadavg)
     t0=$(ns)
@@ -385,6 +386,8 @@ PY
     server_alive "connecting $n clients"
     sleep 2
     rss1=$(rss_kb)
+    local tp
+    tp=$(ms)
     produce "$name" "$rate" "$SECS" &
     local prod=$!
     sleep 4
@@ -400,27 +403,33 @@ PY
     stop_load
     stop_server
     python3 - "$T" "$name" "$kind" "$n" "$rate" "$rss0" "$rss1" "$ca" "$cb" "$ta" "$tb" "$TICK" \
-        "$la0" "$la1" "$ready_s" "$FRACTION" "$COMP" <<'PY'
+        "$la0" "$la1" "$ready_s" "$FRACTION" "$COMP" "$tp" <<'PY'
 import glob, json, os, sys
-T, name, kind, n, rate, rss0, rss1, ca, cb, ta, tb, tick, la0, la1, ready_s, frac, comp = sys.argv[1:]
-n, ta, tb = int(n), int(ta), int(tb)
+T, name, kind, n, rate, rss0, rss1, ca, cb, ta, tb, tick, la0, la1, ready_s, frac, comp, tp = sys.argv[1:]
+n, ta, tb, tp = int(n), int(ta), int(tb), int(tp)
 runs = [json.loads(open(f).read().strip().splitlines()[-1]) for f in sorted(glob.glob("%s/%s.*.json" % (T, name)))]
 def at(rows, t, col):  # column col (events, wire bytes, payload bytes) at time t, interpolated
     for r0, r1 in zip(rows, rows[1:]):
         if r0[0] <= t <= r1[0]:
             return r0[col] + (r1[col] - r0[col]) * (t - r0[0]) / max(1, r1[0] - r0[0])
     return None
-# progress lines: UNIX_MS EVENTS OPEN WIRE_BYTES PAYLOAD_BYTES
-window = wire = payload = 0.0
+# progress lines: UNIX_MS EVENTS OPEN WIRE_BYTES PAYLOAD_BYTES. Bytes are
+# taken from just before the producer started to the end of the run, not over
+# the CPU window: TCP counts bytes when they arrive, the clients count
+# deliveries when they read them, and a client running behind has bytes in
+# its socket buffer that it has not read yet (by the end it has read them:
+# the run waits for the last deliveries)
+window = wire = payload = run_deliveries = 0.0
 for f in sorted(glob.glob("%s/%s.*.progress" % (T, name))):
     rows = [tuple(map(int, l.split())) for l in open(f) if len(l.split()) == 5]
-    a, b = at(rows, ta, 1), at(rows, tb, 1)
-    if a is None or b is None:
+    a, b, p = at(rows, ta, 1), at(rows, tb, 1), at(rows, tp, 1)
+    if a is None or b is None or p is None:
         print("peers: note: %s: the progress of %s does not cover the window: not measured" % (name, f))
         sys.exit(0)
     window += b - a
-    wire += at(rows, tb, 3) - at(rows, ta, 3)
-    payload += at(rows, tb, 4) - at(rows, ta, 4)
+    run_deliveries += rows[-1][1] - p
+    wire += rows[-1][3] - at(rows, tp, 3)
+    payload += rows[-1][4] - at(rows, tp, 4)
 secs = (tb - ta) / 1000
 cpu = (int(cb) - int(ca)) / int(tick)
 hist = {}
@@ -449,8 +458,8 @@ res = {
     "window_s": secs, "window_deliveries": round(window), "deliveries_per_s": window / secs,
     "cpu_s": cpu, "cpu_us_per_delivery": 1e6 * cpu / window if window else None,
     "cpu_pct": 100 * cpu / secs,
-    "wire_bytes_per_delivery": wire / window if window else None,
-    "payload_bytes_per_delivery": payload / window if window else None,
+    "wire_bytes_per_delivery": wire / run_deliveries if run_deliveries else None,
+    "payload_bytes_per_delivery": payload / run_deliveries if run_deliveries else None,
     "rss0_kb": int(rss0), "rss1_kb": int(rss1), "rss_per_conn_kb": (int(rss1) - int(rss0)) / n,
     "p50_ms": pct(.5), "p99_ms": pct(.99), "max_ms": mx / 1000,
     "load_cpu_s": sum(r["cpu_s"] for r in runs), "loaders": len(runs),
