@@ -41,9 +41,9 @@
 # as fast as the server goes; 0 skips it) and omsd's RSS per idle connection
 # at PEERS_IDLE (0 skips it).
 #
-# Time: each steady run takes about 30 s + PEERS_SECONDS + N / 2,000 s; the
+# Time: each steady run takes about 15 s + PEERS_SECONDS + N / 2,000 s; the
 # default (3 counts x 2 modes x 2 servers at 20 s, the max and idle runs)
-# about 15 minutes.
+# about 10 minutes.
 #
 # Limits of this machine are reported, not hidden: a process here may hold
 # at most `ulimit -Hn` descriptors, so a server cannot hold more connections
