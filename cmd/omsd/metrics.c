@@ -182,6 +182,25 @@ char *omsd_metrics_text(omsd *d, size_t *len)
                   "oms_resumes_total{outcome=\"unrecoverable\"} %" PRIu64 "\n"
                   "oms_resumes_total{outcome=\"failed\"} %" PRIu64 "\n",
               d->m.resumes[0], d->m.resumes[1], d->m.resumes[2], d->m.resumes[3]);
+    if (atomic_load(&d->m.ss_up) >= 0)
+        sb_printf(&b,
+                  "# HELP oms_session_store_up Whether the Socket.IO session store's PostgreSQL "
+                  "answers (table ws_sessions).\n"
+                  "# TYPE oms_session_store_up gauge\noms_session_store_up %d\n"
+                  "# HELP oms_session_store_saves_total Socket.IO sessions' subscriptions "
+                  "written, by result (failed: confirmed unstored, written when it is back).\n"
+                  "# TYPE oms_session_store_saves_total counter\n"
+                  "oms_session_store_saves_total{result=\"stored\"} %" PRIu64 "\n"
+                  "oms_session_store_saves_total{result=\"failed\"} %" PRIu64 "\n"
+                  "# HELP oms_session_store_lookups_total Recoveries that asked PostgreSQL for a "
+                  "session, by result.\n"
+                  "# TYPE oms_session_store_lookups_total counter\n"
+                  "oms_session_store_lookups_total{result=\"found\"} %" PRIu64 "\n"
+                  "oms_session_store_lookups_total{result=\"missing\"} %" PRIu64 "\n"
+                  "oms_session_store_lookups_total{result=\"failed\"} %" PRIu64 "\n",
+                  atomic_load(&d->m.ss_up), (uint64_t)RELAXED(d->m.ss_saves[0]),
+                  (uint64_t)RELAXED(d->m.ss_saves[1]), (uint64_t)RELAXED(d->m.ss_lookups[0]),
+                  (uint64_t)RELAXED(d->m.ss_lookups[1]), (uint64_t)RELAXED(d->m.ss_lookups[2]));
     sb_printf(&b,
               "# HELP oms_resume_replayed_total Events sent by resumes.\n"
               "# TYPE oms_resume_replayed_total counter\noms_resume_replayed_total %" PRIu64 "\n"

@@ -168,6 +168,11 @@ typedef struct omsd_metrics {
     atomic_uint_fast64_t auth_failures;
     atomic_uint_fast64_t rate_limited;
     atomic_uint_fast64_t deflated; /* frames compressed (deflate.c: once for all takers) */
+    /* Socket.IO session store (sstore.c): saves stored/failed, lookups
+     * found/missing/failed, whether Postgres answers (-1: no store) */
+    atomic_uint_fast64_t ss_saves[2];
+    atomic_uint_fast64_t ss_lookups[3];
+    atomic_int ss_up;
     atomic_uint_fast64_t address_refused; /* upgrades refused: server.max_connections_per_address */
     atomic_uint_fast64_t unauth_refused;  /* Socket.IO sessions refused: server.max_unauthenticated_sessions */
     atomic_uint_fast64_t rest_requests;

@@ -161,6 +161,7 @@ static bool pg_ready(struct omsd_sstore *ss)
                     "confirmed without being stored, such sessions recover on this instance only",
                     OMS_LS("error", err));
         ss->down = true;
+        atomic_store(&d->m.ss_up, 0);
         ss->retry_ns = now + RETRY_NS;
         return false;
     }
@@ -171,6 +172,7 @@ static bool pg_ready(struct omsd_sstore *ss)
     if (ss->down)
         oms_log(d->log, OMS_LOG_INFO, "socket.io session store: postgres back");
     ss->down = false;
+    atomic_store(&d->m.ss_up, 1);
     ss->resave = true;
     return true;
 }
@@ -189,6 +191,7 @@ static bool exec(struct omsd_sstore *ss, const char *sql, int n, const char *con
             oms_pg_free(ss->pg);
             ss->pg = NULL;
             ss->down = true;
+            atomic_store(&ss->d->m.ss_up, 0);
             ss->retry_ns = oms_mono_ns() + RETRY_NS;
         }
     }
@@ -227,6 +230,7 @@ static void do_op(struct omsd_sstore *ss, ss_op *op)
     switch (op->kind) {
     case OP_SAVE: {
         bool ok = pg_ready(ss) && upsert(ss, op->pid, op->user_id, op->state);
+        atomic_fetch_add(&ss->d->m.ss_saves[ok ? 0 : 1], 1);
         if (ok)
             mark_stored(ss, op->pid, op->version);
         if (op->answer)
@@ -243,9 +247,11 @@ static void do_op(struct omsd_sstore *ss, ss_op *op)
                   "SELECT user_id, subscriptions::text FROM ws_sessions WHERE pid = $1 AND "
                   "updated_at > now() - make_interval(secs => $2::int)",
                   2, v, &r)) {
+            atomic_fetch_add(&ss->d->m.ss_lookups[2], 1);
             answer(ss, op, OMSD_SS_FOUND, OMS_EIO, 0, NULL);
             break;
         }
+        atomic_fetch_add(&ss->d->m.ss_lookups[PQntuples(r) == 1 ? 0 : 1], 1);
         if (PQntuples(r) != 1) {
             PQclear(r);
             answer(ss, op, OMSD_SS_FOUND, OMS_ENOTFOUND, 0, NULL);
@@ -285,6 +291,7 @@ static ss_op *save_run(struct omsd_sstore *ss, ss_op *first)
         ok = exec(ss, "COMMIT", 0, NULL, NULL);
     else if (ss->pg)
         (void)exec(ss, "ROLLBACK", 0, NULL, NULL);
+    atomic_fetch_add(&ss->d->m.ss_saves[ok ? 0 : 1], (uint_fast64_t)n);
     for (ss_op *op = first; op != end;) {
         ss_op *next = op->next;
         if (ok)
@@ -416,6 +423,7 @@ static void *sstore_main(void *arg)
 
 int omsd_sstore_start(omsd *d)
 {
+    atomic_store(&d->m.ss_up, d->cfg.resume.session_store ? 0 : -1);
     struct omsd_sstore *ss = calloc(1, sizeof *ss);
     if (!ss)
         return OMS_ENOMEM;
@@ -434,6 +442,7 @@ int omsd_sstore_start(omsd *d)
     ss->durable = d->cfg.resume.session_store != 0;
     if (pthread_create(&ss->thread, NULL, sstore_main, ss) != 0) {
         ss->durable = false;
+        atomic_store(&d->m.ss_up, -1);
         atomic_store(&ss->closed, true);
         return OMS_EIO;
     }

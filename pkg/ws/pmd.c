@@ -175,9 +175,13 @@ static void msg_end(pmd_conn *p)
 static int payload_rx(pmd_conn *p, struct lws *wsi, struct pmd_bufs *eb)
 {
     if (!p->in_msg) {
-        /* a new message, or a control frame (whose RSV1 is an error) */
+        /* a new message, or a control frame (whose RSV1 is an error).
+         * Not compressed: its bytes pass as they are. Said as "unknown",
+         * which both of lws 4.1's parsers count as all taken; its client
+         * parser does not for "nothing we should do" and hands the same
+         * bytes to the protocol forever (fixed upstream in 9202017c2) */
         if (!(lws_get_reserved_bits(wsi) & 0x40))
-            return PMDR_NOTHING_WE_SHOULD_DO;
+            return PMDR_UNKNOWN;
         if (p->broken)
             return PMDR_FAILED;
         if (!p->zinit) {

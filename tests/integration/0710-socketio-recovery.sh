@@ -96,6 +96,17 @@ grep -qE '^ok ' "$T/node.tap" || { not_ok "node tests ran"; tail -20 "$T/node.ta
 gone() { test "$(sql "SELECT count(*) FROM ws_sessions WHERE user_id <> 9103")" = 0; }
 check "every session ended (DISCONNECT) or abandoned (recovered false) is deleted, the stale one expired" retry 50 gone
 sql "SELECT pid, user_id, subscriptions, updated_at FROM ws_sessions" | sed 's/^/# left: /'
+metric() { # PORT NAME: its value on /metrics
+    curl -sf "http://127.0.0.1:$1/metrics" | awk -v n="$2" '$1 == n { print $2 }'
+}
+check "A's store is up and stored the sessions' subscriptions" \
+    test "$(metric "$PORT_A" oms_session_store_up)" = 1 -a \
+    "$(metric "$PORT_A" 'oms_session_store_saves_total{result="stored"}')" -gt 0
+check "B found the killed instance's session in PostgreSQL" \
+    test "$(metric "$PORT_B" 'oms_session_store_lookups_total{result="found"}')" -gt 0
+check "D's store is down and its saves failed (confirmed unstored)" \
+    test "$(metric "$PORT_D" oms_session_store_up)" = 0 -a \
+    "$(metric "$PORT_D" 'oms_session_store_saves_total{result="failed"}')" -gt 0
 wait "$PID_C" 2>/dev/null
 rc_c=$?
 check "instance C was killed by the test (SIGKILL)" test "$rc_c" -eq 137
