@@ -7,21 +7,43 @@
 #     --dry-run --print | oms-jsonpub) on a topic its Kafka consumer reads in
 #     publication data mode, the channel in a record header (orders,
 #     inventory, system, user.N)
-#   the same clients: oms-load, admins subscribed to orders (omsd: every
-#     connection also gets system notifications; Centrifugo: channels orders
-#     and system), spread over several processes and source addresses when
-#     there are many
+#   the same clients: oms-load, admins subscribed to orders and inventory
+#     (PEERS_SUBSCRIBE=all, the default; =orders for orders alone) (omsd:
+#     every connection also gets system notifications; Centrifugo: channels
+#     orders, inventory and system), spread over several processes and source
+#     addresses when there are many
+#   compression (PEERS_COMPRESSION: both, the default, on or off): with it
+#     on, the clients offer permessage-deflate (oms-load --compress) and each
+#     server accepts it: omsd with server.compression: true (each event
+#     deflated once for every connection, frames under its
+#     compression_min_bytes, 256, sent as they are; zlib level 6), Centrifugo
+#     with websocket.compression (deflated per connection, at
+#     websocket.compression_level PEERS_CENTRIFUGO_LEVEL, default 1, its own
+#     default, and websocket.compression_min_size PEERS_CENTRIFUGO_MIN_SIZE,
+#     default 256 like omsd's); off, neither offers nor accepts it (omsd's
+#     server.compression set to false explicitly)
 #   the same deliveries/s at every connection count (PEERS_DELIVERIES,
 #     default 20,000: the producer's rate is chosen so), for PEERS_SECONDS
 #
-# For each N in PEERS_CONNS and each server: server CPU µs per delivery
-# (utime+stime from /proc/PID/stat over a steady window ÷ the deliveries the
-# clients counted in it), RSS per connection (RSS with the N clients
-# connected and subscribed, before any event, minus RSS before they
-# connected, ÷ N), produce-to-receive p50/p99, the load average meanwhile.
-# Then the highest deliveries/s of each (PEERS_MAX_CONNS clients, a burst of
-# PEERS_MAX_EVENTS events at --rate max read from Kafka as fast as the
-# server goes) and omsd's RSS per idle connection at PEERS_IDLE.
+# For each N in PEERS_CONNS, each compression mode and each server (omsd,
+# then Centrifugo, one after the other in the same run): server CPU µs per
+# delivery (utime+stime from /proc/PID/stat over a steady window ÷ the
+# deliveries the clients counted in it), bytes on the wire per delivery (what
+# TCP handed the clients from the producer's start to the end of the run,
+# TCP_INFO's bytes received: frame headers, compressed payloads, pings, ÷ the
+# deliveries meanwhile) and the payload bytes per delivery after inflating,
+# RSS per connection (RSS with the N
+# clients connected and subscribed, before any event, minus RSS before they
+# connected, ÷ N), produce-to-receive p50/p99, the load average meanwhile,
+# and the ratios omsd/Centrifugo of CPU and of bytes.
+# Then, compression off, the highest deliveries/s of each (PEERS_MAX_CONNS
+# clients, a burst of PEERS_MAX_EVENTS events at --rate max read from Kafka
+# as fast as the server goes; 0 skips it) and omsd's RSS per idle connection
+# at PEERS_IDLE (0 skips it).
+#
+# Time: each steady run takes about 15 s + PEERS_SECONDS + N / 2,000 s; the
+# default (3 counts x 2 modes x 2 servers at 20 s, the max and idle runs)
+# about 10 minutes.
 #
 # Limits of this machine are reported, not hidden: a process here may hold
 # at most `ulimit -Hn` descriptors, so a server cannot hold more connections
@@ -33,6 +55,19 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 read -r -a CONNS <<<"${PEERS_CONNS-1000 10000 50000}"
 read -r -a SERVERS <<<"${PEERS_SERVERS-omsd centrifugo}"
+case ${PEERS_COMPRESSION:-both} in
+both) MODES=(off on) ;;
+on | off) MODES=("$PEERS_COMPRESSION") ;;
+*) echo "peers: PEERS_COMPRESSION must be both, on or off, not '$PEERS_COMPRESSION'" >&2; exit 2 ;;
+esac
+SUBSCRIBE=${PEERS_SUBSCRIBE:-all}
+case $SUBSCRIBE in
+all | orders) ;;
+*) echo "peers: PEERS_SUBSCRIBE must be all or orders, not '$SUBSCRIBE'" >&2; exit 2 ;;
+esac
+CENTRIFUGO_COMPRESSION_LEVEL=${PEERS_CENTRIFUGO_LEVEL:-1}
+CENTRIFUGO_COMPRESSION_MIN_SIZE=${PEERS_CENTRIFUGO_MIN_SIZE:-256}
+export CENTRIFUGO_COMPRESSION_LEVEL CENTRIFUGO_COMPRESSION_MIN_SIZE
 DELIVERIES=${PEERS_DELIVERIES:-20000}
 SECS=${PEERS_SECONDS:-20}
 MAX_CONNS=${PEERS_MAX_CONNS:-1000}
@@ -49,7 +84,10 @@ mkdir -p "$T"
 for f in "$BIN/omsd" "$BIN/omsctl" "$BIN/oms-producer" "$LOAD" "$PUB"; do
     [ -x "$f" ] || { echo "peers: $f is missing: run 'make all tools'" >&2; exit 2; }
 done
-[ "$SECS" -ge 10 ] || { echo "peers: PEERS_SECONDS must be at least 10" >&2; exit 2; }
+[[ $SECS =~ ^[0-9]+$ ]] && [ "$SECS" -ge 10 ] || { echo "peers: PEERS_SECONDS must be at least 10" >&2; exit 2; }
+for n in "${CONNS[@]}"; do
+    [[ $n =~ ^[1-9][0-9]*$ ]] || { echo "peers: PEERS_CONNS wants connection counts, not '$n'" >&2; exit 2; }
+done
 say() { echo "peers: $*"; }
 note() { echo "peers: note: $*"; }
 ns() { date +%s%N; }
@@ -99,6 +137,7 @@ JSON_TOPICS=0
 
 SRV_PID=""
 SRV_KIND=""
+COMP=off # the compression mode of the run under way
 OMSD_CONF=""
 LOAD_PIDS=()
 cleanup() {
@@ -134,6 +173,7 @@ server:
   queue_limit: 262144
   max_connections_per_address: 0
   max_unauthenticated_sessions: 1000000
+  compression: $([ "$COMP" = on ] && echo true || echo false)
 $THREADS_LINE
 kafka:
   topics: {orders: $P.orders, inventory: $P.inventory, notifications: $P.notifications, dlq: $P.dlq, presence: $P.presence}
@@ -168,7 +208,7 @@ start_centrifugo() { # NAME
     printf 'defaults: {partitions: 6, replication_factor: 1}\ntopics:\n  - {name: %s}\n' \
         "$JSON_TOPIC" >"$T/$name.topics.yaml"
     $BIN/omsctl topics create --file "$T/$name.topics.yaml" >>"$T/topics.out"
-    bash tests/bench/centrifugo.sh config "$PORT" "$BROKERS" "$JSON_TOPIC" "$P-$name" >"$T/conf-$name.json"
+    bash tests/bench/centrifugo.sh config "$PORT" "$BROKERS" "$JSON_TOPIC" "$P-$name" "$COMP" >"$T/conf-$name.json"
     # GOMAXPROCS defaults to the cores: Centrifugo uses both
     "$CENTRIFUGO" --config "$T/conf-$name.json" >"$T/$name.log" 2>&1 &
     SRV_PID=$!
@@ -252,10 +292,12 @@ warm_up() {
     }
 }
 
-# connect NAME N [OPTIONS...]: N clients over ceil(N / PER_LOADER) processes
+# connect NAME N [OPTIONS...]: N clients over ceil(N / PER_LOADER) processes,
+# offering permessage-deflate when the run's compression is on
 connect() {
     local name=$1 n=$2 i first=1 share loaders sources
     shift 2
+    [ "$COMP" = off ] || set -- "$@" --compress
     loaders=$(((n + PER_LOADER - 1) / PER_LOADER))
     sources=0
     [ "$n" -le "$PER_SOURCE" ] || sources=$(((n + PER_SOURCE - 1) / PER_SOURCE))
@@ -289,49 +331,54 @@ stop_load() {
     LOAD_PIDS=()
 }
 
-# the fraction of simulate's events every subscribed client receives
-# (orders and system notifications), so that the rate gives DELIVERIES/s
+# the event types every subscribed client receives (orders, inventory with
+# PEERS_SUBSCRIBE=all, and system notifications) and the fraction of
+# simulate's events they are, so that the rate gives DELIVERIES/s
+EVERY="OrderCreated OrderStatusChanged SystemNotification"
+[ "$SUBSCRIBE" = orders ] || EVERY="$EVERY InventoryChanged"
+export EVERY
 $BIN/oms-producer simulate --dry-run --print --users 50 --seed 7 --rate max --count 20000 \
     2>/dev/null >"$T/mix.jsonl"
 FRACTION=$(python3 -c '
-import json, sys
+import json, os, sys
 n = k = 0
 for l in open(sys.argv[1]):
     if l.startswith("{"):
         n += 1
-        k += json.loads(l)["type"] in ("OrderCreated", "OrderStatusChanged", "SystemNotification")
+        k += json.loads(l)["type"] in os.environ["EVERY"].split()
 print("%.4f" % (k / n))' "$T/mix.jsonl")
 rm -f "$T/mix.jsonl"
 
 # ---- 1. the same deliveries/s at each connection count ------------------------------
-steady() { # KIND N
-    local kind=$1 n=$2 name="$1-$2"
+steady() { # KIND N (compression: $COMP)
+    local kind=$1 n=$2 name="$1-$2-$COMP"
     local rate
     rate=$(python3 -c "print(max(1, round($DELIVERIES / ($n * $FRACTION))))")
     start_server "$kind" "$name"
     warm_up "$name"
     sleep 1
-    local rss0 la0 rss1 t0 c0 ta tb ca cb la1 ready_s
+    local rss0 la0 rss1 t0 ta tb ca cb la1 ready_s
     rss0=$(rss_kb)
     la0=$(loadavg)
     t0=$(ns)
     # the clients outlive connecting (bounded by wait_ready) and the run
-    connect "$name" "$n" --subscribe orders --duration $((SECS + 90 + 2 * n / 500))
+    connect "$name" "$n" --subscribe "$SUBSCRIBE" --duration $((SECS + 90 + 2 * n / 500))
     if ! wait_ready "$name" $((60 + n / 500)); then
         # a half-connected run measures nothing comparable: say how far it got
         server_alive "connecting $n clients"
         stop_load
         stop_server
-        python3 - "$T" "$name" "$kind" "$n" "$((60 + n / 500))" <<'PY'
+        python3 - "$T" "$name" "$kind" "$n" "$((60 + n / 500))" "$COMP" <<'PY'
 import glob, json, sys
-T, name, kind, n, secs = sys.argv[1:]
+T, name, kind, n, secs, comp = sys.argv[1:]
 runs = [json.loads(open(f).read().strip().splitlines()[-1]) for f in sorted(glob.glob("%s/%s.*.json" % (T, name)))]
-res = {"run": "steady", "server": kind, "connections": int(n), "skipped": "not connected in %s s" % secs,
+res = {"run": "steady", "server": kind, "connections": int(n), "compression": comp == "on",
+       "skipped": "not connected in %s s" % secs,
        "connected": sum(r["connected"] for r in runs), "subscribed": sum(r["subscribed"] for r in runs),
        "errors": [r["errors"] for r in runs if r["errors"]]}
 open(T + "/results.jsonl", "a").write(json.dumps(res) + "\n")
-print("peers: note: %s at %s connections: only %d connected and %d subscribed within %s s (%s); not measured"
-      % (kind, n, res["connected"], res["subscribed"], secs, res["errors"]))
+print("peers: note: %s at %s connections, compression %s: only %d connected and %d subscribed within %s s (%s); not measured"
+      % (kind, n, comp, res["connected"], res["subscribed"], secs, res["errors"]))
 PY
         return 0
     fi
@@ -339,6 +386,8 @@ PY
     server_alive "connecting $n clients"
     sleep 2
     rss1=$(rss_kb)
+    local tp
+    tp=$(ms)
     produce "$name" "$rate" "$SECS" &
     local prod=$!
     sleep 4
@@ -354,24 +403,33 @@ PY
     stop_load
     stop_server
     python3 - "$T" "$name" "$kind" "$n" "$rate" "$rss0" "$rss1" "$ca" "$cb" "$ta" "$tb" "$TICK" \
-        "$la0" "$la1" "$ready_s" "$FRACTION" <<'PY'
-import glob, json, sys
-T, name, kind, n, rate, rss0, rss1, ca, cb, ta, tb, tick, la0, la1, ready_s, frac = sys.argv[1:]
-n, ta, tb = int(n), int(ta), int(tb)
+        "$la0" "$la1" "$ready_s" "$FRACTION" "$COMP" "$tp" <<'PY'
+import glob, json, os, sys
+T, name, kind, n, rate, rss0, rss1, ca, cb, ta, tb, tick, la0, la1, ready_s, frac, comp, tp = sys.argv[1:]
+n, ta, tb, tp = int(n), int(ta), int(tb), int(tp)
 runs = [json.loads(open(f).read().strip().splitlines()[-1]) for f in sorted(glob.glob("%s/%s.*.json" % (T, name)))]
-def at(rows, t):  # events received at time t, interpolated between progress lines
-    for (t0, e0), (t1, e1) in zip(rows, rows[1:]):
-        if t0 <= t <= t1:
-            return e0 + (e1 - e0) * (t - t0) / max(1, t1 - t0)
+def at(rows, t, col):  # column col (events, wire bytes, payload bytes) at time t, interpolated
+    for r0, r1 in zip(rows, rows[1:]):
+        if r0[0] <= t <= r1[0]:
+            return r0[col] + (r1[col] - r0[col]) * (t - r0[0]) / max(1, r1[0] - r0[0])
     return None
-window = 0.0
+# progress lines: UNIX_MS EVENTS OPEN WIRE_BYTES PAYLOAD_BYTES. Bytes are
+# taken from just before the producer started to the end of the run, not over
+# the CPU window: TCP counts bytes when they arrive, the clients count
+# deliveries when they read them, and a client running behind has bytes in
+# its socket buffer that it has not read yet (by the end it has read them:
+# the run waits for the last deliveries)
+window = wire = payload = run_deliveries = 0.0
 for f in sorted(glob.glob("%s/%s.*.progress" % (T, name))):
-    rows = [tuple(map(int, l.split()[:2])) for l in open(f) if len(l.split()) == 3]
-    a, b = at(rows, ta), at(rows, tb)
-    if a is None or b is None:
+    rows = [tuple(map(int, l.split())) for l in open(f) if len(l.split()) == 5]
+    a, b, p = at(rows, ta, 1), at(rows, tb, 1), at(rows, tp, 1)
+    if a is None or b is None or p is None:
         print("peers: note: %s: the progress of %s does not cover the window: not measured" % (name, f))
         sys.exit(0)
     window += b - a
+    run_deliveries += rows[-1][1] - p
+    wire += rows[-1][3] - at(rows, tp, 3)
+    payload += rows[-1][4] - at(rows, tp, 4)
 secs = (tb - ta) / 1000
 cpu = (int(cb) - int(ca)) / int(tick)
 hist = {}
@@ -391,7 +449,8 @@ def pct(q):
             return min(edge, mx) / 1000
     return mx / 1000
 res = {
-    "run": "steady", "server": kind, "connections": n, "rate": int(rate),
+    "run": "steady", "server": kind, "connections": n, "compression": comp == "on", "rate": int(rate),
+    "negotiated": sum(r.get("negotiated", 0) for r in runs),
     "connected": sum(r["connected"] for r in runs), "subscribed": sum(r["subscribed"] for r in runs),
     "closed_by_server": sum(r["closed_by_server"] for r in runs),
     "errors": [r["errors"] for r in runs if r["errors"]],
@@ -399,19 +458,26 @@ res = {
     "window_s": secs, "window_deliveries": round(window), "deliveries_per_s": window / secs,
     "cpu_s": cpu, "cpu_us_per_delivery": 1e6 * cpu / window if window else None,
     "cpu_pct": 100 * cpu / secs,
+    "wire_bytes_per_delivery": wire / run_deliveries if run_deliveries else None,
+    "payload_bytes_per_delivery": payload / run_deliveries if run_deliveries else None,
     "rss0_kb": int(rss0), "rss1_kb": int(rss1), "rss_per_conn_kb": (int(rss1) - int(rss0)) / n,
     "p50_ms": pct(.5), "p99_ms": pct(.99), "max_ms": mx / 1000,
     "load_cpu_s": sum(r["cpu_s"] for r in runs), "loaders": len(runs),
     "loadavg": [la0, la1], "ready_s": float(ready_s),
 }
-print("peers: %-10s %6d conns: %5.0f deliveries/s, %6.2f us CPU per delivery (%3.0f%% of a core), "
-      "RSS %.1f KB/conn, p50 %.1f ms p99 %.1f ms; %d/%d subscribed, %d closed; load avg %s -> %s"
-      % (kind, n, res["deliveries_per_s"], res["cpu_us_per_delivery"] or 0, res["cpu_pct"],
+print("peers: %-10s %6d conns, compression %-3s: %5.0f deliveries/s, %6.2f us CPU per delivery (%3.0f%% of a core), "
+      "%5.1f bytes on the wire per delivery (%5.1f of payload), RSS %.1f KB/conn, p50 %.1f ms p99 %.1f ms; "
+      "%d/%d subscribed, %d negotiated permessage-deflate, %d closed; load avg %s -> %s"
+      % (kind, n, comp, res["deliveries_per_s"], res["cpu_us_per_delivery"] or 0, res["cpu_pct"],
+         res["wire_bytes_per_delivery"] or 0, res["payload_bytes_per_delivery"] or 0,
          res["rss_per_conn_kb"], res["p50_ms"], res["p99_ms"], res["subscribed"], n,
-         res["closed_by_server"], la0, la1))
+         res["negotiated"], res["closed_by_server"], la0, la1))
+if comp == "on" and res["negotiated"] < res["connected"]:
+    print("peers: note: %s at %d connections: only %d of %d connections negotiated permessage-deflate"
+          % (kind, n, res["negotiated"], res["connected"]))
 # what a server that keeps up delivers in the run: every order event and
 # system notification produced, to every client
-every = ("OrderCreated", "OrderStatusChanged", "SystemNotification")
+every = os.environ["EVERY"].split()
 try:
     by = json.load(open("%s/%s.summary" % (T, name)))["byType"]
     produced = sum(by.get(t, 0) for t in every)
@@ -420,8 +486,8 @@ except (ValueError, KeyError):
 res["expected"] = produced * n
 open(T + "/results.jsonl", "a").write(json.dumps(res) + "\n")
 if res["events"] < 0.97 * res["expected"]:
-    print("peers: note: %s at %d connections fell behind: %d of %d deliveries arrived by the end of the run; "
-          "its CPU per delivery is not comparable" % (kind, n, res["events"], res["expected"]))
+    print("peers: note: %s at %d connections, compression %s, fell behind: %d of %d deliveries arrived by the end "
+          "of the run; its CPU per delivery is not comparable" % (kind, n, comp, res["events"], res["expected"]))
 PY
 }
 
@@ -435,15 +501,18 @@ for n in "${CONNS[@]}"; do
     fi
     case $done_n in *" $n "*) continue ;; esac
     done_n="$done_n$n "
-    for s in "${SERVERS[@]}"; do steady "$s" "$n"; done
+    for COMP in "${MODES[@]}"; do
+        for s in "${SERVERS[@]}"; do steady "$s" "$n"; done
+    done
 done
+COMP=off
 
 # ---- 2. the highest deliveries/s ----------------------------------------------------
 maxrate() { # KIND
     local kind=$1 name="$1-max"
     start_server "$kind" "$name"
     warm_up "$name"
-    connect "$name" "$MAX_CONNS" --subscribe orders --duration 150 --quiet-exit 5
+    connect "$name" "$MAX_CONNS" --subscribe "$SUBSCRIBE" --duration 150 --quiet-exit 5
     wait_ready "$name" 60 || note "$name: not every client settled in time"
     local ca cb ta tb la0 la1
     la0=$(loadavg)
@@ -520,37 +589,54 @@ PY
 fi
 
 # ---- the table ----------------------------------------------------------------------
-python3 - "$T" "$OMSD_THREADS" "$FRACTION" "$DELIVERIES" <<'PY'
+python3 - "$T" "$OMSD_THREADS" "$FRACTION" "$DELIVERIES" "$SUBSCRIBE" "$CENTRIFUGO_COMPRESSION_LEVEL" \
+    "$CENTRIFUGO_COMPRESSION_MIN_SIZE" <<'PY'
 import json, sys
-T, threads, frac, target = sys.argv[1:]
+T, threads, frac, target, subscribe, clevel, cmin = sys.argv[1:]
 rows = [json.loads(l) for l in open(T + "/results.jsonl")]
-steady = {(r["server"], r["connections"]): r for r in rows if r["run"] == "steady" and "skipped" not in r}
-skipped = {(r["server"], r["connections"]): r for r in rows if r["run"] == "steady" and "skipped" in r}
-ns = sorted({r["connections"] for r in rows if r["run"] == "steady"})
-print("peers: same events, same clients (oms-load), %s deliveries/s asked; omsd with %s service thread(s), Centrifugo with GOMAXPROCS = the cores"
-      % (target, threads))
-print("peers: %-7s | %-28s | %-28s | %-6s | %s" % ("conns", "omsd us/deliv  KB/conn  p50/p99 ms", "Centrifugo us/deliv  KB/conn  p50/p99 ms", "ratio", "load avg (omsd; Centrifugo)"))
-for n in ns:
-    o, c = steady.get(("omsd", n)), steady.get(("centrifugo", n))
+def key(r):
+    return (r["server"], r["connections"], r.get("compression", False))
+steady = {key(r): r for r in rows if r["run"] == "steady" and "skipped" not in r}
+skipped = {key(r): r for r in rows if r["run"] == "steady" and "skipped" in r}
+cases = sorted({(r["connections"], r.get("compression", False)) for r in rows if r["run"] == "steady"})
+print("peers: same events, same clients (oms-load, subscribed to %s), %s deliveries/s asked; omsd with %s service thread(s), "
+      "Centrifugo with GOMAXPROCS = the cores; compression on: omsd deflates each event once (zlib level 6, frames >= 256 bytes), "
+      "Centrifugo per connection (level %s, messages >= %s bytes)"
+      % ("orders and inventory" if subscribe == "all" else "orders", target, threads, clevel, cmin))
+print("peers: us/deliv = server CPU per delivery, B/deliv = bytes on the wire per delivery (TCP payload the clients received), "
+      "ratio = omsd / Centrifugo")
+hdr = "us/deliv B/deliv KB/conn p50/p99 ms"
+print("peers: %-6s | %-4s | %-36s | %-36s | %-11s | %s"
+      % ("conns", "comp", "omsd " + hdr, "Centrifugo " + hdr, "ratio CPU/B", "load avg (omsd; Centrifugo)"))
+for n, comp in cases:
+    o, c = steady.get(("omsd", n, comp)), steady.get(("centrifugo", n, comp))
     if not o and not c:
         continue
     def f(r, kind):
         if r:
-            return "%6.2f  %6.1f  %5.1f/%-6.1f" % (r["cpu_us_per_delivery"], r["rss_per_conn_kb"], r["p50_ms"], r["p99_ms"])
-        sk = skipped.get((kind, n))
+            return "%8.2f %7.1f %7.1f %5.1f/%-6.1f" % (r["cpu_us_per_delivery"], r["wire_bytes_per_delivery"] or 0,
+                                                      r["rss_per_conn_kb"], r["p50_ms"], r["p99_ms"])
+        sk = skipped.get((kind, n, comp))
         return "%d connected: %s" % (sk["connected"], sk["skipped"]) if sk else "-"
-    ratio = "%.2f" % (o["cpu_us_per_delivery"] / c["cpu_us_per_delivery"]) if o and c else "-"
+    ratio = "-"
+    if o and c:
+        ratio = "%.2f/%.2f" % (o["cpu_us_per_delivery"] / c["cpu_us_per_delivery"],
+                               (o["wire_bytes_per_delivery"] or 0) / (c["wire_bytes_per_delivery"] or 1))
     la = "; ".join(r["loadavg"][1] if r else "-" for r in (o, c))
-    print("peers: %-7d | %-28s | %-28s | %-6s | %s" % (n, f(o, "omsd"), f(c, "centrifugo"), ratio, la))
-o1, o10 = steady.get(("omsd", 1000)), steady.get(("omsd", 10000))
-c10 = steady.get(("centrifugo", 10000))
-if o10 and c10:
-    r = o10["cpu_us_per_delivery"] / c10["cpu_us_per_delivery"]
-    print("peers: target: omsd's CPU per delivery at 10,000 <= 1/3 of Centrifugo's: %.2f -> %s" % (r, "PASS" if r <= 1 / 3 else "FAIL"))
-big = max((n for n in ns if ("omsd", n) in steady), default=None)
-if o1 and big and big > 1000:
-    r = steady[("omsd", big)]["cpu_us_per_delivery"] / o1["cpu_us_per_delivery"]
-    print("peers: target: omsd at %d <= 1.3 x omsd at 1,000 (asked at 50,000): %.2f -> %s" % (big, r, "PASS" if r <= 1.3 else "FAIL"))
+    print("peers: %-6d | %-4s | %-36s | %-36s | %-11s | %s" % (n, "on" if comp else "off", f(o, "omsd"), f(c, "centrifugo"), ratio, la))
+for comp in (False, True):
+    o1, o10 = steady.get(("omsd", 1000, comp)), steady.get(("omsd", 10000, comp))
+    c10 = steady.get(("centrifugo", 10000, comp))
+    label = "compression on" if comp else "compression off"
+    if o10 and c10:
+        r = o10["cpu_us_per_delivery"] / c10["cpu_us_per_delivery"]
+        print("peers: target (%s): omsd's CPU per delivery at 10,000 <= 1/3 of Centrifugo's: %.2f -> %s"
+              % (label, r, "PASS" if r <= 1 / 3 else "FAIL"))
+    big = max((k[1] for k in steady if k[0] == "omsd" and k[2] == comp), default=None)
+    if o1 and big and big > 1000:
+        r = steady[("omsd", big, comp)]["cpu_us_per_delivery"] / o1["cpu_us_per_delivery"]
+        print("peers: target (%s): omsd at %d <= 1.3 x omsd at 1,000 (asked at 50,000): %.2f -> %s"
+              % (label, big, r, "PASS" if r <= 1.3 else "FAIL"))
 
 for r in rows:
     if r["run"] == "max":

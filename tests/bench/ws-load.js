@@ -4,8 +4,10 @@
 // permessage-deflate or not (argv: URL N on|off READY_FILE), subscribed to
 // orders and inventory; counts what arrives; writes READY_FILE once all
 // are subscribed; on SIGINT prints {"messages", "bytesRead"} and exits.
-// (oms-load's libwebsockets client loops when it negotiates
-// permessage-deflate, lws 4.1.6: hence Node here.)
+// (Node's ws because oms-load's libwebsockets client looped once it
+// negotiated permessage-deflate; `oms-load --compress` works since pmd.c
+// passes uncompressed frames as lws 4.1.6's client parser takes them, and
+// BENCH=peers uses it.)
 const crypto = require('node:crypto');
 const fs = require('node:fs');
 const WebSocket = require('../node/node_modules/ws');

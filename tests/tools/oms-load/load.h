@@ -52,6 +52,7 @@ typedef struct load_conn {
     int answers;     /* subscriptions answered (confirmed or refused) */
     unsigned out;    /* protocol-defined bits: frames still to send */
     int pongs;       /* heartbeat answers still to send */
+    bool deflate; /* the server accepted permessage-deflate */
     uint64_t events;
     char *rx; /* a message arriving in several fragments */
     size_t rxlen, rxcap;
@@ -102,6 +103,7 @@ struct load_state {
     bool idle;
     int filter_products;   /* plain: inventory filter {"productId": first + idx % N}, 0: none */
     int64_t first_product;
+    bool compress; /* offer permessage-deflate */
     uint64_t expect;
     double quiet_s;
     bool json;
@@ -123,6 +125,8 @@ struct load_state {
     uint64_t close_codes[8][2]; /* code, count */
     int ncodes;
     uint64_t closes_other;
+    int negotiated;        /* connections with permessage-deflate */
+    uint64_t wire_closed;  /* bytes on the wire of connections since closed */
 
     /* measurements */
     uint64_t events, by_kind[LOAD_EV__COUNT], frames, bytes, error_frames, no_ts, pings;
@@ -168,11 +172,20 @@ double load_pool_run(void);
 void load_pool_destroy(void);
 /* ask for a writable callback on c */
 void load_want_write(load_conn *c);
+/* bytes received on the wire so far (TCP payload: frame headers and
+ * compressed payloads), over every connection opened */
+uint64_t load_wire_bytes(void);
 /* send one text frame; 0 or -1 */
 int load_send_text(struct lws *wsi, const char *s, size_t n);
 /* a token for connection c (HS256 minted from --secret, or --token);
  * the caller frees it. NULL on failure. */
 char *load_token_for(const load_conn *c);
+
+/* ---- permessage-deflate (deflate.c) ---- */
+/* the extension table --compress offers (a static table) */
+const struct lws_extension *load_client_extensions(void);
+/* whether permessage-deflate was negotiated on wsi */
+bool load_deflate_active(struct lws *wsi);
 
 /* ---- JSON scanning (scan.c): compact or not, never allocates ---- */
 /* p at '"': the position after the closing quote, or NULL */

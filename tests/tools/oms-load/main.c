@@ -38,6 +38,17 @@ static void on_signal(int sig)
      * from a signal handler: the 100 ms tick notices the flag instead */
 }
 
+/* the last resort of "always stops by itself": the service loop never
+ * returned (lws 4.1.6 spins inside it on some extension answers) */
+static void on_alarm(int sig)
+{
+    static const char m[] = LOAD_PROG ": the run did not end 30 s past --duration: stopped\n";
+    (void)sig;
+    ssize_t w = write(STDERR_FILENO, m, sizeof m - 1);
+    (void)w;
+    _exit(1);
+}
+
 bool load_got_signal(void)
 {
     return got_signal != 0;
@@ -85,16 +96,24 @@ static void help(FILE *out)
             "                       {\"productId\": P}, P = first product + index %% N\n"
             "                       (connections share N distinct filters)\n"
             "  --first-product P    the first product of --filter-products (default 1)\n"
+            "  --compress           offer permessage-deflate (RFC 7692) on every\n"
+            "                       connection; the result says how many servers\n"
+            "                       accepted (negotiated)\n"
             "  --idle               connect and hold: no subscription, report the\n"
             "                       connected count\n"
             "  --expect N           stop once N events were received\n"
             "  --quiet-exit S       stop S seconds after the last event (once one came)\n"
             "  --ready-file PATH    write a JSON line there once every connection is\n"
             "                       open and subscribed (or has failed)\n"
-            "  --progress-file PATH append \"UNIX_MS EVENTS OPEN\" there every second\n"
+            "  --progress-file PATH append \"UNIX_MS EVENTS OPEN WIRE_BYTES PAYLOAD_BYTES\"\n"
+            "                       there every second\n"
             "  --json               print the result as one JSON line on stdout\n"
             "  -v, --verbose        progress on stderr every 2 s\n"
             "  -h, --help           this help\n"
+            "\n"
+            "bytes: wire_bytes are what TCP received on the connections (frame\n"
+            "headers and compressed payloads: TCP_INFO), bytes the payloads of the\n"
+            "messages received after inflating them\n"
             "\n"
             "exit status: 0 every connection opened (and --expect reached), 1 not,\n"
             "2 usage\n");
@@ -212,6 +231,8 @@ static bool parse_num(const char *s, double min, double max, double *out)
 
 static void report(double elapsed)
 {
+    /* the connections are still open: the context is destroyed after this */
+    uint64_t wire = load_wire_bytes();
     struct rusage ru;
     double cpu_s = 0;
     if (getrusage(RUSAGE_SELF, &ru) == 0)
@@ -269,6 +290,9 @@ static void report(double elapsed)
         json_object_set_new(j, "by_event", kinds);
         json_object_set_new(j, "frames", json_integer((json_int_t)load.frames));
         json_object_set_new(j, "bytes", json_integer((json_int_t)load.bytes));
+        json_object_set_new(j, "wire_bytes", json_integer((json_int_t)wire));
+        json_object_set_new(j, "compress", json_boolean(load.compress));
+        json_object_set_new(j, "negotiated", json_integer(load.negotiated));
         json_object_set_new(j, "events_without_timestamp", json_integer((json_int_t)load.no_ts));
         json_object_set_new(j, "per_connection_min", json_integer((json_int_t)cmin));
         json_object_set_new(j, "per_connection_max", json_integer((json_int_t)cmax));
@@ -316,6 +340,12 @@ static void report(double elapsed)
         printf("%s%s %" PRIu64, k ? ", " : "", load_ev_names[k], load.by_kind[k]);
     printf("), %" PRIu64 " bytes, per connection %" PRIu64 "..%" PRIu64 "\n", load.bytes, cmin,
            cmax);
+    printf("wire: %" PRIu64 " bytes received (%.1f per message); permessage-deflate %s",
+           wire, load.frames ? (double)wire / (double)load.frames : 0.0,
+           load.compress ? "offered" : "not offered");
+    if (load.compress)
+        printf(", negotiated on %d of %d", load.negotiated, load.hello);
+    printf("\n");
     printf("rate: %.0f events/s over %.2f s (first to last event)\n", rate, window);
     if (with_lat)
         printf("latency ms: p50 %.1f  p90 %.1f  p99 %.1f  p99.9 %.1f  max %.1f  mean %.2f\n",
@@ -329,7 +359,7 @@ int main(int argc, char **argv)
 {
     enum { O_URL = 1000, O_CONNS, O_SECRET, O_TOKEN, O_ROLE, O_UID, O_FUID, O_SUB, O_DUR, O_RAMP,
            O_PENDING, O_IDLE, O_EXPECT, O_QUIET, O_READY, O_JSON, O_PROTO, O_CHANNELS, O_SOURCES,
-           O_PROGRESS, O_FPRODUCTS, O_FIRSTPRODUCT };
+           O_PROGRESS, O_FPRODUCTS, O_FIRSTPRODUCT, O_COMPRESS };
     static const struct option longopts[] = {
         {"protocol", required_argument, NULL, O_PROTO},
         {"url", required_argument, NULL, O_URL},
@@ -346,6 +376,7 @@ int main(int argc, char **argv)
         {"ramp-per-sec", required_argument, NULL, O_RAMP},
         {"max-pending", required_argument, NULL, O_PENDING},
         {"idle", no_argument, NULL, O_IDLE},
+        {"compress", no_argument, NULL, O_COMPRESS},
         {"filter-products", required_argument, NULL, O_FPRODUCTS},
         {"first-product", required_argument, NULL, O_FIRSTPRODUCT},
         {"expect", required_argument, NULL, O_EXPECT},
@@ -438,6 +469,7 @@ int main(int argc, char **argv)
             load.max_pending = (int)v;
             break;
         case O_IDLE: load.idle = true; break;
+        case O_COMPRESS: load.compress = true; break;
         case O_FPRODUCTS:
             if (!parse_num(optarg, 1, 10000000, &v))
                 return usage("--filter-products wants 1..10000000, not '%s'", optarg);
@@ -512,6 +544,9 @@ int main(int argc, char **argv)
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
+    sa.sa_handler = on_alarm;
+    sigaction(SIGALRM, &sa, NULL);
+    alarm((unsigned)load.duration_s + 30);
 
     double elapsed = load_pool_run();
     int hello = load.hello;

@@ -15,6 +15,7 @@
 
 #include "common/oms.h"
 #include "load.h"
+#include "wire.h"
 
 static void conn_free_rx(load_conn *c)
 {
@@ -27,10 +28,27 @@ static void conn_gone(load_conn *c)
 {
     if (c->state == LOAD_CS_CONNECTING)
         load.pending--;
-    if (c->state == LOAD_CS_OPEN)
+    if (c->state == LOAD_CS_OPEN) {
         load.open--;
+        /* what it received stays counted once its socket is gone */
+        uint64_t b;
+        if (c->wsi && load_wire_rx_bytes(lws_get_socket_fd(c->wsi), &b) == 0)
+            load.wire_closed += b;
+    }
     conn_free_rx(c);
     c->wsi = NULL;
+}
+
+uint64_t load_wire_bytes(void)
+{
+    uint64_t total = load.wire_closed, b;
+    for (int i = 0; i < load.started; i++) {
+        const load_conn *c = &load.conns[i];
+        if (c->state == LOAD_CS_OPEN && c->wsi &&
+            load_wire_rx_bytes(lws_get_socket_fd(c->wsi), &b) == 0)
+            total += b;
+    }
+    return total;
 }
 
 void load_want_write(load_conn *c)
@@ -129,6 +147,10 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
         load.pending--;
         load.open++;
         c->state = LOAD_CS_OPEN;
+        if (load.compress && load_deflate_active(wsi)) {
+            c->deflate = true;
+            load.negotiated++;
+        }
         if (load.proto->on_open)
             load.proto->on_open(c, wsi);
         return 0;
@@ -255,8 +277,8 @@ static void write_ready_file(void)
         fprintf(stderr, LOAD_PROG ": cannot write '%s': %s\n", load.ready_file, strerror(errno));
 }
 
-/* one line a second, "UNIX_MS EVENTS OPEN", so that a benchmark can take the
- * deliveries of any window of the run */
+/* one line a second, "UNIX_MS EVENTS OPEN WIRE_BYTES PAYLOAD_BYTES", so that
+ * a benchmark can take the deliveries and the bytes of any window of the run */
 static void write_progress(void)
 {
     static FILE *f;
@@ -266,7 +288,8 @@ static void write_progress(void)
         load.progress_file = NULL;
         return;
     }
-    fprintf(f, "%" PRId64 " %" PRIu64 " %d\n", load_wall_us() / 1000, load.events, load.open);
+    fprintf(f, "%" PRId64 " %" PRIu64 " %d %" PRIu64 " %" PRIu64 "\n", load_wall_us() / 1000,
+            load.events, load.open, load_wire_bytes(), load.bytes);
     fflush(f);
     if (load.stopping) {
         fclose(f);
@@ -336,6 +359,8 @@ int load_pool_init(int fd_limit)
     info.pt_serv_buf_size = 64 * 1024;
     info.timeout_secs = 20;
     info.connect_timeout_secs = 20;
+    /* --compress: offer permessage-deflate on every connection */
+    info.extensions = load.compress ? load_client_extensions() : NULL;
     load.ctx = lws_create_context(&info);
     if (!load.ctx) {
         fprintf(stderr, LOAD_PROG ": cannot create the libwebsockets context\n");
@@ -349,8 +374,15 @@ double load_pool_run(void)
     load.t0_ns = load_mono_ns();
     lws_sul_schedule(load.ctx, 0, &sul_ramp, on_ramp, 1);
     lws_sul_schedule(load.ctx, 0, &sul_check, on_check, 100 * LWS_US_PER_MS);
-    while (!load.stopping && lws_service(load.ctx, 0) >= 0)
-        ;
+    while (!load.stopping && lws_service(load.ctx, 0) >= 0) {
+        /* the timers above end the run; this also ends it when the service
+         * loop never lets them run (lws' own permessage-deflate client
+         * spins that way once negotiated) */
+        if (load_got_signal())
+            stop("signal");
+        else if ((double)(load_mono_ns() - load.t0_ns) / 1e9 >= load.duration_s + 5)
+            stop("duration (timers starved)");
+    }
     if (load.progress_file)
         write_progress();
     lws_sul_cancel(&sul_ramp);
