@@ -238,6 +238,9 @@ start_kafka() {
   format_kafka_storage
   log "starting Kafka on $HOST:$KAFKA_PORT (controller $KAFKA_CONTROLLER_PORT), log $LOGS/kafka.log"
   echo "=== $(date '+%F %T') start" >>"$LOGS/kafka.out"
+  # a pid file left by a broker that was killed would be read as this one's
+  # before the new pid is written ("exited during start-up")
+  rm -f "$KPID"
   # bash -c writes its own pid, then execs java: the pid file names the JVM.
   # setsid: a new session, so the broker outlives this script and its terminal.
   # fd 9 (the state lock) is closed so that the broker does not hold it.
@@ -394,6 +397,7 @@ kc_start_node() { # <node> <broker port> <controller port>
   pf="$(kc_pidfile "$i")"
   log "starting Kafka node $i on $HOST:$2 (controller $3), log $LOGS/kafka-$i.log"
   echo "=== $(date '+%F %T') start" >>"$LOGS/kafka-$i.out"
+  rm -f "$pf" # a killed node's pid file is not this start's (see kafka start)
   (
     cd "$d" || exit 1
     exec setsid bash -c 'echo $$ >"$1"; shift; exec "$@"' kafka-start "$pf" \
