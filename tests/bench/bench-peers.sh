@@ -148,6 +148,7 @@ cleanup() {
         for _ in $(seq 100); do kill -0 "$SRV_PID" 2>/dev/null || break; sleep 0.1; done
         kill -KILL "$SRV_PID" 2>/dev/null || true
     fi
+    [ -x build/tests/tools/oms-topics-drop ] && timeout 30 build/tests/tools/oms-topics-drop "$P" >/dev/null 2>&1 || true # its topics
     return 0
 }
 trap cleanup EXIT

@@ -37,6 +37,7 @@ cleanup() {
         psql -X -q -h "$DATABASE_HOST" -p "$DATABASE_PORT" -U "$DATABASE_USER" -d postgres \
             -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null 2>&1
     done
+    [ -x build/tests/tools/oms-topics-drop ] && timeout 30 build/tests/tools/oms-topics-drop "$P" >/dev/null 2>&1 || true # its topics
 }
 trap cleanup EXIT
 

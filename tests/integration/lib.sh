@@ -84,6 +84,7 @@ PY
 # creates them.
 make_topics() {
     local p="oms-t-$1-$RANDOM$RANDOM"
+    TOPIC_PREFIXES="${TOPIC_PREFIXES:-} $p."
     TOPIC_ORDERS=$p.orders
     TOPIC_INVENTORY=$p.inventory
     TOPIC_NOTIFICATIONS=$p.notifications
@@ -124,7 +125,15 @@ t = sys.argv[1]
 print(sum(x["records"] for x in json.load(sys.stdin) if x["topic"] == t))' "$1"
 }
 
+# At the end: the topics make_topics made are deleted (a broker that kept
+# every run's topics would end up with tens of thousands of partitions and
+# run out of file descriptors).
 finish() {
+    if [ -n "${TOPIC_PREFIXES:-}" ] && [ -x "$TOOLS/oms-topics-drop" ]; then
+        # shellcheck disable=SC2086 # one argument per prefix
+        timeout 30 "$TOOLS/oms-topics-drop" $TOPIC_PREFIXES >"$T/topics-drop.out" 2>&1 ||
+            echo "# (topics not deleted: $(tail -1 "$T/topics-drop.out"))"
+    fi
     echo "# $_n checks"
 }
 trap finish EXIT
