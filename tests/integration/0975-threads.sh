@@ -69,13 +69,20 @@ asan_clean "omsd (2 threads)" "$T/omsd.log"
 
 # SIGTERM while omsd is still starting (before it serves): kept, and the
 # service threads drain at once when they start: a clean exit, not a kill
+# (the delay counts from omsd's first log line: its signal handlers are set
+# before it logs anything, and a SIGTERM before main() under ASan's start-up
+# was the default action, 143: once in 20 at a bare 0.05 s here)
 for delay in 0.05 0.3; do
-    ASAN_OPTIONS=detect_leaks=1:fast_unwind_on_malloc=0 "$ABIN/omsd" --config "$T/omsd.yaml" >"$T/early-$delay.log" 2>&1 &
+    ASAN_OPTIONS=detect_leaks=1:fast_unwind_on_malloc=0 LSAN_OPTIONS=suppressions=$ROOT/tests/integration/lsan-librdkafka-early-stop.supp \
+        "$ABIN/omsd" --config "$T/omsd.yaml" >"$T/early-$delay.log" 2>&1 &
     epid=$!
+    for _ in $(seq 1 100); do [ -s "$T/early-$delay.log" ] && break; sleep 0.02; done
     sleep "$delay"
     kill -TERM "$epid"
     wait "$epid"
     erc=$?
     check "SIGTERM ${delay} s after start: omsd exits 0 ($erc)" test "$erc" -eq 0
     asan_clean "omsd stopped while starting (${delay} s)" "$T/early-$delay.log"
+    ! grep -q "Suppressions used" "$T/early-$delay.log" ||
+        echo "# librdkafka's own objects left at this early stop (suppressed, see lsan-librdkafka-early-stop.supp)"
 done
