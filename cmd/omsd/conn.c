@@ -125,14 +125,21 @@ int omsd_conn_addr_acquire(omsd_conn *c, omsd_addr **out, char *msg, size_t msgl
  * unless the socket is full, when lws keeps the rest and asks for one
  * itself. OMS_WRITE_DIRECT=0: every write waits for WRITEABLE instead (for
  * benchmarks). */
+/* A switch for benchmarks: on unless the environment sets NAME=0 (read
+ * once, into *cache: -1 until then). */
+static bool env_switch(const char *name, int *cache)
+{
+    if (*cache < 0) {
+        const char *e = getenv(name);
+        *cache = !(e && strcmp(e, "0") == 0);
+    }
+    return *cache;
+}
+
 static bool direct_on(void)
 {
     static int on = -1;
-    if (on < 0) {
-        const char *e = getenv("OMS_WRITE_DIRECT");
-        on = !(e && strcmp(e, "0") == 0);
-    }
-    return on;
+    return env_switch("OMS_WRITE_DIRECT", &on);
 }
 
 static void mark_dirty(omsd_conn *c)
@@ -401,11 +408,14 @@ void omsd_conn_rx_done(omsd_conn *c)
 static bool coalesce_on(void)
 {
     static int on = -1;
-    if (on < 0) {
-        const char *e = getenv("OMS_WRITE_COALESCE");
-        on = !(e && strcmp(e, "0") == 0);
-    }
-    return on;
+    return env_switch("OMS_WRITE_COALESCE", &on);
+}
+
+/* Whether f goes to c compressed (omsd_frame_compress made it, c
+ * negotiated the extension and its window holds f). */
+static inline bool goes_compressed(const omsd_conn *c, const omsd_frame *f)
+{
+    return c->pmd && f->z && f->len <= c->pmd_max;
 }
 
 /* The frame at the head of the queue went out: wire bytes, z compressed. */
@@ -439,7 +449,7 @@ static uint32_t pack(omsd_conn *c, size_t *len, uint32_t max)
         omsd_frame *f = c->q[(c->qhead + n) % c->qcap];
         if ((size_t)(p - base) + 10 + f->len > OMSD_WRITE_BATCH)
             break;
-        if (c->pmd && f->z && f->len <= c->pmd_max) {
+        if (goes_compressed(c, f)) {
             /* permessage-deflate: the frame compressed once, header and all */
             memcpy(p, f->z + f->zoff, f->zlen);
             p += f->zlen;
@@ -476,28 +486,16 @@ static int write_frames(omsd_conn *c, bool direct)
             OMSD_BUMP(c->w->ws_frames, n);
             while (n--) {
                 omsd_frame *f = c->q[c->qhead];
-                bool z = c->pmd && f->z && f->len <= c->pmd_max;
-                sent(c, &now_ms, z ? f->zlen : f->len + (f->len < 126 ? 2 : f->len < 65536 ? 4 : 10), z);
+                bool z = goes_compressed(c, f);
+                sent(c, &now_ms, z ? f->zlen : omsd_ws_header_len(f->len) + f->len, z);
             }
             continue;
         }
-        /* a frame larger than the buffer: its header, then itself */
+        /* a frame larger than the buffer: on its own */
         omsd_frame *f = c->q[c->qhead];
-        /* with permessage-deflate every frame goes raw (lws' extension
-         * would deflate it for this connection alone) */
-        size_t want = f->len;
-        bool z = false;
-        int w;
-        if (c->pmd) {
-            w = omsd_pmd_write(c->wsi, f, c->pmd_max, &want, &z);
-        } else {
-            /* the header in a write of its own, not in the shared headroom */
-            unsigned char hdr[10];
-            size_t hl = omsd_ws_header(hdr, f->len, false);
-            w = lws_write(c->wsi, hdr, hl, LWS_WRITE_RAW) < (int)hl
-                    ? -1
-                    : lws_write(c->wsi, f->buf + LWS_PRE, f->len, LWS_WRITE_RAW);
-        }
+        bool z = goes_compressed(c, f);
+        size_t want;
+        int w = omsd_frame_write_alone(c->wsi, f, z, &want);
         if (w < (int)want) {
             oms_log(c->d->log, OMS_LOG_WARN, "write failed, closing", OMS_LI("wrote", w),
                     OMS_LI("len", f->len));
@@ -505,7 +503,7 @@ static int write_frames(omsd_conn *c, bool direct)
         }
         OMSD_BUMP(c->w->ws_writes[direct], 1);
         OMSD_BUMP(c->w->ws_frames, 1);
-        sent(c, &now_ms, c->pmd ? want : want + (want < 126 ? 2 : want < 65536 ? 4 : 10), z);
+        sent(c, &now_ms, want, z);
     }
     return 0;
 }

@@ -63,7 +63,7 @@ static z_stream *thread_stream(void)
         return z;
     z = calloc(1, sizeof *z);
     /* raw deflate (negative bits), the largest window: a message's
-     * distances never exceed its own length (see omsd_pmd_write) */
+     * distances never exceed its own length (see omsd_pmd_negotiated) */
     if (!z || deflateInit2(z, Z_DEFAULT_COMPRESSION, Z_DEFLATED, -15, 8, Z_DEFAULT_STRATEGY) != Z_OK) {
         free(z);
         return NULL;
@@ -101,9 +101,9 @@ void omsd_frame_compress(omsd *d, omsd_frame *f)
         return;
     }
     n -= 4;
-    unsigned char hdr[10], plain[10];
+    unsigned char hdr[10];
     size_t hl = omsd_ws_header(hdr, n, true);
-    if (hl + n >= omsd_ws_header(plain, f->len, false) + f->len) {
+    if (hl + n >= omsd_ws_header_len(f->len) + f->len) {
         free(out); /* no gain */
         return;
     }
@@ -124,20 +124,17 @@ bool omsd_pmd_negotiated(struct lws *wsi, size_t *max_len)
     return true;
 }
 
-int omsd_pmd_write(struct lws *wsi, omsd_frame *f, size_t max_len, size_t *want, bool *compressed)
+int omsd_frame_write_alone(struct lws *wsi, omsd_frame *f, bool compressed, size_t *want)
 {
-    if (f->z && f->len <= max_len) {
+    if (compressed) {
         *want = f->zlen;
-        *compressed = true;
         return lws_write(wsi, f->z + f->zoff, f->zlen, LWS_WRITE_RAW);
     }
-    /* uncompressed, RSV1 clear: written raw too, or lws' extension would
-     * deflate it for this connection alone. The header in a write of its
-     * own: the frame's headroom is shared with every thread sending it */
+    /* the header in a write of its own: the frame's headroom is shared
+     * with every thread sending it */
     unsigned char hdr[10];
     size_t hl = omsd_ws_header(hdr, f->len, false);
     *want = hl + f->len;
-    *compressed = false;
     if (lws_write(wsi, hdr, hl, LWS_WRITE_RAW) < (int)hl)
         return -1;
     int n = lws_write(wsi, f->buf + LWS_PRE, f->len, LWS_WRITE_RAW);

@@ -33,13 +33,19 @@ int omsd_pmd_headers(const omsd *d, struct lws *wsi, void *in);
  * the largest message its server_max_window_bits lets us compress. */
 bool omsd_pmd_negotiated(struct lws *wsi, size_t *max_len);
 
-/* Write f as one text frame on a connection that negotiated it. Returns
- * what lws_write returns and *want, the byte count that means all of it. */
-int omsd_pmd_write(struct lws *wsi, omsd_frame *f, size_t max_len, size_t *want,
-                   bool *compressed);
+/* Write f alone as one text frame, compressed (f->z) or not, raw: lws
+ * adds nothing. Returns what lws_write returns and *want, the byte count
+ * that means all of it (header included). */
+int omsd_frame_write_alone(struct lws *wsi, omsd_frame *f, bool compressed, size_t *want);
 
 /* The WebSocket header of an unmasked final text frame of len bytes
  * (rsv1: compressed) into out (10 bytes at most); returns its length. */
 size_t omsd_ws_header(unsigned char *out, size_t len, bool rsv1);
+
+/* That header's length. */
+static inline size_t omsd_ws_header_len(size_t len)
+{
+    return len < 126 ? 2 : len < 65536 ? 4 : 10;
+}
 
 #endif
