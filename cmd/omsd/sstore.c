@@ -228,15 +228,8 @@ static void mark_stored(struct omsd_sstore *ss, const char *pid, uint64_t versio
 static void do_op(struct omsd_sstore *ss, ss_op *op)
 {
     switch (op->kind) {
-    case OP_SAVE: {
-        bool ok = pg_ready(ss) && upsert(ss, op->pid, op->user_id, op->state);
-        atomic_fetch_add(&ss->d->m.ss_saves[ok ? 0 : 1], 1);
-        if (ok)
-            mark_stored(ss, op->pid, op->version);
-        if (op->answer)
-            answer(ss, op, OMSD_SS_SAVED, ok ? OMS_OK : OMS_EIO, 0, NULL);
+    case OP_SAVE: /* save_run's */
         break;
-    }
     case OP_LOOKUP: {
         PGresult *r = NULL;
         char ttl[24];
@@ -272,9 +265,10 @@ static void do_op(struct omsd_sstore *ss, ss_op *op)
     }
 }
 
-/* Consecutive saves (a storm of subscriptions) in one transaction: one
- * WAL flush for all of them instead of one each. All are answered after
- * the commit, or all fail. Returns the first op after them. */
+/* Saves: consecutive ones (a storm of subscriptions) in one transaction,
+ * one WAL flush for all of them instead of one each; a single one in its
+ * own statement. All are answered after the commit, or all fail. Returns
+ * the first op after them. */
 #define SAVE_RUN_MAX 1000
 static ss_op *save_run(struct omsd_sstore *ss, ss_op *first)
 {
@@ -284,12 +278,13 @@ static ss_op *save_run(struct omsd_sstore *ss, ss_op *first)
         end = end->next;
         n++;
     }
-    bool ok = pg_ready(ss) && exec(ss, "BEGIN", 0, NULL, NULL);
+    bool tx = n > 1;
+    bool ok = pg_ready(ss) && (!tx || exec(ss, "BEGIN", 0, NULL, NULL));
     for (ss_op *op = first; ok && op != end; op = op->next)
         ok = upsert(ss, op->pid, op->user_id, op->state);
-    if (ok)
+    if (tx && ok)
         ok = exec(ss, "COMMIT", 0, NULL, NULL);
-    else if (ss->pg)
+    else if (tx && ss->pg)
         (void)exec(ss, "ROLLBACK", 0, NULL, NULL);
     atomic_fetch_add(&ss->d->m.ss_saves[ok ? 0 : 1], (uint_fast64_t)n);
     for (ss_op *op = first; op != end;) {
@@ -397,7 +392,7 @@ static void *sstore_main(void *arg)
         pthread_mutex_unlock(&ss->lock);
         while (ops) {
             ss_op *next = ops->next;
-            if (ops->kind == OP_SAVE && next && next->kind == OP_SAVE) {
+            if (ops->kind == OP_SAVE) {
                 ops = save_run(ss, ops);
                 continue;
             }
