@@ -38,20 +38,9 @@ check "... and says why" grep -q "presence.expiry_s (5) must be greater" "$T/las
 printf 'resume:\n  history_size: -1\n' >"$T/bad.yaml"
 expect_exit 2 "omsd -t refuses a negative resume.history_size" "$ABIN/omsd" -t --config "$T/bad.yaml"
 
-start() { # NAME
-    local port
-    port=$(eval echo "\$PORT_$1")
-    "$ABIN/omsd" --config "$T/omsd-$1.yaml" >>"$T/omsd-$1.log" 2>&1 &
-    eval "PID_$1=$!"
-    for _ in $(seq 1 150); do
-        curl -sf "http://127.0.0.1:$port/websocket/health" >/dev/null && return 0
-        sleep 0.1
-    done
-    return 1
-}
-check "instance A up" start A
-check "instance B up" start B
-check "instance C up" start C
+check "instance A up" start_instance A
+check "instance B up" start_instance B
+check "instance C up" start_instance C
 
 (cd tests/node && OMS_PORT=$PORT_A PORT_A=$PORT_A PORT_B=$PORT_B PORT_C=$PORT_C \
     PID_A=$PID_A PID_B=$PID_B PID_C=$PID_C BIN=$BIN OMS_CONFIG=$T/omsd.yaml \
@@ -62,16 +51,4 @@ check "instance C up" start C
 grep -E '^(not )?ok ' "$T/node.tap"
 grep -B2 -A30 '^not ok' "$T/node.tap" | sed 's/^/# /' | head -80
 
-for name in A B C; do
-    pid=$(eval echo "\$PID_$name")
-    if kill -0 "$pid" 2>/dev/null; then
-        kill -TERM "$pid"
-        wait "$pid"
-        check "instance $name exits 0 after SIGTERM" test $? -eq 0
-    else
-        wait "$pid" 2>/dev/null
-    fi
-done
-for name in A B C; do
-    asan_clean "instance $name" "$T/omsd-$name.log"
-done
+stop_instances A B C

@@ -56,20 +56,10 @@ printf 'resume:\n  token_secret: short\n' >"$T/bad.yaml"
 expect_exit 2 "omsd -t refuses a resume.token_secret under 16 bytes" "$ABIN/omsd" -t --config "$T/bad.yaml"
 check "... and says why" grep -q "resume.token_secret: 5 bytes; at least 16" "$T/last.err"
 
-start() { # NAME
-    local port
-    port=$(eval echo "\$PORT_$1")
+start() { # NAME (D: its Postgres is down)
     local dbport=$DATABASE_PORT
     [ "$1" = D ] && dbport=$PG_DOWN
-    DATABASE_PORT=$dbport OMS_SSTORE_SWEEP_MS=1000 ASAN_OPTIONS=detect_leaks=1 \
-        "$ABIN/omsd" --config "$T/omsd-$1.yaml" \
-        >>"$T/omsd-$1.log" 2>&1 &
-    eval "PID_$1=$!"
-    for _ in $(seq 1 150); do
-        curl -sf "http://127.0.0.1:$port/websocket/health" >/dev/null && return 0
-        sleep 0.1
-    done
-    return 1
+    DATABASE_PORT=$dbport OMS_SSTORE_SWEEP_MS=1000 ASAN_OPTIONS=detect_leaks=1 start_instance "$1"
 }
 check "instance A up" start A
 check "instance B up" start B
@@ -110,16 +100,4 @@ check "D's store is down and its saves failed (confirmed unstored)" \
 wait "$PID_C" 2>/dev/null
 rc_c=$?
 check "instance C was killed by the test (SIGKILL)" test "$rc_c" -eq 137
-for name in A B D; do
-    pid=$(eval echo "\$PID_$name")
-    if kill -0 "$pid" 2>/dev/null; then
-        kill -TERM "$pid"
-        wait "$pid"
-        check "instance $name exits 0 after SIGTERM" test $? -eq 0
-    else
-        wait "$pid" 2>/dev/null
-    fi
-done
-for name in A B D; do
-    asan_clean "instance $name" "$T/omsd-$name.log"
-done
+stop_instances A B D

@@ -31,19 +31,8 @@ printf 'server:\n  filter_max_values: 0\n' >"$T/bad.yaml"
 expect_exit 2 "omsd -t refuses server.filter_max_values 0" "$ABIN/omsd" -t --config "$T/bad.yaml"
 check "... and names the key" grep -q "server.filter_max_values" "$T/last.err"
 
-start() { # NAME
-    local port
-    port=$(eval echo "\$PORT_$1")
-    "$ABIN/omsd" --config "$T/omsd-$1.yaml" >>"$T/omsd-$1.log" 2>&1 &
-    eval "PID_$1=$!"
-    for _ in $(seq 1 150); do
-        curl -sf "http://127.0.0.1:$port/websocket/health" >/dev/null && return 0
-        sleep 0.1
-    done
-    return 1
-}
-check "instance A up" start A
-check "instance B up" start B
+check "instance A up" start_instance A
+check "instance B up" start_instance B
 
 (cd tests/node && ulimit -n 20000 2>/dev/null; OMS_PORT=$PORT_A PORT_A=$PORT_A PORT_B=$PORT_B BIN=$BIN \
     OMS_CONFIG=$T/omsd.yaml T="$T" FILTER_CONNS=${FILTER_CONNS:-10000} \
@@ -52,17 +41,4 @@ grep -E '^(not )?ok ' "$T/node.tap"
 grep -B2 -A30 '^not ok' "$T/node.tap" | sed 's/^/# /' | head -80
 grep -qE '^ok ' "$T/node.tap" || { not_ok "node tests ran"; tail -20 "$T/node.tap" | sed 's/^/# /'; }
 
-for name in A B; do
-    pid=$(eval echo "\$PID_$name")
-    if kill -0 "$pid" 2>/dev/null; then
-        kill -TERM "$pid"
-        wait "$pid"
-        check "instance $name exits 0 after SIGTERM" test $? -eq 0
-    else
-        not_ok "instance $name still running at the end"
-        wait "$pid" 2>/dev/null
-    fi
-done
-for name in A B; do
-    asan_clean "instance $name" "$T/omsd-$name.log"
-done
+stop_instances --all-running A B

@@ -31,20 +31,9 @@ projections:
 YAML
 done
 
-start() { # NAME
-    local port
-    port=$(eval echo "\$PORT_$1")
-    "$ABIN/omsd" --config "$T/omsd-$1.yaml" >>"$T/omsd-$1.log" 2>&1 &
-    eval "PID_$1=$!"
-    for _ in $(seq 1 150); do
-        curl -sf "http://127.0.0.1:$port/websocket/health" >/dev/null && return 0
-        sleep 0.1
-    done
-    return 1
-}
-check "instance A up" start A
-check "instance B up" start B
-check "instance C up" start C
+check "instance A up" start_instance A
+check "instance B up" start_instance B
+check "instance C up" start_instance C
 check "omsd --help documents OMS_SSE_HEARTBEAT_MS" sh -c "'$ABIN/omsd' --help | grep -q OMS_SSE_HEARTBEAT_MS"
 
 (cd tests/node && OMS_PORT=$PORT_C PORT_A=$PORT_A PORT_B=$PORT_B PID_A=$PID_A PID_B=$PID_B \
@@ -56,16 +45,4 @@ grep -E '^(not )?ok ' "$T/node.tap"
 grep -B2 -A30 '^not ok' "$T/node.tap" | sed 's/^/# /' | head -80
 grep -qE '^ok ' "$T/node.tap" || { not_ok "node tests ran"; tail -20 "$T/node.tap" | sed 's/^/# /'; }
 
-for name in A B C; do
-    pid=$(eval echo "\$PID_$name")
-    if kill -0 "$pid" 2>/dev/null; then
-        kill -TERM "$pid"
-        wait "$pid"
-        check "instance $name exits 0 after SIGTERM" test $? -eq 0
-    else
-        wait "$pid" 2>/dev/null
-    fi
-done
-for name in A B C; do
-    asan_clean "instance $name" "$T/omsd-$name.log"
-done
+stop_instances A B C

@@ -30,19 +30,8 @@ printf 'server:\n  compression: maybe\n' >"$T/bad.yaml"
 expect_exit 2 "omsd -t refuses server.compression: maybe" "$ABIN/omsd" -t --config "$T/bad.yaml"
 check "... and names the key" grep -q "server.compression" "$T/last.err"
 
-start() { # NAME
-    local port
-    port=$(eval echo "\$PORT_$1")
-    "$ABIN/omsd" --config "$T/omsd-$1.yaml" >>"$T/omsd-$1.log" 2>&1 &
-    eval "PID_$1=$!"
-    for _ in $(seq 1 150); do
-        curl -sf "http://127.0.0.1:$port/websocket/health" >/dev/null && return 0
-        sleep 0.1
-    done
-    return 1
-}
-check "instance A up" start A
-check "instance B up" start B
+check "instance A up" start_instance A
+check "instance B up" start_instance B
 
 (cd tests/node && OMS_PORT=$PORT_A PORT_A=$PORT_A PORT_B=$PORT_B BIN=$BIN OMS_CONFIG=$T/omsd.yaml T="$T" \
     timeout 300 node --test --test-force-exit --test-reporter=tap --test-concurrency=1 compression.test.js) >"$T/node.tap" 2>&1
@@ -79,17 +68,4 @@ PY
 }
 check "... negotiated on its 4 connections, got the 20 events each, fewer bytes on the wire than JSON" load_ok
 
-for name in A B; do
-    pid=$(eval echo "\$PID_$name")
-    if kill -0 "$pid" 2>/dev/null; then
-        kill -TERM "$pid"
-        wait "$pid"
-        check "instance $name exits 0 after SIGTERM" test $? -eq 0
-    else
-        not_ok "instance $name still running at the end"
-        wait "$pid" 2>/dev/null
-    fi
-done
-for name in A B; do
-    asan_clean "instance $name" "$T/omsd-$name.log"
-done
+stop_instances --all-running A B

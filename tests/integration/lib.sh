@@ -61,6 +61,43 @@ asan_clean() {
     fi
 }
 
+# start_instance NAME: the ASan omsd with $T/omsd-NAME.yaml on $PORT_NAME,
+# logging to $T/omsd-NAME.log, its pid in $PID_NAME; 0 once it answers
+# /websocket/health (15 s at most). Variables set before the call reach it.
+start_instance() {
+    local port
+    port=$(eval echo "\$PORT_$1")
+    "$ABIN/omsd" --config "$T/omsd-$1.yaml" >>"$T/omsd-$1.log" 2>&1 &
+    eval "PID_$1=$!"
+    for _ in $(seq 1 150); do
+        curl -sf "http://127.0.0.1:$port/websocket/health" >/dev/null && return 0
+        sleep 0.1
+    done
+    return 1
+}
+
+# stop_instances [--all-running] NAME...: SIGTERM to each instance still
+# running, which must exit 0 (--all-running: one that is not running is a
+# failure too), then each log must be clean under ASan/UBSan.
+stop_instances() {
+    local strict=false name pid
+    [ "$1" = --all-running ] && { strict=true; shift; }
+    for name in "$@"; do
+        pid=$(eval echo "\$PID_$name")
+        if kill -0 "$pid" 2>/dev/null; then
+            kill -TERM "$pid"
+            wait "$pid"
+            check "instance $name exits 0 after SIGTERM" test $? -eq 0
+        else
+            $strict && not_ok "instance $name still running at the end"
+            wait "$pid" 2>/dev/null
+        fi
+    done
+    for name in "$@"; do
+        asan_clean "instance $name" "$T/omsd-$name.log"
+    done
+}
+
 # health_public FILE: FILE holds the public answer of /websocket/health (no
 # token, or one that is not staff or admin): the status, the uptime, which
 # dependency is down, and nothing else: no brokers, no error text, no address
