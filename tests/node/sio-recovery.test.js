@@ -17,6 +17,7 @@ const { execFileSync } = require('node:child_process');
 const WebSocket = require('ws');
 const { io } = require('socket.io-client');
 const { env, tok, sleep, producerAsync, connect } = require('./lib');
+const { parsePos, assertSameEvents, assertOrdered } = require('./events-assert');
 
 const PORT_A = Number(env.PORT_A);
 const PORT_B = Number(env.PORT_B);
@@ -108,33 +109,6 @@ async function witness(token, subs) {
   }
   w.got = () => w.frames.filter((f) => isEvent(f.data)).map((f) => f.data);
   return w;
-}
-
-function parsePos(id) {
-  const i = id.lastIndexOf(':');
-  return { key: id.slice(0, i), offset: BigInt(id.slice(i + 1)) };
-}
-
-function assertSameEvents(got, want, what) {
-  const ids = got.map((e) => e.id);
-  const dup = ids.filter((x, i) => ids.indexOf(x) !== i);
-  assert.deepEqual(dup.slice(0, 5), [], `${what}: no duplicates`);
-  const wantIds = new Set(want.map((e) => e.id));
-  const have = new Set(ids);
-  const missing = [...wantIds].filter((i) => !have.has(i));
-  const extra = ids.filter((i) => !wantIds.has(i));
-  assert.deepEqual({ missing: missing.slice(0, 5), extra: extra.slice(0, 5), n: ids.length },
-    { missing: [], extra: [], n: wantIds.size }, `${what}: exactly the events entitled to`);
-}
-
-function assertOrdered(events, what) {
-  const last = new Map();
-  for (const e of events) {
-    const p = parsePos(e.id);
-    const l = last.get(p.key);
-    assert.ok(l === undefined || p.offset > l, `${what}: ${e.id} after ${p.key}:${l}`);
-    last.set(p.key, p.offset);
-  }
 }
 
 let seed = 500;
